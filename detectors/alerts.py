@@ -1,0 +1,117 @@
+"""Alerts and retrain requests as plain data, and the lifecycle that decides when to send them.
+
+An alert id is a hash of *what* was detected and *where in the stream* (model,
+version, kind, window index, features), never of wall-clock time: when a
+crashed worker replays events from its last checkpoint it rebuilds the same
+windows and therefore the same ids, so consumers (and the sinks' dedup) can drop
+the redelivered copy.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+SEVERITIES = ("info", "warning", "critical")
+
+ALERT_KINDS = (
+    "input_drift", "prediction_drift", "performance", "data_quality",
+    "multivariate_drift", "estimated_performance", "fairness", "comparison", "resolved",
+)
+
+
+def stable_id(*parts: object) -> str:
+    text = "|".join(str(p) for p in parts)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def make_alert(*, model: str, model_version: str, kind: str, severity: str, detector: str,
+               feature: str | None, statistic: float | None, p_value: float | None,
+               threshold: float | None, window: dict, reference: dict, evidence: dict,
+               id_parts: tuple, config_version: str = "", features: list | None = None,
+               message: str = "", now: float | None = None) -> dict:
+    """One alert in the wire format of ``driftline.alerts`` (see README)."""
+    return {
+        "alert_id": stable_id(model, model_version, kind, *id_parts),
+        "model": model,
+        "model_version": model_version,
+        "kind": kind,
+        "severity": severity,
+        "feature": feature,
+        "features": features if features is not None else ([feature] if feature else []),
+        "detector": detector,
+        "statistic": statistic,
+        "p_value": p_value,
+        "threshold": threshold,
+        "window": window,
+        "reference": reference,
+        "evidence": evidence,
+        "message": message,
+        "config_version": config_version,
+        "created_at": time.time() if now is None else now,
+    }
+
+
+def make_retrain_request(*, model: str, model_version: str, reason: str, alert_ids: list,
+                         data_range: dict, id_parts: tuple, suppressed: bool = False,
+                         now: float | None = None) -> dict:
+    return {
+        "event_id": stable_id(model, model_version, "retrain", *id_parts),
+        "kind": "retrain",
+        "severity": "warning",
+        "model": model,
+        "model_version": model_version,
+        "reason": reason,
+        "alert_ids": list(alert_ids),
+        "data_range": data_range,
+        "suppressed": suppressed,
+        "requested_at": time.time() if now is None else now,
+    }
+
+
+@dataclass
+class Condition:
+    active: bool = False
+    announced_at: int = -1     # window index of the last announcement
+    clear_streak: int = 0
+
+
+@dataclass
+class AlertLifecycle:
+    """Dedup, cooldown and hysteresis per (kind, feature).
+
+    A condition is announced when it first appears, re-announced every
+    ``realert_windows`` windows while it persists, and resolved after
+    ``resolve_windows`` consecutive clear windows.
+
+    >>> life = AlertLifecycle(realert_windows=3, resolve_windows=2)
+    >>> [life.observe(w, "input_drift", {"x"})[0] for w in range(5)]
+    [['x'], [], [], ['x'], []]
+    >>> life.observe(5, "input_drift", set()), life.observe(6, "input_drift", set())
+    (([], []), ([], ['x']))
+    """
+
+    realert_windows: int = 10
+    resolve_windows: int = 3
+    _conditions: dict = field(default_factory=dict, repr=False)
+
+    def observe(self, window_index: int, kind: str, firing: set) -> tuple[list, list]:
+        """Return (features to announce now, features resolved now) for one kind in one window."""
+        announce, resolved = [], []
+        for feature in sorted(firing, key=str):
+            cond = self._conditions.setdefault((kind, feature), Condition())
+            cond.clear_streak = 0
+            if not cond.active or window_index - cond.announced_at >= self.realert_windows:
+                cond.active, cond.announced_at = True, window_index
+                announce.append(feature)
+        for (k, feature), cond in self._conditions.items():
+            if k != kind or feature in firing or not cond.active:
+                continue
+            cond.clear_streak += 1
+            if cond.clear_streak >= self.resolve_windows:
+                cond.active = False
+                resolved.append(feature)
+        return announce, resolved
+
+    def active(self) -> list[tuple[str, str]]:
+        return [key for key, cond in self._conditions.items() if cond.active]

@@ -1,0 +1,98 @@
+"""Chi-squared test of a categorical window's counts against the reference counts."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from detectors.base import DriftResult, Estimator, empty_result, json_safe
+from detectors.profile import FeatureProfile, category_counts, to_column
+from detectors.summary import summarize
+
+__all__ = ["ChiSquared", "contingency_table"]
+
+MAX_LISTED = 10
+
+
+def contingency_table(reference_counts: dict, current_counts: dict) -> tuple[list[str], np.ndarray]:
+    """Categories (reference order, then unseen ones sorted) and the 2 x k count table."""
+    categories = list(reference_counts) + sorted(c for c in current_counts if c not in reference_counts)
+    table = np.array(
+        [[reference_counts.get(c, 0) for c in categories], [current_counts.get(c, 0) for c in categories]],
+        dtype=np.int64,
+    )
+    return categories, table
+
+
+class ChiSquared(Estimator):
+    """Chi-squared test of homogeneity: reference counts vs window counts.
+
+    The 2 x k table (reference row, window row) over the union of categories is
+    passed to ``scipy.stats.chi2_contingency(table, correction=False)``, whose
+    statistic and p-value are returned. Because the reference is a sample too,
+    this two-sample test is used rather than a goodness-of-fit test against
+    fixed reference proportions (which over-alarms with small references).
+    Categories unseen in the reference are not an error: they enter the table
+    with a reference count of 0 and are evidence of drift (listed in
+    ``evidence["unseen_categories"]``). Missing values are excluded
+    (:class:`~detectors.missing_rate.MissingRate` tests those). An empty window
+    or a single category overall gives statistic 0, p-value 1, no drift.
+
+    Parameters
+    ----------
+    alpha
+        Drift when ``p_value <= alpha``.
+
+    Examples
+    --------
+    >>> from detectors.profile import FeatureProfile
+    >>> ref = FeatureProfile.from_values("plan", ["a"] * 600 + ["b"] * 300 + ["c"] * 100)
+    >>> test = ChiSquared(alpha=0.01)
+    >>> test.test(ref, ["a"] * 59 + ["b"] * 31 + ["c"] * 10).drifted
+    False
+    >>> r = test.test(ref, ["a"] * 30 + ["b"] * 30 + ["c"] * 30 + ["new"] * 10)
+    >>> r.drifted, r.evidence["unseen_categories"]
+    (True, ['new'])
+    """
+
+    name = "chi_squared"
+
+    def __init__(self, alpha: float = 0.05):
+        self.alpha = alpha
+
+    def test(self, feature_profile: FeatureProfile, values, detector: str | None = None) -> DriftResult:
+        detector = detector or self.name
+        if feature_profile.kind != "categorical":
+            raise ValueError(f"chi-squared needs a categorical feature; {feature_profile.name!r} is {feature_profile.kind}")
+        column = to_column(values, "categorical")
+        current_counts = category_counts(column)
+        reference_counts = feature_profile.category_counts
+        categories, table = contingency_table(reference_counts, current_counts)
+        unseen = [c for c in categories if c not in reference_counts]
+        n_ref, n_cur = int(table[0].sum()), int(table[1].sum())
+        evidence = {
+            "n_reference": n_ref,
+            "n_current": n_cur,
+            "reference": feature_profile.summary,
+            "current": summarize(column, "categorical"),
+            "n_unseen_categories": len(unseen),
+            "unseen_categories": unseen[:MAX_LISTED],
+            "unseen_rate": float(table[1, len(reference_counts):].sum()) / n_cur if n_cur else 0.0,
+        }
+        if n_cur == 0:
+            return empty_result(detector, feature_profile.name, self.alpha, "p_value", "no non-missing values in window", evidence)
+        if n_ref == 0:
+            return empty_result(detector, feature_profile.name, self.alpha, "p_value", "no non-missing values in reference", evidence)
+        if len(categories) < 2:
+            return empty_result(detector, feature_profile.name, self.alpha, "p_value", "a single category in reference and window", evidence)
+        res = stats.chi2_contingency(table, correction=False)
+        expected = res.expected_freq[1]
+        contribution = (table[1] - expected) ** 2 / expected + (table[0] - res.expected_freq[0]) ** 2 / res.expected_freq[0]
+        order = np.argsort(-contribution)[:MAX_LISTED]
+        evidence["dof"] = int(res.dof)
+        evidence["largest_changes"] = [
+            [categories[i], table[0, i] / n_ref, table[1, i] / n_cur] for i in order
+        ]  # [category, reference fraction, window fraction]
+        p_value = float(res.pvalue)
+        return DriftResult(detector, feature_profile.name, float(res.statistic), p_value, self.alpha, "p_value",
+                           bool(p_value <= self.alpha), evidence=json_safe(evidence))

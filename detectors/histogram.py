@@ -1,0 +1,45 @@
+"""Reference vs window histograms shared by PSI and Jensen-Shannon.
+
+Numeric features use the quantile bin edges fixed on the reference (outer bins
+open to +-inf, a value equal to an edge goes to the bin above); categorical
+features use the union of reference and window categories.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors.profile import FeatureProfile, category_counts, to_column
+
+__all__ = ["histograms", "bin_counts"]
+
+
+def bin_counts(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Counts of non-missing ``values`` in the ``len(edges) + 1`` bins cut by ``edges``."""
+    values = values[~np.isnan(values)]
+    return np.bincount(np.searchsorted(edges, values, side="right"), minlength=edges.size + 1)
+
+
+def histograms(feature_profile: FeatureProfile, values) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Bin labels, reference counts and window counts (missing values excluded).
+
+    >>> fp = FeatureProfile.from_values("x", [1.0, 2.0, 3.0, 4.0], n_bins=2)
+    >>> histograms(fp, [0.0, 2.5, 3.0, None])
+    (['< 2.5', '>= 2.5'], array([2, 2]), array([1, 2]))
+    """
+    column = to_column(values, feature_profile.kind)
+    if feature_profile.kind == "numeric":
+        edges = feature_profile.bin_edges
+        ref = bin_counts(edges, feature_profile.sample)
+        cur = bin_counts(edges, column)
+        if edges.size == 0:
+            labels = ["all"]
+        else:
+            labels = [f"< {edges[0]:.6g}"] + [f"[{a:.6g}, {b:.6g})" for a, b in zip(edges[:-1], edges[1:])] + [f">= {edges[-1]:.6g}"]
+        return labels, ref, cur
+    ref_counts = feature_profile.category_counts
+    cur_counts = category_counts(column)
+    labels = list(ref_counts) + sorted(c for c in cur_counts if c not in ref_counts)
+    ref = np.array([ref_counts.get(c, 0) for c in labels], dtype=np.int64)
+    cur = np.array([cur_counts.get(c, 0) for c in labels], dtype=np.int64)
+    return labels, ref, cur

@@ -1,0 +1,306 @@
+"""Reference profiles: what the drift tests need to know about the reference data.
+
+A :class:`ReferenceProfile` is built once from the reference (training or
+baseline) data and stored as JSON; every window is then tested against it
+without touching the raw reference again. Per feature it keeps the kind, the
+row count, the missing rate, a summary, and the precomputed inputs of the tests:
+
+* numeric: the sorted non-missing sample (at most ``max_sample`` values; larger
+  references are thinned deterministically to evenly spaced order statistics,
+  which keeps every quantile and makes the KS p-value slightly conservative),
+  quantile bin edges fixed on the full reference (for PSI and Jensen-Shannon)
+  and the reference standard deviation (for the normalised Wasserstein distance);
+* categorical: the category counts.
+
+Missing values are None or float NaN. Numeric features treat anything that is
+not a finite real number (strings, bools, infinities) as missing; the data
+quality checks (:mod:`detectors.quality`) count those as type mismatches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from detectors.base import json_safe
+from detectors.summary import summarize
+
+__all__ = ["FeatureProfile", "ReferenceProfile", "to_column", "infer_kind", "KINDS"]
+
+KINDS = ("numeric", "categorical")
+MAX_SAMPLE = 10_000
+N_BINS = 10
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_missing(v) -> bool:
+    return v is None or (isinstance(v, (float, np.floating)) and math.isnan(v))
+
+
+def infer_kind(values) -> str:
+    """``"numeric"`` when most non-missing values are real numbers, else ``"categorical"``.
+
+    Bools and strings are categorical; a numeric column with a little junk in
+    it stays numeric (the junk becomes a type mismatch, not a new kind).
+
+    >>> infer_kind([1, 2.5, None]), infer_kind([True, False]), infer_kind(["a", 1]), infer_kind([1, 2, "x"])
+    ('numeric', 'categorical', 'categorical', 'numeric')
+    """
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+        return "numeric"
+    if isinstance(values, np.ndarray) and values.dtype.kind in "bUS":
+        return "categorical"
+    present = [v for v in values if not _is_missing(v)]
+    if not present:
+        return "numeric"
+    numbers = sum(1 for v in present if _is_number(v))
+    return "numeric" if numbers * 2 > len(present) else "categorical"
+
+
+def _category(v) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if math.isnan(v):
+            return None
+        # JSON producers send 3 and 3.0 interchangeably; both are category "3".
+        return str(int(v)) if float(v).is_integer() else repr(float(v))
+    return str(v)
+
+
+def _number(v) -> float:
+    if type(v) is float or type(v) is int:
+        x = float(v)
+    elif _is_number(v):
+        try:
+            x = float(v)
+        except OverflowError:
+            return math.nan
+    else:
+        return math.nan
+    return x if math.isfinite(x) else math.nan
+
+
+def to_column(values, kind: str) -> np.ndarray:
+    """Convert raw values to the array a test works on.
+
+    numeric -> float64 with NaN for missing and for anything that is not a finite
+    real number; categorical -> object array of str with None for missing
+    (bools become ``"true"``/``"false"``, numbers their string form, integral
+    floats without ``.0``).
+
+    Examples
+    --------
+    >>> to_column([1, None, 2.5, "junk", True], "numeric")
+    array([1. , nan, 2.5, nan, nan])
+    >>> to_column([True, "a", 3, 3.0, 0.5, None, float("nan")], "categorical")
+    array(['true', 'a', '3', '3', '0.5', None, None], dtype=object)
+    """
+    if kind == "numeric":
+        if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+            out = values.astype(np.float64, copy=True).ravel()
+            out[~np.isfinite(out)] = np.nan
+            return out
+        seq = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        return np.fromiter((_number(v) for v in seq), dtype=np.float64, count=len(seq))
+    if kind == "categorical":
+        seq = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        out = np.empty(len(seq), dtype=object)
+        out[:] = [v if type(v) is str else _category(v) for v in seq]
+        return out
+    raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+
+
+def category_counts(column: np.ndarray) -> dict[str, int]:
+    """Counts of the non-missing categories of a converted column, most frequent first."""
+    counts = Counter(v for v in column if v is not None)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+@dataclass(eq=False)
+class FeatureProfile:
+    """What the tests need to know about one reference feature.
+
+    Build it with :meth:`from_values`; the array fields are None for the other kind.
+
+    Examples
+    --------
+    >>> fp = FeatureProfile.from_values("x", [3.0, 1.0, None, 2.0], n_bins=2)
+    >>> fp.kind, fp.n, fp.missing_rate, fp.sample.tolist(), fp.bin_edges.tolist()
+    ('numeric', 4, 0.25, [1.0, 2.0, 3.0], [2.0])
+    >>> FeatureProfile.from_dict(fp.to_dict()).sample.tolist()
+    [1.0, 2.0, 3.0]
+    >>> FeatureProfile.from_values("c", ["a", "b", "a"]).category_counts
+    {'a': 2, 'b': 1}
+    """
+
+    name: str
+    kind: str
+    n: int
+    missing_rate: float
+    summary: dict
+    n_present: int = 0
+    sample: np.ndarray | None = None
+    bin_edges: np.ndarray | None = None
+    std: float | None = None
+    category_counts: dict[str, int] | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_values(
+        cls,
+        name: str,
+        values: Sequence | np.ndarray,
+        kind: str | None = None,
+        n_bins: int = N_BINS,
+        max_sample: int = MAX_SAMPLE,
+    ) -> "FeatureProfile":
+        kind = kind or infer_kind(values)
+        column = to_column(values, kind)
+        summary = summarize(column, kind)
+        profile = cls(name=name, kind=kind, n=summary["n"], missing_rate=summary["missing_rate"], summary=summary)
+        if kind == "numeric":
+            present = np.sort(column[~np.isnan(column)])
+            profile.n_present = int(present.size)
+            if present.size > max_sample:
+                # Evenly spaced order statistics: deterministic, keeps the quantiles.
+                idx = np.round(np.linspace(0, present.size - 1, max_sample)).astype(np.int64)
+                profile.sample = present[idx]
+            else:
+                profile.sample = present
+            if present.size:
+                qs = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
+                profile.bin_edges = np.unique(np.quantile(present, qs))
+            else:
+                profile.bin_edges = np.empty(0)
+            profile.std = summary["std"]
+        else:
+            profile.category_counts = category_counts(column)
+            profile.n_present = int(sum(profile.category_counts.values()))
+        return profile
+
+    def to_dict(self) -> dict:
+        """JSON-safe dict (floats survive a JSON round trip exactly)."""
+        return json_safe(
+            {
+                "name": self.name,
+                "kind": self.kind,
+                "n": self.n,
+                "missing_rate": self.missing_rate,
+                "summary": self.summary,
+                "n_present": self.n_present,
+                "sample": None if self.sample is None else self.sample.tolist(),
+                "bin_edges": None if self.bin_edges is None else self.bin_edges.tolist(),
+                "std": self.std,
+                "category_counts": self.category_counts,
+                "extra": self.extra,
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "FeatureProfile":
+        def arr(x):
+            return None if x is None else np.asarray(x, dtype=np.float64)
+
+        return cls(
+            name=d["name"],
+            kind=d["kind"],
+            n=int(d["n"]),
+            missing_rate=float(d["missing_rate"]),
+            summary=dict(d["summary"]),
+            n_present=int(d.get("n_present", 0)),
+            sample=arr(d.get("sample")),
+            bin_edges=arr(d.get("bin_edges")),
+            std=d.get("std"),
+            category_counts=None if d.get("category_counts") is None else {str(k): int(v) for k, v in d["category_counts"].items()},
+            extra=dict(d.get("extra") or {}),
+        )
+
+    def __repr__(self) -> str:
+        return f"FeatureProfile(name={self.name!r}, kind={self.kind!r}, n={self.n}, missing_rate={self.missing_rate:.4g})"
+
+
+@dataclass(eq=False)
+class ReferenceProfile:
+    """Profiles of every reference feature, stored as JSON next to the model.
+
+    Examples
+    --------
+    >>> ref = ReferenceProfile.from_columns({"age": [30, 40, None, 50], "plan": ["a", "b", "a", None]},
+    ...                                     reference_id="model-v3")
+    >>> ref.n, sorted(ref.features), ref.features["plan"].kind
+    (4, ['age', 'plan'], 'categorical')
+    >>> import json
+    >>> again = ReferenceProfile.from_dict(json.loads(json.dumps(ref.to_dict())))
+    >>> again.reference_id, again.features["age"].sample.tolist()
+    ('model-v3', [30.0, 40.0, 50.0])
+    """
+
+    features: dict[str, FeatureProfile]
+    reference_id: str = ""
+    n: int = 0
+    n_bins: int = N_BINS
+    max_sample: int = MAX_SAMPLE
+
+    @classmethod
+    def from_columns(
+        cls,
+        columns: Mapping[str, Sequence | np.ndarray],
+        kinds: Mapping[str, str] | None = None,
+        reference_id: str = "",
+        n_bins: int = N_BINS,
+        max_sample: int = MAX_SAMPLE,
+    ) -> "ReferenceProfile":
+        kinds = dict(kinds or {})
+        unknown = set(kinds.values()) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown kinds {sorted(unknown)}; expected one of {KINDS}")
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"reference columns have different lengths: {sorted(lengths)}")
+        features = {
+            name: FeatureProfile.from_values(name, values, kinds.get(name), n_bins=n_bins, max_sample=max_sample)
+            for name, values in columns.items()
+        }
+        return cls(features=features, reference_id=reference_id, n=lengths.pop() if lengths else 0,
+                   n_bins=n_bins, max_sample=max_sample)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": 1,
+            "reference_id": self.reference_id,
+            "n": int(self.n),
+            "n_bins": int(self.n_bins),
+            "max_sample": int(self.max_sample),
+            "features": {name: fp.to_dict() for name, fp in self.features.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "ReferenceProfile":
+        return cls(
+            features={name: FeatureProfile.from_dict(fp) for name, fp in d["features"].items()},
+            reference_id=d.get("reference_id", ""),
+            n=int(d.get("n", 0)),
+            n_bins=int(d.get("n_bins", N_BINS)),
+            max_sample=int(d.get("max_sample", MAX_SAMPLE)),
+        )
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        return {name: fp.kind for name, fp in self.features.items()}
+
+    def __repr__(self) -> str:
+        return f"ReferenceProfile(reference_id={self.reference_id!r}, n={self.n}, features={list(self.features)})"

@@ -1,0 +1,60 @@
+"""Plain-data summary of one column, for evidence in results and alerts."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+__all__ = ["summarize", "TOP_K"]
+
+TOP_K = 5
+
+
+def _is_missing_categorical(values: np.ndarray) -> np.ndarray:
+    return np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+
+
+def summarize(values: np.ndarray, kind: str) -> dict:
+    """Summarise a converted column (see :func:`detectors.profile.to_column`).
+
+    Missing values (NaN for numeric, None for categorical) are counted in
+    ``missing_rate``, never silently dropped; the other statistics are over the
+    non-missing values and are None when there are none. ``std`` is the sample
+    standard deviation (ddof=1; 0.0 for a single value). ``top`` holds up to 5
+    ``[category, fraction of non-missing]`` pairs, most frequent first.
+
+    Examples
+    --------
+    >>> summarize(np.array([1.0, 2.0, np.nan, 3.0]), "numeric")
+    {'n': 4, 'missing_rate': 0.25, 'mean': 2.0, 'std': 1.0, 'min': 1.0, 'max': 3.0}
+    >>> summarize(np.array(["a", "b", "a", None], dtype=object), "categorical")
+    {'n': 4, 'missing_rate': 0.25, 'n_categories': 2, 'top': [['a', 0.6666666666666666], ['b', 0.3333333333333333]]}
+    >>> summarize(np.array([np.nan]), "numeric")["mean"] is None
+    True
+    """
+    n = int(len(values))
+    if kind == "numeric":
+        values = np.asarray(values, dtype=np.float64)
+        present = values[~np.isnan(values)]
+        out = {"n": n, "missing_rate": float(n - present.size) / n if n else 0.0}
+        if present.size:
+            out.update(
+                mean=float(present.mean()),
+                std=float(present.std(ddof=1)) if present.size > 1 else 0.0,
+                min=float(present.min()),
+                max=float(present.max()),
+            )
+        else:
+            out.update(mean=None, std=None, min=None, max=None)
+        return out
+    if kind == "categorical":
+        counts = Counter(v for v in values if v is not None)
+        n_present = sum(counts.values())
+        return {
+            "n": n,
+            "missing_rate": float(n - n_present) / n if n else 0.0,
+            "n_categories": len(counts),
+            "top": [[str(c), k / n_present] for c, k in counts.most_common(TOP_K)],
+        }
+    raise ValueError(f"unknown kind {kind!r}; expected 'numeric' or 'categorical'")

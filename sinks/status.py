@@ -1,0 +1,179 @@
+"""Per-model status and reference profiles in Redis, for the worker and the CLI.
+
+Keys:
+    driftline:status:{model}:{version}     hash: json, updated_at
+    driftline:models                       set of "{model}:{version}"
+    driftline:reference:{model}:{version}  string: the reference profile as JSON
+
+Every failure (unreachable, timed out, unreadable data) raises
+:class:`StoreUnavailable`, a ``ConnectionError``, within a few seconds: socket
+timeouts default to 1 s and the client does not retry on its own.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import orjson
+import redis.exceptions
+
+from sinks._redis import async_client, sync_client
+from sinks.base import describe_error, redact_url, to_json
+
+MODELS_KEY = "driftline:models"
+STATUS_KEY = "driftline:status:{model}:{version}"
+REFERENCE_KEY = "driftline:reference:{model}:{version}"
+_FAILURES = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+
+
+class StoreUnavailable(ConnectionError):
+    """Redis could not be reached or answered with something unusable."""
+
+
+@contextlib.contextmanager
+def _as_unavailable(url: str):
+    try:
+        yield
+    except StoreUnavailable:
+        raise
+    except _FAILURES as exc:
+        raise StoreUnavailable(f"redis at {redact_url(url)}: {describe_error(exc)}") from None
+
+
+def _status_entry(member: str, fields: dict) -> dict | None:
+    raw = fields.get(b"json")
+    if raw is None:  # deleted between SMEMBERS and HGETALL
+        return None
+    try:
+        status = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(status, dict):
+        return None
+    model, _, version = member.rpartition(":")
+    status.setdefault("model", model)
+    status.setdefault("model_version", version)
+    updated = fields.get(b"updated_at")
+    if updated is not None:
+        status["updated_at"] = float(updated)
+    return status
+
+
+def _status_fields(model: str, version, status: dict) -> dict:
+    body = {"model": model, "model_version": version, **status}
+    return {"json": to_json(body), "updated_at": repr(time.time())}
+
+
+def _reference(raw: bytes | None, url: str) -> dict | None:
+    if raw is None:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise StoreUnavailable(f"redis at {redact_url(url)}: unreadable reference profile ({exc})") from None
+
+
+def _sort(statuses: list[dict]) -> list[dict]:
+    return sorted(statuses, key=lambda s: (str(s.get("model")), str(s.get("model_version"))))
+
+
+class StatusStore:
+    """Async access to model status and reference profiles (see the module docstring).
+
+    Entries that cannot be parsed are skipped by ``read_all`` rather than hiding
+    every other model's status.
+    """
+
+    def __init__(self, url: str, timeout: float = 1.0):
+        self.url = url
+        self.timeout = timeout
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = async_client(self.url, self.timeout)
+        return self._client
+
+    async def _run(self, coro):
+        # The socket timeouts bound each read; this bounds the whole operation.
+        with _as_unavailable(self.url):
+            try:
+                return await asyncio.wait_for(coro, self.timeout * 4)
+            except _FAILURES:
+                await self._reset()
+                raise
+
+    async def write_status(self, model: str, version, status: dict) -> None:
+        async def write():
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(STATUS_KEY.format(model=model, version=version),
+                          mapping=_status_fields(model, version, status))
+                pipe.sadd(MODELS_KEY, f"{model}:{version}")
+                await pipe.execute()
+
+        await self._run(write())
+
+    async def read_all(self) -> list[dict]:
+        async def read():
+            members = sorted(m.decode() for m in await self.client.smembers(MODELS_KEY))
+            async with self.client.pipeline(transaction=False) as pipe:
+                for member in members:
+                    pipe.hgetall(f"driftline:status:{member}")
+                rows = await pipe.execute()
+            return members, rows
+
+        members, rows = await self._run(read())
+        return _sort([s for m, r in zip(members, rows) if (s := _status_entry(m, r)) is not None])
+
+    async def put_reference(self, model: str, version, profile: dict) -> None:
+        await self._run(self.client.set(REFERENCE_KEY.format(model=model, version=version), to_json(profile)))
+
+    async def get_reference(self, model: str, version) -> dict | None:
+        raw = await self._run(self.client.get(REFERENCE_KEY.format(model=model, version=version)))
+        return _reference(raw, self.url)
+
+    async def _reset(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.aclose(), self.timeout)
+
+    async def close(self) -> None:
+        await self._reset()
+
+    def __repr__(self) -> str:
+        return f"StatusStore(url={redact_url(self.url)!r})"
+
+
+# -- synchronous helpers for the CLI ------------------------------------------
+
+def read_status_sync(url: str, timeout: float = 1.0) -> list[dict]:
+    """Every model's status, sorted by model and version; raises ``StoreUnavailable``."""
+    with _as_unavailable(url), contextlib.closing(sync_client(url, timeout)) as client:
+        members = sorted(m.decode() for m in client.smembers(MODELS_KEY))
+        pipe = client.pipeline(transaction=False)
+        for member in members:
+            pipe.hgetall(f"driftline:status:{member}")
+        rows = pipe.execute()
+    return _sort([s for m, r in zip(members, rows) if (s := _status_entry(m, r)) is not None])
+
+
+def write_status_sync(url: str, model: str, version, status: dict, timeout: float = 1.0) -> None:
+    with _as_unavailable(url), contextlib.closing(sync_client(url, timeout)) as client:
+        pipe = client.pipeline(transaction=True)
+        pipe.hset(STATUS_KEY.format(model=model, version=version), mapping=_status_fields(model, version, status))
+        pipe.sadd(MODELS_KEY, f"{model}:{version}")
+        pipe.execute()
+
+
+def put_reference_sync(url: str, model: str, version, profile: dict, timeout: float = 1.0) -> None:
+    with _as_unavailable(url), contextlib.closing(sync_client(url, timeout)) as client:
+        client.set(REFERENCE_KEY.format(model=model, version=version), to_json(profile))
+
+
+def get_reference_sync(url: str, model: str, version, timeout: float = 1.0) -> dict | None:
+    with _as_unavailable(url), contextlib.closing(sync_client(url, timeout)) as client:
+        raw = client.get(REFERENCE_KEY.format(model=model, version=version))
+    return _reference(raw, url)

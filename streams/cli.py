@@ -1,0 +1,222 @@
+"""``driftline`` command line: broker, worker, demo, simulate, status, tail, reference, audit."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from streams import config
+from streams.producer import bootstrap_of
+
+console = Console()
+
+
+def _settings(ctx: click.Context):
+    return ctx.obj["settings"]
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="TOML configuration file (default: $DRIFTLINE_CONFIG).")
+@click.option("--broker", help="Kafka broker URL, e.g. kafka://127.0.0.1:9092 (default: $DRIFTLINE_BROKER).")
+@click.option("--redis-url", help="Redis URL (default: $DRIFTLINE_REDIS_URL).")
+@click.pass_context
+def main(ctx: click.Context, config_path, broker, redis_url) -> None:
+    """driftline: watch ML models in production for drift and degradation."""
+    ctx.ensure_object(dict)
+    ctx.obj["settings"] = config.use(config.load(config_path, broker=broker, redis_url=redis_url))
+
+
+# -- services ------------------------------------------------------------------------------
+@main.command()
+@click.option("--port", default=9092, show_default=True)
+def broker(port: int) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, memory-only) on 127.0.0.1."""
+    from streams.embedded import start_broker
+
+    service = start_broker(port)
+    console.print(f"broker listening on [bold]{service.url}[/] (memory-only; Ctrl-C stops it)")
+    try:
+        service.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+
+
+@main.command()
+@click.option("--loglevel", "-l", default="info", show_default=True)
+@click.option("--web-port", type=int, help="Faust web server port (binds 127.0.0.1 unless web_host is set).")
+@click.pass_context
+def worker(ctx: click.Context, loglevel: str, web_port: int | None) -> None:
+    """Run a monitoring worker. Start several with the same app id to share the partitions."""
+    import dataclasses
+
+    settings = _settings(ctx)
+    if web_port:
+        settings = config.use(dataclasses.replace(settings, web_port=web_port))
+    from streams.topics import ensure_topics
+
+    t = settings.topics
+    ensure_topics(settings.broker, [t.predictions, t.labels, t.alerts, t.retrain, t.deadletter],
+                  settings.partitions, settings.replication_factor)
+    from faust import Worker
+
+    from streams.app import app
+
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+# -- traffic -------------------------------------------------------------------------------
+@main.command()
+@click.option("--events", default=12_000, show_default=True)
+@click.option("--batch", default=100, show_default=True, help="Predictions per Kafka message (1 = single events).")
+@click.option("--rate", type=float, help="Predictions per second (default: as fast as possible).")
+@click.option("--shift-at", default=5_000, show_default=True)
+@click.option("--concept-at", default=8_000, show_default=True)
+@click.option("--model", default="phishing", show_default=True)
+@click.option("--version", "model_version", default="v1", show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@click.pass_context
+def simulate(ctx, events, batch, rate, shift_at, concept_at, model, model_version, seed) -> None:
+    """Publish traffic from a real model, with a covariate shift and a concept drift injected."""
+    from streams.simulator import Scenario, publish
+
+    settings = _settings(ctx)
+    scenario = Scenario(events=events, shift_at=shift_at, concept_at=concept_at, model=model,
+                        version=model_version, seed=seed)
+    sent = publish(scenario, bootstrap_of(settings.broker), settings.topics, batch=batch, rate=rate)
+    console.print(f"published {sent} predictions to {settings.topics.predictions}")
+
+
+# -- reading -------------------------------------------------------------------------------
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print raw JSON.")
+@click.pass_context
+def status(ctx, as_json: bool) -> None:
+    """Latest status of every monitored model version (from Redis)."""
+    from sinks import read_status_sync
+
+    statuses = read_status_sync(_settings(ctx).redis_url)
+    if as_json:
+        click.echo(orjson.dumps(statuses, option=orjson.OPT_INDENT_2).decode())
+        return
+    if not statuses:
+        console.print("no models seen yet")
+        return
+    table = Table("model", "version", "predictions", "labelled", "windows", "alerts", "primary metric",
+                  "drifted (last window)", "active conditions")
+    for s in statuses:
+        counts = s.get("counts", {})
+        rolling = s.get("rolling_metrics") or {}
+        primary = next(iter(rolling.items()), (None, None))
+        table.add_row(str(s.get("model")), str(s.get("model_version")), str(counts.get("predictions")),
+                      str(counts.get("labelled")), str(counts.get("windows")), str(counts.get("alerts")),
+                      f"{primary[0]}={primary[1]:.3f}" if primary[1] is not None else "-",
+                      ", ".join((s.get("last_window") or {}).get("drifted_features", [])) or "-",
+                      ", ".join(f"{k}:{f}" for k, f in s.get("active_conditions", [])) or "-")
+    console.print(table)
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["alerts", "retrain", "deadletter"]))
+@click.option("--from-beginning", is_flag=True)
+@click.option("--max", "max_messages", type=int, help="Stop after this many messages.")
+@click.option("--timeout", type=float, help="Stop after this many idle seconds.")
+@click.pass_context
+def tail(ctx, what: str, from_beginning: bool, max_messages, timeout) -> None:
+    """Print alerts, retrain requests or dead letters as JSON lines."""
+    from kafka import KafkaConsumer
+
+    settings = _settings(ctx)
+    consumer = KafkaConsumer(getattr(settings.topics, what), bootstrap_servers=bootstrap_of(settings.broker),
+                             auto_offset_reset="earliest" if from_beginning else "latest",
+                             enable_auto_commit=False, consumer_timeout_ms=int(timeout * 1000) if timeout else -1)
+    n = 0
+    try:
+        for message in consumer:
+            click.echo(message.value.decode("utf-8", "replace"))
+            n += 1
+            if max_messages and n >= max_messages:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+
+
+@main.group()
+def reference() -> None:
+    """Reference profiles (what a model's inputs should look like)."""
+
+
+@reference.command("build")
+@click.option("--model", required=True)
+@click.option("--version", "model_version", default="0", show_default=True)
+@click.option("--label-column", default="label", show_default=True, help="Left out of the features.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Also write the profile as JSON here.")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.pass_context
+def reference_build(ctx, model, model_version, label_column, output, path) -> None:
+    """Build a reference profile from a CSV or JSONL file of feature rows and store it in Redis."""
+    from detectors.profile import ReferenceProfile
+    from sinks import put_reference_sync
+    from streams.files import read_rows
+
+    settings = _settings(ctx)
+    columns = read_rows(Path(path), exclude={label_column, "prediction", "score", "prediction_id"})
+    kinds = settings.for_model(model).feature_types
+    reference_id = f"{model}:{model_version}:{Path(path).name}"
+    profile = ReferenceProfile.from_columns(columns, kinds=kinds, reference_id=reference_id)
+    data = profile.to_dict()
+    put_reference_sync(settings.redis_url, model, model_version, data)
+    if output:
+        Path(output).write_bytes(orjson.dumps(data))
+    console.print(f"stored reference [bold]{reference_id}[/]: {profile.n} rows, "
+                  f"{len(profile.features)} features ({', '.join(f'{k}:{v}' for k, v in profile.kinds.items())})")
+
+
+@main.command()
+@click.argument("alert_id")
+@click.pass_context
+def audit(ctx, alert_id: str) -> None:
+    """Print the evidence stored for one alert (configuration version, reference, window, statistics)."""
+    from sinks._redis import sync_client
+
+    client = sync_client(_settings(ctx).redis_url, 2.0)
+    fields = client.hgetall(f"driftline:alert:{alert_id}")
+    if not fields:
+        raise click.ClickException(f"no alert {alert_id} in Redis (alerts are kept for 30 days)")
+    raw = fields.get(b"json") or next(iter(fields.values()))
+    click.echo(orjson.dumps(orjson.loads(raw), option=orjson.OPT_INDENT_2).decode())
+
+
+# -- demo ----------------------------------------------------------------------------------
+@main.command()
+@click.option("--events", default=12_000, show_default=True)
+@click.option("--shift-at", default=5_000, show_default=True)
+@click.option("--concept-at", default=8_000, show_default=True)
+@click.option("--batch", default=100, show_default=True)
+@click.option("--timeout", default=100.0, show_default=True, help="Give up after this many seconds.")
+@click.pass_context
+def demo(ctx, events, shift_at, concept_at, batch, timeout) -> None:
+    """Everything on this machine: broker, Redis, a worker, and traffic with injected drift."""
+    from streams.demo import run_demo
+
+    sys.exit(run_demo(console, events=events, shift_at=shift_at, concept_at=concept_at, batch=batch,
+                      timeout=timeout))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Configuration, read in one place.
+
+Precedence: built-in defaults < TOML file (``DRIFTLINE_CONFIG`` or ``--config``)
+< environment variables. Nothing else in driftline reads ``os.environ``.
+
+Example ``driftline.toml``::
+
+    broker = "kafka://127.0.0.1:9092"
+    redis_url = "redis://127.0.0.1:6379/0"
+
+    [topics]
+    predictions = "driftline.predictions"
+
+    [defaults]                 # every model
+    window_size = 1000
+    reference_size = 2000
+
+    [models.fraud]             # one model; any key of [defaults]
+    task = "classification"
+    window_size = 500
+    feature_types = { country = "categorical", amount = "numeric" }
+    drift = { alpha = 0.01, correction = "bh", min_effect_size = 0.1 }
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from detectors.settings import ModelSettings
+
+
+@dataclass(frozen=True)
+class Topics:
+    predictions: str = "driftline.predictions"
+    labels: str = "driftline.labels"
+    alerts: str = "driftline.alerts"
+    retrain: str = "driftline.retrain"
+    deadletter: str = "driftline.deadletter"
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: str = "kafka://127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    app_id: str = "driftline"
+    topics: Topics = field(default_factory=Topics)
+    partitions: int = 4                  # for topics driftline creates (internal + state)
+    replication_factor: int = 1
+    producer_max_batch_size: int = 1     # bytes; 1 = one record per batch (exact table recovery on Tansu)
+    max_message_bytes: int = 1_000_000   # larger input messages go to the dead-letter topic
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    web_enabled: bool = True
+    checkpoint_seconds: float = 2.0      # monitor state is checkpointed at least this often
+    tick_seconds: float = 5.0            # idle models get a tick this often (closes stale windows)
+    ingest_batch: int = 1000             # predictions gathered per repartition message
+    ingest_linger: float = 0.05          # seconds
+    broker_credentials: dict = field(default_factory=dict)  # SASL/TLS, passed to the Kafka client
+    # driftline.alerts / driftline.retrain are always written; these are the extra deliveries
+    sinks: list = field(default_factory=lambda: [{"type": "redis"}])
+    defaults: ModelSettings = field(default_factory=ModelSettings)
+    models: dict = field(default_factory=dict)           # name -> overrides of defaults
+    source: str = "defaults"
+
+    def for_model(self, model: str) -> ModelSettings:
+        return self.defaults.merged(self.models.get(model, {}))
+
+    @property
+    def version_hash(self) -> str:
+        """Short hash of the effective configuration, carried by every alert (audit)."""
+        payload = orjson.dumps(dataclasses.asdict(self), option=orjson.OPT_SORT_KEYS, default=str)
+        return hashlib.sha256(payload).hexdigest()[:12]
+
+    @property
+    def internal_topic(self) -> str:
+        return f"{self.app_id}-monitor-events"
+
+
+def broker_credentials(settings: Settings):
+    """SASL/TLS for a real cluster, from ``[broker_credentials]``; secrets never logged.
+
+    ``mechanism = "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"`` with ``username`` and
+    ``password`` (or ``password_env`` naming an environment variable), and
+    optionally ``cafile`` for TLS (``ssl = true`` without SASL uses TLS only).
+    """
+    creds = dict(settings.broker_credentials)
+    if not creds:
+        return None
+    import ssl
+
+    import faust
+
+    context = ssl.create_default_context(cafile=creds.get("cafile")) if creds.get("ssl", True) else None
+    if creds.get("password_env"):
+        creds["password"] = os.environ.get(creds["password_env"], "")
+    mechanism = creds.get("mechanism")
+    if not mechanism:
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(username=creds["username"], password=creds["password"],
+                                 ssl_context=context, mechanism=mechanism)
+
+_ENV = {
+    "DRIFTLINE_BROKER": "broker",
+    "DRIFTLINE_REDIS_URL": "redis_url",
+    "DRIFTLINE_APP_ID": "app_id",
+    "DRIFTLINE_WEB_HOST": "web_host",
+    "DRIFTLINE_WEB_PORT": "web_port",
+    "DRIFTLINE_PARTITIONS": "partitions",
+}
+
+
+def load(path: str | os.PathLike | None = None, env: dict | None = None, **overrides: Any) -> Settings:
+    """Build the settings from defaults, a TOML file, the environment and explicit overrides."""
+    env = os.environ if env is None else env
+    path = path or env.get("DRIFTLINE_CONFIG")
+    data: dict[str, Any] = {}
+    if path:
+        data = tomllib.loads(Path(path).read_text())
+    for var, key in _ENV.items():
+        if env.get(var):
+            data[key] = env[var]
+    for var, value in env.items():  # DRIFTLINE_TOPIC_ALERTS=... renames one topic
+        if var.startswith("DRIFTLINE_TOPIC_"):
+            data.setdefault("topics", {})[var[len("DRIFTLINE_TOPIC_"):].lower()] = value
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return _build(data, source=str(path) if path else "defaults")
+
+
+def _build(data: dict, source: str) -> Settings:
+    data = dict(data)
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown setting(s) in {source}: {sorted(unknown)}")
+    topics = Topics(**data.pop("topics", {}))
+    defaults = ModelSettings().merged(data.pop("defaults", {}))
+    models = data.pop("models", {})
+    for name, overrides in models.items():
+        defaults.merged(overrides)  # validate early: a typo fails at start-up, not mid-stream
+    for key in ("web_port", "partitions", "ingest_batch", "replication_factor"):
+        if key in data:
+            data[key] = int(data[key])
+    return Settings(topics=topics, defaults=defaults, models=models, source=source, **data)
+
+
+_current: Settings | None = None
+
+
+def current() -> Settings:
+    """The process-wide settings (loaded on first use)."""
+    global _current
+    if _current is None:
+        _current = load()
+    return _current
+
+
+def use(settings: Settings) -> Settings:
+    """Install settings for this process (the CLI and tests call this before importing the app)."""
+    global _current
+    _current = settings
+    return settings

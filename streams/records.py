@@ -1,0 +1,165 @@
+"""The wire contract: decoding and validating prediction and label payloads.
+
+Payloads are plain JSON decoded with orjson (not ``faust.Record``): decoding raw
+bytes ourselves is what lets one bad message go to the dead-letter topic instead
+of killing the stream, and it keeps per-event work to a decode, a few type
+checks and an append. A message is one JSON object or a JSON array of them (a
+micro-batch); each element is validated on its own, so one bad element does not
+reject its neighbours.
+
+Validated events are plain dicts with every optional field filled in, so later
+stages never re-check types.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+MAX_MESSAGE_BYTES = 1_000_000
+MAX_FEATURES = 2_000
+MAX_NAME = 256
+DEADLETTER_PAYLOAD_BYTES = 65_536
+
+
+class InvalidEvent(ValueError):
+    """A payload that breaks the wire contract; the message says which rule."""
+
+
+def _finite(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidEvent(f"{what} must be a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InvalidEvent(f"{what} must be finite")
+    return value
+
+
+def _name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME:
+        raise InvalidEvent(f"{what} must be a non-empty string of at most {MAX_NAME} characters")
+    return value
+
+
+def parse_timestamp(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError as exc:
+            raise InvalidEvent("timestamp must be epoch seconds or an ISO-8601 string") from exc
+    return _finite(value, "timestamp")
+
+
+def _features(value: Any) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidEvent("features must be an object")
+    if len(value) > MAX_FEATURES:
+        raise InvalidEvent(f"more than {MAX_FEATURES} features")
+    for name, item in value.items():
+        if item is None or isinstance(item, (str, bool)):
+            continue
+        if isinstance(item, (int, float)):
+            if not math.isfinite(item):
+                raise InvalidEvent(f"feature {name!r} is not finite")
+            continue
+        raise InvalidEvent(f"feature {name!r} must be a number, string, bool or null")
+    return value
+
+
+def _outcome(value: Any, what: str) -> float | str | bool:
+    if isinstance(value, (str, bool)):
+        return value
+    if value is None:
+        raise InvalidEvent(f"{what} is required")
+    return _finite(value, what)
+
+
+def validate_prediction(obj: Any, default_ts: float) -> dict:
+    if not isinstance(obj, dict):
+        raise InvalidEvent("a prediction must be a JSON object")
+    version = obj.get("model_version", "0")
+    if isinstance(version, (int, float)) and not isinstance(version, bool):
+        version = str(version)
+    segment = obj.get("segment")
+    if segment is not None and not (
+        isinstance(segment, dict) and all(isinstance(v, str) for v in segment.values())
+    ):
+        raise InvalidEvent("segment must be an object of string values")
+    score = obj.get("score")
+    latency = obj.get("latency_ms")
+    return {
+        "prediction_id": _name(obj.get("prediction_id"), "prediction_id"),
+        "model": _name(obj.get("model"), "model"),
+        "model_version": _name(version, "model_version"),
+        "timestamp": parse_timestamp(obj.get("timestamp"), default_ts),
+        "features": _features(obj.get("features")),
+        "prediction": _outcome(obj.get("prediction"), "prediction"),
+        # out-of-range scores are kept: the monitor counts them as a data-quality signal
+        "score": None if score is None else _finite(score, "score"),
+        "segment": segment or None,
+        "latency_ms": None if latency is None else _finite(latency, "latency_ms"),
+    }
+
+
+def validate_label(obj: Any, default_ts: float) -> dict:
+    if not isinstance(obj, dict):
+        raise InvalidEvent("a label must be a JSON object")
+    return {
+        "prediction_id": _name(obj.get("prediction_id"), "prediction_id"),
+        "model": _name(obj.get("model"), "model"),
+        "label": _outcome(obj.get("label"), "label"),
+        "timestamp": parse_timestamp(obj.get("timestamp"), default_ts),
+    }
+
+
+def decode(raw: bytes | None, default_ts: float, validate, max_bytes: int = MAX_MESSAGE_BYTES):
+    """Decode one message into (valid events, [(index or None, reason)])."""
+    if raw is None:
+        return [], [(None, "empty message")]
+    if len(raw) > max_bytes:
+        return [], [(None, f"message of {len(raw)} bytes exceeds {max_bytes}")]
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return [], [(None, f"invalid JSON: {exc}")]
+    items = obj if isinstance(obj, list) else [obj]
+    if not items:
+        return [], [(None, "empty batch")]
+    good, bad = [], []
+    for index, item in enumerate(items):
+        try:
+            good.append(validate(item, default_ts))
+        except InvalidEvent as exc:
+            bad.append((index if isinstance(obj, list) else None, str(exc)))
+    return good, bad
+
+
+def deadletter_record(raw: bytes | None, reason: str, topic: str, partition: int, offset: int,
+                      index: int | None = None) -> dict:
+    """What lands on the dead-letter topic: enough to find, read and replay the input."""
+    raw = raw or b""
+    head = raw[:DEADLETTER_PAYLOAD_BYTES]
+    try:
+        payload, encoding = head.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        payload, encoding = base64.b64encode(head).decode("ascii"), "base64"
+    return {
+        "reason": reason,
+        "source_topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "index": index,
+        "payload": payload,
+        "payload_encoding": encoding,
+        "payload_bytes": len(raw),
+        "payload_truncated": len(raw) > DEADLETTER_PAYLOAD_BYTES,
+        "payload_sha256": hashlib.sha256(raw).hexdigest(),
+    }

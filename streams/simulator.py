@@ -1,0 +1,108 @@
+"""Traffic from a real model, with drift injected at known points.
+
+The model is a river logistic regression trained at start-up on river's bundled
+``Phishing`` dataset (1,250 labelled web pages, shipped inside the wheel: no
+download). Traffic resamples those pages, adds a categorical ``channel``, and
+publishes one prediction per page with its probability score, then the page's
+true label. Two changes are injected:
+
+* a **covariate shift** at ``shift_at``: ``request_from_other_domain`` is pushed
+  towards 1 (the feature alerts, and so do the model's scores);
+* a **concept drift** at ``concept_at``: a share of labels flips, so the same
+  inputs now mean something else and accuracy falls.
+
+Timestamps are ``start + i * step`` so an alert's window bounds map back to the
+event index that caused it.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+from streams.producer import BatchProducer
+
+CHANNELS = ("web", "mobile", "email")
+SHIFT_FEATURE = "request_from_other_domain"
+
+
+@dataclass
+class Scenario:
+    events: int = 12_000
+    shift_at: int = 5_000
+    concept_at: int = 8_000
+    shift_strength: float = 0.6     # share of shifted rows forced to the extreme value
+    label_flip: float = 0.35        # share of labels flipped after the concept drift
+    labelled_share: float = 0.95    # the rest never get a label (exercises the TTL)
+    model: str = "phishing"
+    version: str = "v1"
+    seed: int = 7
+    start: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    step: float = 0.05              # seconds of event time between predictions
+
+    def index_of(self, timestamp: float) -> int:
+        return int(round((timestamp - self.start) / self.step))
+
+
+def train_model():
+    from river import compose, datasets, linear_model, preprocessing
+
+    model = compose.Pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression())
+    rows = list(datasets.Phishing())
+    for _ in range(3):
+        for x, y in rows:
+            model.learn_one(x, y)
+    return model, rows
+
+
+def generate(scenario: Scenario):
+    """Yield (prediction, label or None) pairs, one per event, deterministically."""
+    rng = random.Random(scenario.seed)
+    model, rows = train_model()
+    for i in range(scenario.events):
+        x, y = rows[rng.randrange(len(rows))]
+        x = dict(x)
+        if i >= scenario.shift_at and rng.random() < scenario.shift_strength:
+            x[SHIFT_FEATURE] = 1.0
+        score = model.predict_proba_one(x).get(True, 0.0)
+        features = {**x, "channel": rng.choice(CHANNELS)}
+        pid = f"{scenario.model}-{scenario.seed}-{i}"
+        ts = scenario.start + i * scenario.step
+        prediction = {
+            "prediction_id": pid, "model": scenario.model, "model_version": scenario.version,
+            "timestamp": ts, "features": features, "prediction": bool(score >= 0.5),
+            "score": round(score, 6), "segment": {"channel": features["channel"]},
+            "latency_ms": round(rng.uniform(2, 9), 2),
+        }
+        label = None
+        if rng.random() < scenario.labelled_share:
+            truth = bool(y)
+            if i >= scenario.concept_at and rng.random() < scenario.label_flip:
+                truth = not truth
+            label = {"prediction_id": pid, "model": scenario.model, "label": truth, "timestamp": ts + 1.0}
+        yield prediction, label
+
+
+def publish(scenario: Scenario, bootstrap: str, topics, batch: int = 100, rate: float | None = None,
+            progress=None) -> int:
+    """Publish the scenario; ``rate`` caps predictions per second (None: as fast as possible)."""
+    sent = 0
+    started = time.monotonic()
+    with BatchProducer(bootstrap, topics.predictions, batch_size=batch) as predictions, \
+            BatchProducer(bootstrap, topics.labels, batch_size=batch) as labels:
+        for prediction, label in generate(scenario):
+            predictions.add(prediction)
+            if label is not None:
+                labels.add(label)
+            sent += 1
+            if progress is not None and sent % batch == 0:
+                progress(sent)
+            if rate and sent % batch == 0:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+    if progress is not None:
+        progress(sent)
+    return sent
+
+
