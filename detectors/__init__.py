@@ -5,11 +5,16 @@ Window tests take a :class:`FeatureProfile` and a window of values and return a
 """
 
 from detectors.base import DriftResult, OnlineDetector, WindowTest, json_safe
+from detectors.calibration import Calibration, calibrate
+from detectors.cbpe import CBPE
+from detectors.concept import BinaryErrorDetector, ContinuousDetector, make_concept_detector
+from detectors.domain_classifier import DomainClassifier
+from detectors.quality import DataQuality
 from detectors.chi_squared import ChiSquared
 from detectors.jensen_shannon import JensenShannon
 from detectors.ks import KolmogorovSmirnov, ks_statistic
 from detectors.missing_rate import MissingRate
-from detectors.multiple_testing import benjamini_hochberg, bonferroni
+from detectors.multiple_testing import benjamini_hochberg, bonferroni, correct
 from detectors.profile import FeatureProfile, ReferenceProfile, infer_kind, to_column
 from detectors.psi import PopulationStabilityIndex
 from detectors.suite import (
@@ -41,6 +46,15 @@ __all__ = [
     "JensenShannon",
     "bonferroni",
     "benjamini_hochberg",
+    "correct",
+    "make_concept_detector",
+    "ContinuousDetector",
+    "BinaryErrorDetector",
+    "DomainClassifier",
+    "CBPE",
+    "DataQuality",
+    "Calibration",
+    "calibrate",
     "WindowSettings",
     "WindowReport",
     "evaluate_window",

@@ -173,10 +173,13 @@ class VersionMonitor:
                 self._build_reference()
             return True
         if self.window.n == 0:
-            self._window_start = ts
+            self._window_start = self._window_end = ts
             self._window_offsets[0] = offset
         self.window.append(row)
-        self._window_end = ts if self._window_end is None else max(self._window_end, ts)
+        if ts > self._window_end:
+            self._window_end = ts
+        elif ts < self._window_start:
+            self._window_start = ts
         self._window_offsets[1] = offset
         if self.window.n >= self.settings.window_size:
             self.close_window(out)

@@ -254,6 +254,7 @@ class ReferenceProfile:
     n: int = 0
     n_bins: int = N_BINS
     max_sample: int = MAX_SAMPLE
+    joint_sample: dict[str, np.ndarray] | None = None  # same rows for every feature (multivariate tests)
 
     @classmethod
     def from_columns(
@@ -263,7 +264,10 @@ class ReferenceProfile:
         reference_id: str = "",
         n_bins: int = N_BINS,
         max_sample: int = MAX_SAMPLE,
+        joint_sample_size: int = 1000,
     ) -> "ReferenceProfile":
+        """Profile every column; ``joint_sample_size`` rows (seeded, 0 = none) are kept whole for
+        multivariate tests such as :class:`~detectors.domain_classifier.DomainClassifier`."""
         kinds = dict(kinds or {})
         unknown = set(kinds.values()) - set(KINDS)
         if unknown:
@@ -275,8 +279,14 @@ class ReferenceProfile:
             name: FeatureProfile.from_values(name, values, kinds.get(name), n_bins=n_bins, max_sample=max_sample)
             for name, values in columns.items()
         }
-        return cls(features=features, reference_id=reference_id, n=lengths.pop() if lengths else 0,
-                   n_bins=n_bins, max_sample=max_sample)
+        n = lengths.pop() if lengths else 0
+        joint = None
+        if joint_sample_size and n:
+            rows = np.random.default_rng(0).permutation(n)[:joint_sample_size]
+            rows.sort()
+            joint = {name: to_column(values, fp.kind)[rows] for (name, values), fp in zip(columns.items(), features.values())}
+        return cls(features=features, reference_id=reference_id, n=n, n_bins=n_bins, max_sample=max_sample,
+                   joint_sample=joint)
 
     def to_dict(self) -> dict:
         return {
@@ -286,6 +296,7 @@ class ReferenceProfile:
             "n_bins": int(self.n_bins),
             "max_sample": int(self.max_sample),
             "features": {name: fp.to_dict() for name, fp in self.features.items()},
+            "joint_sample": None if self.joint_sample is None else json_safe(self.joint_sample),
         }
 
     @classmethod
@@ -296,6 +307,8 @@ class ReferenceProfile:
             n=int(d.get("n", 0)),
             n_bins=int(d.get("n_bins", N_BINS)),
             max_sample=int(d.get("max_sample", MAX_SAMPLE)),
+            joint_sample=None if d.get("joint_sample") is None else {
+                name: to_column(values, d["features"][name]["kind"]) for name, values in d["joint_sample"].items()},
         )
 
     @property

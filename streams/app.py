@@ -98,7 +98,7 @@ class Worker:
             [({**s, "url": s.get("url") or settings.redis_url} if s["type"] == "redis" else s)
              for s in settings.sinks if s["type"] != "kafka"])
         self.status = StatusStore(settings.redis_url)
-        self.dedup = DedupGuard(settings.redis_url)
+        self.dedup = DedupGuard(settings.redis_url, prefix=f"driftline:delivered:{settings.app_id}:")
         self._tasks: set = set()
 
     # -- state -------------------------------------------------------------------

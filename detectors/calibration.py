@@ -1,0 +1,166 @@
+"""Calibrate the per-window alarm threshold to an expected run time (ERT) between false alarms.
+
+A stream of windows tested at a fixed ``alpha`` raises false alarms at a rate
+that depends on the number of features, their kinds, ties, the correction...
+:func:`calibrate` instead picks the threshold from the data: it draws
+``n_bootstrap`` pairs of independent bootstrap samples from the reference
+columns (a reference-sized sample, capped at ``max_sample``, and a window of
+``window_size`` rows), runs the suite's primary tests on each pair (KS,
+chi-squared and missing rate, vectorised over all pairs), corrects each pair's
+p-values as the suite does, and takes the ``1 / ert`` quantile of the
+per-window minimum adjusted p-value. Using it as the suite's ``alpha``
+(:meth:`Calibration.settings`) makes a stationary stream alarm about once per
+``ert`` windows. Two bootstrap samples (not a window resampled from the
+profile's own reference) are used so the null spread includes the reference's
+own sampling noise, as it does in production.
+
+Approximations, stated: KS p-values here are scipy's asymptotic ones
+(``kstwo.sf(D, round(n m / (n + m)))``, as ``ks_2samp(method="asymp")``) while
+the suite uses scipy's exact ones for samples up to 10,000; the effect-size gate
+is ignored (it can only remove alarms); with ``ert > n_bootstrap`` the quantile
+is extrapolated from the few smallest values (flagged in ``extrapolated``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+from detectors.base import json_safe
+from detectors.profile import MAX_SAMPLE, ReferenceProfile, to_column
+from detectors.suite import WindowSettings
+
+__all__ = ["Calibration", "calibrate", "bootstrap_min_p_values"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A window threshold calibrated to an ERT; report it with every alert.
+
+    ``threshold`` is on the window's minimum adjusted p-value (the suite's ``alpha``).
+
+    >>> c = Calibration(threshold=0.004, ert=100, n_bootstrap=200, window_size=1000)
+    >>> c.settings(WindowSettings()).alpha, c.to_dict()["statistic"]
+    (0.004, 'min_adjusted_p_value')
+    """
+
+    threshold: float
+    ert: float
+    n_bootstrap: int
+    window_size: int
+    correction: str = "bh"
+    statistic: str = "min_adjusted_p_value"
+    extrapolated: bool = False
+    seed: int = 0
+
+    def settings(self, base: WindowSettings = WindowSettings()) -> WindowSettings:
+        """``base`` with ``alpha`` set to the calibrated threshold (and the calibrated correction)."""
+        return replace(base, alpha=float(min(max(self.threshold, 1e-300), 0.5)), correction=self.correction)
+
+    def to_dict(self) -> dict:
+        return json_safe(asdict(self))
+
+
+def _codes(column: np.ndarray, kind: str) -> tuple[np.ndarray, int]:
+    """Integer codes (sorted unique values / categories), missing -> K; and K."""
+    if kind == "numeric":
+        missing = np.isnan(column)
+        uniq, inverse = np.unique(column[~missing], return_inverse=True)
+    else:
+        missing = np.equal(column, None)
+        uniq, inverse = np.unique(column[~missing].astype(str), return_inverse=True)
+    codes = np.full(column.size, uniq.size, dtype=np.int64)
+    codes[~missing] = inverse.ravel()
+    return codes, int(uniq.size)
+
+
+def _batched_counts(codes: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
+    b = idx.shape[0]
+    flat = (codes[idx] + (np.arange(b)[:, None] * (k + 1))).ravel()
+    return np.bincount(flat, minlength=b * (k + 1)).reshape(b, k + 1)
+
+
+def _ks_p(ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    n1, n2 = ref.sum(1), cur.sum(1)
+    ok = (n1 > 0) & (n2 > 0)
+    f1 = np.cumsum(ref, 1) / np.maximum(n1, 1)[:, None]
+    f2 = np.cumsum(cur, 1) / np.maximum(n2, 1)[:, None]
+    d = np.abs(f1 - f2).max(1) if ref.shape[1] else np.zeros(ref.shape[0])
+    en = np.round(n1 * n2 / np.maximum(n1 + n2, 1))
+    return np.where(ok, stats.kstwo.sf(d, np.maximum(en, 1)), 1.0)
+
+
+def _chi2_p(ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    n1, n2 = ref.sum(1, keepdims=True), cur.sum(1, keepdims=True)
+    col = ref + cur
+    total = np.maximum(n1 + n2, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e1, e2 = n1 * col / total, n2 * col / total
+        terms = np.where(col > 0, (ref - e1) ** 2 / e1 + (cur - e2) ** 2 / e2, 0.0)
+    stat = terms.sum(1)
+    dof = (col > 0).sum(1) - 1
+    ok = (n1[:, 0] > 0) & (n2[:, 0] > 0) & (dof > 0)
+    return np.where(ok, stats.chi2.sf(stat, np.maximum(dof, 1)), 1.0)
+
+
+def _missing_p(x1: np.ndarray, n1: int, x2: np.ndarray, n2: int) -> np.ndarray:
+    pooled = (x1 + x2) / (n1 + n2)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, (x2 / n2 - x1 / n1) / se, 0.0)
+    return 2 * stats.norm.sf(np.abs(z))
+
+
+def bootstrap_min_p_values(reference_columns: Mapping[str, Sequence | np.ndarray], window_size: int,
+                           settings: WindowSettings = WindowSettings(), n_bootstrap: int = 200, seed: int = 0,
+                           kinds: Mapping[str, str] | None = None, max_sample: int = MAX_SAMPLE) -> np.ndarray:
+    """Minimum adjusted primary p-value of each of ``n_bootstrap`` null windows."""
+    profile = ReferenceProfile.from_columns(reference_columns, kinds=kinds, joint_sample_size=0)
+    n = profile.n
+    n_ref = min(n, max_sample)
+    rng = np.random.default_rng(seed)
+    p_values = []
+    for name, fp in profile.features.items():
+        codes, k = _codes(to_column(reference_columns[name], fp.kind), fp.kind)
+        ref = _batched_counts(codes, rng.integers(0, n, size=(n_bootstrap, n_ref)), k)
+        cur = _batched_counts(codes, rng.integers(0, n, size=(n_bootstrap, window_size)), k)
+        tests = settings.numeric_tests if fp.kind == "numeric" else settings.categorical_tests
+        if fp.kind == "numeric" and "ks" in tests:
+            p_values.append(_ks_p(ref[:, :k], cur[:, :k]))
+        elif fp.kind == "categorical" and "chi_squared" in tests:
+            p_values.append(_chi2_p(ref[:, :k], cur[:, :k]))
+        if settings.missing_rate:
+            p_values.append(_missing_p(ref[:, k], n_ref, cur[:, k], window_size))
+    if not p_values:
+        return np.ones(n_bootstrap)
+    p = np.sort(np.column_stack(p_values), axis=1)
+    m = p.shape[1]
+    if settings.correction == "bh":
+        return np.minimum(1.0, (p * m / np.arange(1, m + 1)).min(1))
+    if settings.correction == "bonferroni":
+        return np.minimum(1.0, p[:, 0] * m)
+    return p[:, 0]
+
+
+def calibrate(reference_columns: Mapping[str, Sequence | np.ndarray], window_size: int, ert: float,
+              settings: WindowSettings = WindowSettings(), n_bootstrap: int = 200, seed: int = 0,
+              kinds: Mapping[str, str] | None = None, max_sample: int = MAX_SAMPLE) -> Calibration:
+    """Threshold on the min adjusted p-value so a stationary stream alarms about once per ``ert`` windows.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> columns = {"x": rng.normal(size=2000), "c": rng.choice(["a", "b", "c"], size=2000)}
+    >>> cal = calibrate(columns, window_size=500, ert=50)
+    >>> cal.ert, cal.window_size, cal.n_bootstrap, 0.0 < cal.threshold < 0.1
+    (50, 500, 200, True)
+    """
+    if ert <= 1:
+        raise ValueError("ert is in windows and must be > 1")
+    min_p = bootstrap_min_p_values(reference_columns, window_size, settings, n_bootstrap, seed, kinds, max_sample)
+    threshold = float(np.quantile(min_p, 1.0 / ert))
+    return Calibration(threshold=threshold, ert=ert, n_bootstrap=n_bootstrap, window_size=window_size,
+                       correction=settings.correction, extrapolated=bool(ert > n_bootstrap), seed=seed)

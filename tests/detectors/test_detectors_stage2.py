@@ -1,0 +1,175 @@
+"""Multiple testing, data quality, CBPE, domain classifier, calibration."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from detectors import (
+    CBPE,
+    DataQuality,
+    DomainClassifier,
+    ReferenceProfile,
+    WindowSettings,
+    benjamini_hochberg,
+    bonferroni,
+    calibrate,
+    evaluate_window,
+)
+from detectors.cbpe import expected_accuracy, expected_roc_auc
+from detectors.multiple_testing import raw_threshold
+
+
+# -- multiple testing -----------------------------------------------------------------
+def test_bh_hand_example():
+    # m = 5, alpha = 0.05: critical values 0.01, 0.02, 0.03, 0.04, 0.05; sorted p = 0.001, 0.012,
+    # 0.029, 0.045, 0.2 -> p_(3) = 0.029 is the last below its critical value: reject 3.
+    p = [0.045, 0.001, 0.029, 0.2, 0.012]
+    adjusted, reject = benjamini_hochberg(p, alpha=0.05)
+    assert reject.tolist() == [False, True, True, False, True]
+    # adjusted = running min from the top of p_(i) * 5 / i: 0.005, 0.03, 0.04833, 0.05625, 0.2
+    np.testing.assert_allclose(adjusted, [0.05625, 0.005, 0.029 * 5 / 3, 0.2, 0.03])
+    assert raw_threshold(p, 0.05, "bh") == pytest.approx(0.03)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bh_agrees_with_scipy(seed):
+    rng = np.random.default_rng(seed)
+    p = np.concatenate([rng.random(30), rng.random(10) * 1e-3, [0.5, 0.5]])  # with ties
+    adjusted, reject = benjamini_hochberg(p, alpha=0.05)
+    np.testing.assert_allclose(adjusted, stats.false_discovery_control(p, method="bh"), rtol=0, atol=1e-12)
+    assert np.array_equal(reject, adjusted <= 0.05)
+    assert np.array_equal(reject, p <= raw_threshold(p, 0.05, "bh"))
+
+
+def test_bonferroni():
+    adjusted, reject = bonferroni([0.001, 0.02, 0.9], alpha=0.05)
+    np.testing.assert_allclose(adjusted, [0.003, 0.06, 1.0])
+    assert reject.tolist() == [True, False, False]
+
+
+# -- data quality ---------------------------------------------------------------------
+def test_data_quality_checks():
+    rng = np.random.default_rng(0)
+    ref = ReferenceProfile.from_columns({"x": rng.uniform(0, 1, 1000), "c": rng.choice(["a", "b"], 1000), "gone": rng.normal(size=1000)})
+    window = {"x": list(rng.uniform(0, 1, 95)) + [5.0, -1.0, "oops", None, True],
+              "c": ["a"] * 90 + ["zzz"] * 10, "extra": [1] * 100}
+    results = {(r.detector, r.feature): r for r in DataQuality().check(ref, window)}
+    oor = results[("data_quality.out_of_range", "x")]
+    assert oor.drifted and oor.evidence["n_outside"] == 2 and oor.statistic == pytest.approx(2 / 97)
+    tm = results[("data_quality.type_mismatch", "x")]
+    assert tm.drifted and tm.evidence["n_mismatch"] == 2
+    assert results[("data_quality.unseen_categories", "c")].statistic == pytest.approx(0.1)
+    assert results[("data_quality.new_feature", "extra")].drifted
+    assert results[("data_quality.missing_feature", "gone")].drifted
+
+
+def test_data_quality_clean_window_is_quiet():
+    rng = np.random.default_rng(1)
+    ref = ReferenceProfile.from_columns({"x": rng.normal(size=2000), "c": rng.choice(["a", "b"], 2000)})
+    results = DataQuality().check(ref, {"x": rng.normal(size=500), "c": rng.choice(["a", "b"], 500)})
+    assert [r for r in results if r.drifted] == []
+    assert all(r.detector.startswith("data_quality.") for r in results)
+
+
+# -- CBPE ------------------------------------------------------------------------------
+def test_expected_roc_auc_matches_monte_carlo():
+    rng = np.random.default_rng(2)
+    s = rng.beta(2, 2, size=300)
+    draws = []
+    for _ in range(300):
+        y = rng.random(s.size) < s
+        draws.append(stats.mannwhitneyu(s[y], s[~y]).statistic / (y.sum() * (~y).sum()))
+    assert expected_roc_auc(s) == pytest.approx(np.mean(draws), abs=0.01)
+
+
+def test_expected_accuracy_matches_realised_on_calibrated_scores():
+    rng = np.random.default_rng(3)
+    s = rng.beta(0.7, 0.7, size=20_000)
+    y = rng.random(s.size) < s
+    est, se = expected_accuracy(s)
+    assert abs(est - np.mean((s >= 0.5) == y)) < 4 * se
+
+
+def test_cbpe_contract():
+    rng = np.random.default_rng(4)
+    s = rng.beta(0.5, 0.5, size=2000)
+    cbpe = CBPE(max_drop=0.05).fit(s, rng.random(2000) < s)
+    assert repr(cbpe) == "CBPE(max_drop=0.05, decision_threshold=0.5)"
+    assert not cbpe.test(rng.beta(0.5, 0.5, size=1000)).drifted
+    window = rng.beta(4, 4, size=1000)
+    r = cbpe.test(window)
+    assert r.drifted and r.evidence["estimated"] is True and r.threshold_on == "statistic"
+    assert pickle.loads(pickle.dumps(cbpe)).test(window) == r
+    with pytest.raises(ValueError):
+        cbpe.test([1.5])
+    with pytest.raises(RuntimeError):
+        CBPE().test([0.5])
+
+
+# -- domain classifier -------------------------------------------------------------------
+def _dc_columns(rng, n, shift=0.0):
+    return {"a": rng.normal(size=n), "b": rng.normal(shift, size=n), "c": rng.normal(size=n),
+            "k": rng.choice(["x", "y", "z"], size=n)}
+
+
+def test_domain_classifier_quiet_then_fires_and_names_the_feature():
+    rng = np.random.default_rng(5)
+    ref = ReferenceProfile.from_columns(_dc_columns(rng, 3000))
+    dc = DomainClassifier(alpha=0.01, max_rows=600)
+    quiet = dc.test(ref, _dc_columns(rng, 1000))
+    assert not quiet.drifted and 0.4 < quiet.statistic < 0.6
+    window = _dc_columns(rng, 1000, shift=0.5)
+    loud = dc.test(ref, window)
+    assert loud.drifted and loud.statistic > 0.6
+    assert loud.evidence["top_features"][0][0] == "b"
+    assert loud.evidence["n_per_side"] == 600
+    again = ReferenceProfile.from_dict(json.loads(json.dumps(ref.to_dict())))
+    assert pickle.loads(pickle.dumps(dc)).test(again, window) == loud
+
+
+def test_domain_classifier_false_alarm_rate_is_near_alpha():
+    rng = np.random.default_rng(6)
+    ref = ReferenceProfile.from_columns(_dc_columns(rng, 2000))
+    dc = DomainClassifier(alpha=0.05, max_rows=300, epochs=1)
+    fired = sum(DomainClassifier(alpha=0.05, max_rows=300, epochs=1, seed=s).test(ref, _dc_columns(rng, 300)).drifted
+                for s in range(20))
+    assert fired <= 4  # expected 1 of 20 at alpha = 0.05
+    assert "max_rows=300" in repr(dc)
+
+
+# -- calibration --------------------------------------------------------------------------
+def _cal_columns(rng, n):
+    cols = {f"x{i}": rng.normal(size=n) for i in range(4)}
+    cols["ties"] = rng.integers(0, 5, size=n).astype(float)
+    cols.update({f"c{i}": rng.choice(list("abcd"), p=[0.4, 0.3, 0.2, 0.1], size=n) for i in range(4)})
+    cols["m"] = np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n))
+    return cols
+
+
+def test_calibrated_threshold_gives_the_stated_ert():
+    """alibi-detect style: windows-to-false-alarm on a stationary stream within [ERT/3, 3 ERT]."""
+    rng = np.random.default_rng(7)
+    columns = _cal_columns(rng, 2000)
+    cal = calibrate(columns, window_size=400, ert=20, n_bootstrap=200, seed=1)
+    assert not cal.extrapolated and cal.correction == "bh"
+    ref = ReferenceProfile.from_columns(columns)
+    settings = cal.settings(WindowSettings(min_effect_size=0.0))
+    n_windows = 120
+    alarms = sum(bool(evaluate_window(ref, _cal_columns(np.random.default_rng(100 + s), 400), settings).drifted)
+                 for s in range(n_windows))
+    assert n_windows / (3 * 20) <= alarms <= 3 * n_windows / 20
+    json.dumps(cal.to_dict())
+
+
+def test_calibration_is_seeded_and_monotone_in_ert():
+    columns = _cal_columns(np.random.default_rng(8), 1000)
+    a = calibrate(columns, 200, ert=10, n_bootstrap=100, seed=3)
+    b = calibrate(columns, 200, ert=10, n_bootstrap=100, seed=3)
+    c = calibrate(columns, 200, ert=50, n_bootstrap=100, seed=3)
+    assert a == b and c.threshold < a.threshold and c.extrapolated is False
+    assert calibrate(columns, 200, ert=500, n_bootstrap=100).extrapolated
+    with pytest.raises(ValueError):
+        calibrate(columns, 200, ert=1)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.integration.harness import WorkerProcess, isolated_env
+
+SMALL_WINDOWS = """
+[defaults]
+reference_size = 1000
+window_size = 500
+performance_window = 300
+window_seconds = 36000
+"""
+
+
+@pytest.fixture
+def small_config(tmp_path):
+    path = tmp_path / "driftline.toml"
+    path.write_text(SMALL_WINDOWS)
+    return path
+
+
+@pytest.fixture
+def unique():
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="module")
+def shared_worker(broker_url, redis_url, tmp_path_factory):
+    """One worker for a module's tests (each test uses its own model names)."""
+    tmp = tmp_path_factory.mktemp("worker")
+    config = tmp / "driftline.toml"
+    config.write_text(SMALL_WINDOWS)
+    env = isolated_env(broker_url, redis_url)
+    worker = WorkerProcess(env, tmp, config=config)
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.terminate()

@@ -1,0 +1,164 @@
+"""Real processes for integration tests: driftline workers, and a foreign Kafka client.
+
+Producers and consumers here use confluent-kafka (librdkafka), not driftline's
+code, so the tests also prove the wire contract works for other clients.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer, Producer
+
+from streams.embedded import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bootstrap(broker_url: str) -> str:
+    return broker_url.split("://", 1)[-1]
+
+
+def isolated_env(broker_url: str, redis_url: str, name: str | None = None, **extra) -> dict:
+    """Environment for a worker with its own app id and topic names (tests share one broker)."""
+    name = name or uuid.uuid4().hex[:8]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env.update({
+        "DRIFTLINE_BROKER": broker_url, "DRIFTLINE_REDIS_URL": redis_url,
+        "DRIFTLINE_APP_ID": f"dl-{name}",
+        **{f"DRIFTLINE_TOPIC_{t.upper()}": f"{name}.{t}"
+           for t in ("predictions", "labels", "alerts", "retrain", "deadletter")},
+    })
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def topic(env: dict, what: str) -> str:
+    return env[f"DRIFTLINE_TOPIC_{what.upper()}"]
+
+
+class WorkerProcess:
+    """``driftline worker`` as a child process; stopped or killed by its own PID only."""
+
+    def __init__(self, env: dict, log_dir: Path, config: Path | None = None, tag: str = "worker"):
+        self.env = {**env, "DRIFTLINE_WEB_PORT": str(free_port())}
+        self.log_path = log_dir / f"{tag}-{uuid.uuid4().hex[:6]}.log"
+        args = [sys.executable, "-m", "streams.cli"]
+        if config:
+            args += ["--config", str(config)]
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args + ["worker", "-l", "info"], cwd=ROOT, env=self.env,
+                                     stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.log()[-3000:]}")
+            if "Ready" in self.log():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log()[-3000:]}")
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()
+
+
+def produce(broker_url: str, topic_name: str, values, key: bytes | None = None) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap(broker_url), "linger.ms": 5,
+                         "message.max.bytes": 8_000_000})
+    for value in values:
+        if not isinstance(value, (bytes, bytearray)):
+            value = orjson.dumps(value)
+        producer.produce(topic_name, value=value, key=key)
+        producer.poll(0)
+    assert producer.flush(30) == 0, "messages left undelivered"
+
+
+class Reader:
+    """A group-less consumer of one topic from the beginning."""
+
+    def __init__(self, broker_url: str, topic_name: str):
+        self.consumer = Consumer({"bootstrap.servers": bootstrap(broker_url), "group.id": f"t-{uuid.uuid4().hex}",
+                                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        # assign(), not subscribe(): no group join (Tansu holds joins up to half the session timeout)
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        deadline = time.monotonic() + 30
+        while True:
+            meta = self.consumer.list_topics(topic_name, timeout=5).topics.get(topic_name)
+            if meta is not None and meta.partitions and meta.error is None:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topic {topic_name} does not exist")
+            time.sleep(0.2)
+        self.consumer.assign([TopicPartition(topic_name, p, OFFSET_BEGINNING) for p in meta.partitions])
+        self.records: list = []
+
+    def poll_until(self, done, timeout: float) -> list:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not done(self.records):
+            message = self.consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            self.records.append(orjson.loads(message.value()))
+        return self.records
+
+    def drain(self, idle: float = 2.0, timeout: float = 30.0) -> list:
+        """Read until nothing new arrived for ``idle`` seconds."""
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - last < idle:
+            message = self.consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            self.records.append(orjson.loads(message.value()))
+            last = time.monotonic()
+        return self.records
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def drift_traffic(n: int, shift_at: int, model: str = "credit", version: str = "1", seed: int = 3,
+                  shifted: str = "income", shift: float = 1.0, start: float = 1_767_225_600.0):
+    """Seeded predictions with 6 features; ``shifted`` moves by ``shift`` std from ``shift_at`` on."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    numeric = rng.normal(size=(n, 4))
+    numeric[shift_at:, 0 if shifted == "income" else 1] += shift
+    regions = rng.choice(["north", "south", "east", "west"], size=n)
+    plans = rng.choice(["basic", "plus"], size=n, p=[0.7, 0.3])
+    for i in range(n):
+        score = float(1 / (1 + np.exp(-(numeric[i, 2] + 0.5 * numeric[i, 3]))))
+        yield {
+            "prediction_id": f"{model}-{seed}-{i}", "model": model, "model_version": version,
+            "timestamp": start + i, "prediction": int(score >= 0.5), "score": round(score, 6),
+            "features": {"income": float(numeric[i, 0]), "age": float(numeric[i, 1]),
+                         "debt": float(numeric[i, 2]), "tenure": float(numeric[i, 3]),
+                         "region": str(regions[i]), "plan": str(plans[i])},
+        }
