@@ -17,10 +17,17 @@ from collections import OrderedDict, deque
 from river import metrics, utils
 
 from detectors.alerts import AlertLifecycle, make_alert, make_retrain_request
+from detectors.calibration import calibrate
+from detectors.cbpe import CBPE
+from detectors.comparison import compare_versions
 from detectors.concept import make_concept_detector
+from detectors.domain_classifier import DomainClassifier
+from detectors.fairness import SegmentStats
 from detectors.profile import ReferenceProfile
+from detectors.quality import DataQuality
 from detectors.settings import ModelSettings
 from detectors.suite import WindowSettings, evaluate_window
+from detectors.alerts import SEVERITIES
 
 PREDICTION = "__prediction__"
 SCORE = "__score__"
@@ -133,18 +140,36 @@ class VersionMonitor:
         self.last_retrain_at: float | None = None
         self.suppressed_retrains: deque = deque(maxlen=20)
         self.deployed_at: float | None = None
+        self.calibration: dict | None = None
+        self.quality = DataQuality(**settings.quality)
+        self.domain = DomainClassifier(**{k: v for k, v in settings.multivariate.items() if k not in ("enabled", "every")})
+        self.cbpe: CBPE | None = None
+        self._cbpe_fit: list = []           # (score, label) pairs from the first labelled events
+        self.segments = SegmentStats()
+        self.recent_errors: deque = deque(maxlen=settings.performance_window)
+        self._drift_streak = 0
+        self._scheduled_retrains = 0
+        self._performance_announced: int | None = None
 
     # -- reference ---------------------------------------------------------------
     def set_reference(self, profile: ReferenceProfile, source: str) -> None:
         self.reference = profile
-        self.reference_info = {"reference_id": profile.reference_id, "source": source, "n": profile.n}
+        self.reference_info = {"reference_id": profile.reference_id, "source": source, "n": profile.n,
+                               "calibration": self.calibration,
+                               "alpha": self.window_settings.alpha, "correction": self.window_settings.correction}
         self.window = ColumnBuffer(profile.features)
 
     def _build_reference(self) -> None:
         n = self._reference_rows.n
+        columns = self._reference_rows.columns()
         profile = ReferenceProfile.from_columns(
-            self._reference_rows.columns(), kinds=self.settings.feature_types,
-            reference_id=f"{self.model}:{self.version}:first-{n}")
+            columns, kinds=self.settings.feature_types, reference_id=f"{self.model}:{self.version}:first-{n}")
+        if self.settings.calibrate_ert_windows:
+            # Bootstrap windows from the reference: the threshold that gives ~1 false alarm per ERT windows.
+            calibration = calibrate(columns, self.settings.window_size, self.settings.calibrate_ert_windows,
+                                    settings=self.window_settings, kinds=profile.kinds)
+            self.window_settings = calibration.settings(self.window_settings)
+            self.calibration = calibration.to_dict()
         self._reference_rows = ColumnBuffer()
         self.set_reference(profile, source="first_predictions")
 
@@ -167,6 +192,15 @@ class VersionMonitor:
         if score is not None and not 0.0 <= score <= 1.0:
             self._score_out_of_range += 1
             self.counts["score_out_of_range"] += 1
+        elif self.settings.output_range and not isinstance(event["prediction"], (str, bool)):
+            low, high = self.settings.output_range
+            if not low <= event["prediction"] <= high:
+                self._score_out_of_range += 1
+                self.counts["score_out_of_range"] += 1
+        if event["segment"] and self.task == "classification":
+            self.segments.add_prediction(event["segment"], _as_class(event["prediction"]))
+        if self.settings.retrain_max_interval:
+            self._maybe_scheduled_retrain(ts, out)
         if self.reference is None:
             self._reference_rows.append(row)
             if self._reference_rows.n >= self.settings.reference_size:
@@ -208,69 +242,106 @@ class VersionMonitor:
                 "n": self.window.n, "offsets": {"first": self._window_offsets[0], "last": self._window_offsets[1]}}
 
     def close_window(self, out: list) -> None:
-        report = evaluate_window(self.reference, self.window.columns(), self.window_settings)
+        columns = self.window.columns()
+        report = evaluate_window(self.reference, columns, self.window_settings)
         bounds = self._window_bounds()
-        drifted = {"input_drift": {}, "prediction_drift": {}}
+        findings: dict[str, dict] = {kind: {} for kind in (
+            "input_drift", "prediction_drift", "data_quality", "multivariate_drift",
+            "estimated_performance", "fairness")}
         for result in report.drifted:
             kind = "prediction_drift" if result.feature in OUTPUT_COLUMNS else "input_drift"
-            best = drifted[kind].get(result.feature)
+            best = findings[kind].get(result.feature)
             if best is None or (result.p_value or 0.0) < (best.p_value or 0.0):
-                drifted[kind][result.feature] = result
-        quality = {}
+                findings[kind][result.feature] = result
+        for result in self.quality.check(self.reference, columns):
+            if result.drifted and result.feature not in OUTPUT_COLUMNS:
+                findings["data_quality"][f"{result.feature}/{result.detector.split('.')[-1]}"] = result
         if self._score_out_of_range:
-            quality[SCORE] = self._score_out_of_range
-        for kind, results in drifted.items():
+            findings["data_quality"][f"{SCORE}/output_range"] = self._guardrail_result()
+        multivariate = self.settings.multivariate
+        if multivariate.get("enabled", True) and self.window_index % max(1, multivariate.get("every", 1)) == 0:
+            # rows as the reference sampled them (outputs included), so both sides have the same columns
+            result = self.domain.test(self.reference, columns)
+            if result.drifted:
+                findings["multivariate_drift"]["__rows__"] = result
+        if self.cbpe is not None and self.window.n:
+            result = self.cbpe.test(columns.get(SCORE, []))
+            if result.drifted:
+                findings["estimated_performance"]["__score__"] = result
+        for result in self.segments.test(self.settings.segment_min_size, self.settings.fairness_tolerance,
+                                         self.settings.fairness_alpha):
+            findings["fairness"][result.feature] = result
+        emitted = []
+        for kind, results in findings.items():
             announce, resolved = self.lifecycle.observe(self.window_index, kind, set(results))
             if announce:
-                self._drift_alert(kind, sorted(results.values(), key=lambda r: (r.p_value or 0.0, -(r.effect_size or 0))),
-                                  report, bounds, out)
-            for feature in resolved:
-                self._resolved_alert(kind, feature, bounds, out)
-        announce, resolved = self.lifecycle.observe(self.window_index, "data_quality", set(quality))
-        if announce:
-            n = self.window.n
-            self._emit(out, make_alert(
-                model=self.model, model_version=self.version, kind="data_quality", severity="warning",
-                detector="guardrail.score_range", feature=SCORE, statistic=quality[SCORE] / n, p_value=None,
-                threshold=0.0, window=bounds, reference=self.reference_info,
-                evidence={"score_out_of_range": quality[SCORE], "n": n, "expected_range": [0.0, 1.0]},
-                id_parts=(self.window_index, "score_range"), config_version=self.config_version,
-                message=f"{quality[SCORE]} of {n} scores outside [0, 1]"))
-        for feature in resolved:
-            self._resolved_alert("data_quality", feature, bounds, out)
+                ordered = sorted(results.values(), key=lambda r: (r.p_value if r.p_value is not None else 1.0,
+                                                                   -(r.effect_size or 0.0)))
+                emitted.append(self._window_alert(kind, list(results), ordered, report, bounds, out))
+            for key in resolved:
+                self._resolved_alert(kind, key, bounds, out)
+        self._drift_streak = self._drift_streak + 1 if findings["input_drift"] else 0
+        self._apply_retrain_policy(emitted, bounds, out)
         self.last_window = {
             **bounds,
             "drift": {r.feature: {"detector": r.detector, "statistic": r.statistic, "p_value": r.p_value,
                                   "effect_size": r.effect_size, "drifted": r.drifted}
-                      for r in report.results if r.detector in ("ks", "chi_squared")},
-            "drifted_features": sorted({r.feature for r in report.drifted}),
+                      for r in report.results if r.detector in ("ks", "chi_squared", "prediction_ks",
+                                                                "prediction_chi_squared")},
+            "drifted_features": sorted(k for kind in ("input_drift", "prediction_drift") for k in findings[kind]),
+            "findings": {kind: sorted(keys) for kind, keys in findings.items() if keys},
+            "segments": self.segments.summary(),
         }
+        self.segments.reset_window()
         self.counts["windows"] += 1
         self.window_index += 1
         self.window.clear()
         self._window_start = self._window_end = None
         self._window_offsets = [None, None]
+        self._first_tick = self._first_tick_window = None
         self._score_out_of_range = 0
 
-    def _drift_alert(self, kind: str, results: list, report, bounds: dict, out: list) -> None:
+    def _guardrail_result(self):
+        from detectors.base import DriftResult
+
+        n = max(self.window.n, 1)
+        expected = self.settings.output_range or [0.0, 1.0]
+        return DriftResult("guardrail.output_range", SCORE, self._score_out_of_range / n, None, 0.0, "statistic",
+                           True, evidence={"out_of_range": self._score_out_of_range, "n": n,
+                                           "expected_range": list(expected)})
+
+    def _severity(self, kind: str, results: list) -> str:
+        if kind in ("input_drift", "prediction_drift"):
+            effect = max((r.effect_size or 0.0) for r in results)
+            return "critical" if effect >= self.settings.critical_effect_size or len(results) >= 3 else "warning"
+        if kind in ("fairness", "estimated_performance"):
+            worst = max(abs(r.statistic) for r in results)
+            return "critical" if worst > 2 * max(r.threshold for r in results) else "warning"
+        return "warning"
+
+    def _window_alert(self, kind: str, keys: list, results: list, report, bounds: dict, out: list) -> dict:
         top = results[0]
-        effect = max((r.effect_size or 0.0) for r in results)
-        severity = "critical" if effect >= 2 * self.window_settings.min_effect_size or len(results) >= 3 else "warning"
-        evidence = {
-            r.feature: {
-                "detector": r.detector, "statistic": r.statistic, "p_value": r.p_value,
-                "threshold": r.threshold, "effect_size": r.effect_size, "effect_name": r.effect_name,
-                "reference": self.reference.features[r.feature].summary if r.feature in self.reference.features else None,
-                "current": report.summaries.get(r.feature), **{k: v for k, v in r.evidence.items() if k not in ("reference", "current")},
-            } for r in results
-        }
-        names = [r.feature for r in results]
-        self._emit(out, make_alert(
-            model=self.model, model_version=self.version, kind=kind, severity=severity, detector=top.detector,
-            feature=top.feature, features=names, statistic=top.statistic, p_value=top.p_value,
-            threshold=top.threshold, window=bounds, reference=self.reference_info, evidence=evidence,
-            id_parts=(self.window_index, ",".join(sorted(names))), config_version=self.config_version,
-            message=f"{kind.replace('_', ' ')} in {', '.join(names)} (window {self.window_index}, n={bounds['n']})"))
+        evidence = {}
+        for r in results:
+            entry = {"detector": r.detector, "statistic": r.statistic, "p_value": r.p_value,
+                     "threshold": r.threshold, "effect_size": r.effect_size, "effect_name": r.effect_name}
+            if r.feature in self.reference.features:
+                entry["reference"] = self.reference.features[r.feature].summary
+                entry["current"] = report.summaries.get(r.feature)
+            entry.update({k: v for k, v in r.evidence.items() if k not in ("reference", "current")})
+            evidence[r.feature or "rows"] = entry
+        names = [r.feature for r in results if r.feature]
+        if kind == "multivariate_drift":
+            names = [f for f, _ in top.evidence.get("top_features", [])[:3]]
+        alert = make_alert(
+            model=self.model, model_version=self.version, kind=kind, severity=self._severity(kind, results),
+            detector=top.detector, feature=top.feature, features=names, statistic=top.statistic,
+            p_value=top.p_value, threshold=top.threshold, window=bounds, reference=self.reference_info,
+            evidence=evidence, id_parts=(self.window_index, ",".join(sorted(map(str, keys)))),
+            config_version=self.config_version,
+            message=f"{kind.replace('_', ' ')} in {', '.join(map(str, names))} (window {self.window_index}, n={bounds['n']})")
+        self._emit(out, alert)
+        return alert
 
     def _resolved_alert(self, kind: str, feature: str, bounds: dict, out: list) -> None:
         self._emit(out, make_alert(
@@ -280,8 +351,33 @@ class VersionMonitor:
             id_parts=(self.window_index, kind, feature), config_version=self.config_version,
             message=f"{kind.replace('_', ' ')} in {feature} cleared for {self.settings.resolve_windows} windows"))
 
+    # -- retrain policy ------------------------------------------------------------
+    def _triggers(self, alert: dict) -> bool:
+        for rule in self.settings.retrain_on:
+            kind, _, severity = rule.partition(":")
+            if alert["kind"] == kind and SEVERITIES.index(alert["severity"]) >= SEVERITIES.index(severity or "info"):
+                return True
+        return False
+
+    def _apply_retrain_policy(self, emitted: list, bounds: dict, out: list) -> None:
+        triggering = [a for a in emitted if self._triggers(a)]
+        ts = bounds["end"]
+        if triggering:
+            reason = "; ".join(a["message"] for a in triggering)
+            self._request_retrain([a["alert_id"] for a in triggering], reason, ts, out, bounds=bounds)
+        elif self.settings.retrain_drift_windows and self._drift_streak >= self.settings.retrain_drift_windows:
+            self._request_retrain([], f"input drift persisted {self._drift_streak} windows", ts, out, bounds=bounds)
+            self._drift_streak = 0
+
+    def _maybe_scheduled_retrain(self, ts: float, out: list) -> None:
+        last = max(x for x in (self.deployed_at, self.last_retrain_at) if x is not None)
+        if ts - last >= self.settings.retrain_max_interval:
+            self._scheduled_retrains += 1
+            self._request_retrain([], f"scheduled: no retrain for {self.settings.retrain_max_interval:.0f} s",
+                                  ts, out, id_parts=("scheduled", self._scheduled_retrains))
+
     # -- labels ------------------------------------------------------------------
-    def add_label(self, prediction, score, label, ts: float, out: list) -> None:
+    def add_label(self, prediction, score, label, ts: float, out: list, segment: dict | None = None) -> None:
         self.counts["labelled"] += 1
         if self.task == "classification":
             y_true, y_pred = _as_class(label), _as_class(prediction)
@@ -300,6 +396,15 @@ class VersionMonitor:
                 else:
                     metric.update(y_true, y_pred)
             baseline_pair = (y_true, y_pred)
+            if segment:
+                self.segments.add_label(segment, y_true, y_pred)
+            if (self.settings.estimate_performance and self.cbpe is None and score is not None
+                    and isinstance(y_true, bool) and 0.0 <= score <= 1.0):
+                self._cbpe_fit.append((score, y_true))
+                if len(self._cbpe_fit) >= self.settings.performance_window:
+                    scores, labels = zip(*self._cbpe_fit)
+                    self.cbpe = CBPE(max_drop=self.settings.performance_tolerance).fit(scores, labels)
+                    self._cbpe_fit = []
         else:
             try:
                 y_true, y_pred = float(label), float(prediction)
@@ -313,6 +418,7 @@ class VersionMonitor:
             self._baseline_metric.update(*baseline_pair)
             if self.counts["labelled"] >= self.settings.performance_window:
                 self.baseline = _metric_value(self._baseline_metric)
+        self.recent_errors.append(error)
         self.concept.update(error)
         if self.concept.drift_detected and self.baseline is not None:
             self._check_performance(ts, out)
@@ -321,12 +427,16 @@ class VersionMonitor:
         rolling = _metric_value(self._rolling[self._primary])
         if rolling is None:
             return
+        if self._performance_announced is not None and \
+                self.window_index - self._performance_announced < self.settings.realert_windows:
+            return  # cooldown: one performance alert per realert_windows windows
         tol = self.settings.performance_tolerance
         bigger_is_better = self._rolling[self._primary].bigger_is_better
         gap = (self.baseline - rolling) if bigger_is_better else (rolling - self.baseline) / max(abs(self.baseline), 1e-12)
         if gap <= tol:
             return
         severity = "critical" if gap > 2 * tol else "warning"
+        self._performance_announced = self.window_index
         n = self.counts["labelled"]
         alert = make_alert(
             model=self.model, model_version=self.version, kind="performance", severity=severity,
@@ -340,20 +450,26 @@ class VersionMonitor:
             id_parts=("labelled", n), config_version=self.config_version,
             message=f"{self._primary} {rolling:.3f} vs baseline {self.baseline:.3f} ({self.concept.name} fired)")
         self._emit(out, alert)
-        self._request_retrain([alert["alert_id"]], f"performance {severity}: {alert['message']}", ts, out)
+        if self._triggers(alert):
+            self._request_retrain([alert["alert_id"]], f"performance {severity}: {alert['message']}", ts, out)
 
-    def _request_retrain(self, alert_ids: list, reason: str, ts: float, out: list) -> None:
+    def _request_retrain(self, alert_ids: list, reason: str, ts: float, out: list, bounds: dict | None = None,
+                         id_parts: tuple | None = None) -> None:
+        """Ask for retraining unless one was asked within ``retrain_min_interval`` (then record it)."""
         data_range = {"since": self.deployed_at, "until": ts, "model_version": self.version}
-        n = self.counts["labelled"]
+        if bounds is not None:
+            data_range["offsets"] = bounds.get("offsets")
         if self.last_retrain_at is not None and ts - self.last_retrain_at < self.settings.retrain_min_interval:
             self.counts["retrain_suppressed"] += 1
-            self.suppressed_retrains.append({"at": ts, "reason": reason, "alert_ids": alert_ids})
+            self.suppressed_retrains.append({"at": ts, "reason": reason, "alert_ids": alert_ids,
+                                             "next_allowed_at": self.last_retrain_at + self.settings.retrain_min_interval})
             return
         self.last_retrain_at = ts
         self.counts["retrain_requests"] += 1
         out.append(("retrain", make_retrain_request(
             model=self.model, model_version=self.version, reason=reason, alert_ids=alert_ids,
-            data_range=data_range, id_parts=("labelled", n))))
+            data_range=data_range, id_parts=id_parts or ("n", self.counts["predictions"], self.counts["labelled"]),
+            now=None)))
 
     # -- output ------------------------------------------------------------------
     def _emit(self, out: list, alert: dict) -> None:
@@ -391,12 +507,13 @@ class ModelMonitor:
         self.settings = settings
         self.config_version = config_version
         self.versions: dict[str, VersionMonitor] = {}
-        self._pending: OrderedDict = OrderedDict()   # prediction_id -> (version, prediction, score, ts)
+        self._pending: OrderedDict = OrderedDict()   # prediction_id -> [(version, prediction, score, segment, ts)]
         self._early_labels: OrderedDict = OrderedDict()  # prediction_id -> (label, ts): label came first
         self.clock = 0.0                            # max event time seen (drives TTLs)
         self.counts = {"expired_unlabelled": 0, "evicted_unlabelled": 0, "expired_labels": 0,
                        "duplicate_predictions": 0, "unknown_version_labels": 0}
         self.applied_offsets: dict = {}             # partition -> last offset folded into this state
+        self._last_comparison: dict = {}
 
     def version(self, name: str) -> VersionMonitor:
         monitor = self.versions.get(name)
@@ -413,22 +530,31 @@ class ModelMonitor:
     def add_predictions(self, events: list, offset=None) -> list:
         out: list = []
         pending, early = self._pending, self._early_labels
+        windows_before = self._windows_closed()
         for event in events:
             pid = event["prediction_id"]
-            if pid in pending:
-                self.counts["duplicate_predictions"] += 1
-                continue
-            version = self.version(event["model_version"])
+            name = event["model_version"]
+            entry = (name, event["prediction"], event["score"], event["segment"], event["timestamp"])
+            shadows = pending.get(pid)
+            if shadows is not None:
+                # Same id from another version = shadow traffic; from the same version = redelivery.
+                if any(e[0] == name for e in shadows):
+                    self.counts["duplicate_predictions"] += 1
+                    continue
+                shadows.append(entry)
+            version = self.version(name)
             ts = event["timestamp"]
             if ts > self.clock:
                 self.clock = ts
             version.add_prediction(event, offset, out)
-            label = early.pop(pid, None)
-            if label is not None:
-                version.add_label(event["prediction"], event["score"], label[0], label[1], out)
-            else:
-                pending[pid] = (event["model_version"], event["prediction"], event["score"], ts)
+            label = early.get(pid)
+            if label is not None:   # kept until its TTL: a shadow version's prediction may still come
+                version.add_label(event["prediction"], event["score"], label[0], label[1], out, event["segment"])
+            elif shadows is None:
+                pending[pid] = [entry]
         self._expire()
+        if len(self.versions) > 1 and self._windows_closed() != windows_before:
+            self._compare(out)
         return out
 
     def add_labels(self, events: list) -> list:
@@ -437,14 +563,51 @@ class ModelMonitor:
             ts = event["timestamp"]
             if ts > self.clock:
                 self.clock = ts
-            entry = self._pending.pop(event["prediction_id"], None)
-            if entry is None:
+            entries = self._pending.pop(event["prediction_id"], None)
+            if entries is None:
                 self._early_labels[event["prediction_id"]] = (event["label"], ts)
                 continue
-            version, prediction, score, _ = entry
-            self.versions[version].add_label(prediction, score, event["label"], ts, out)
+            for name, prediction, score, segment, _ in entries:
+                self.versions[name].add_label(prediction, score, event["label"], ts, out, segment)
         self._expire()
         return out
+
+    def _windows_closed(self) -> int:
+        return sum(v.window_index for v in self.versions.values())
+
+    def _compare(self, out: list) -> None:
+        """Champion/challenger: the newest version against the champion, on labelled events."""
+        settings = self.settings
+        names = list(self.versions)
+        challenger = names[-1]
+        champion = settings.champion if settings.champion in self.versions else max(
+            names[:-1], key=lambda n: self.versions[n].counts["predictions"])
+        if champion == challenger:
+            return
+        a, b = self.versions[champion], self.versions[challenger]
+        if a.task != b.task or a.task is None:
+            return
+        result = compare_versions(list(a.recent_errors), list(b.recent_errors), a.task,
+                                  settings.comparison_min_labelled, settings.comparison_alpha)
+        if result is None:
+            return
+        recommendation = result.evidence["recommendation"]
+        key = (champion, challenger)
+        if self._last_comparison.get(key) == recommendation:
+            return
+        self._last_comparison[key] = recommendation
+        b._emit(out, make_alert(
+            model=self.model, model_version=challenger, kind="comparison",
+            severity="warning" if recommendation == "rollback" else "info", detector=result.detector,
+            feature=None, statistic=result.statistic, p_value=result.p_value, threshold=result.threshold,
+            window={"index": b.window_index, "labelled": b.counts["labelled"], "start": None, "end": self.clock,
+                    "n": result.evidence["n_challenger"]},
+            reference={"champion": champion, **a.reference_info},
+            evidence={**result.evidence, "champion": champion, "challenger": challenger,
+                      "champion_metrics": a.rolling_metrics(), "challenger_metrics": b.rolling_metrics()},
+            id_parts=(champion, recommendation, b.window_index), config_version=self.config_version,
+            message=f"{challenger} vs {champion}: {recommendation} "
+                    f"(error {result.evidence['error_challenger']:.3f} vs {result.evidence['error_champion']:.3f})"))
 
     def tick(self, now: float) -> list:
         """A wall-clock tick, delivered through the stream so a replay sees the same ticks.
@@ -459,19 +622,23 @@ class ModelMonitor:
         return out
 
     def _expire(self) -> None:
+        """Drop joins older than the label TTL (event time), then enforce the hard cap."""
         horizon = self.clock - self.settings.label_ttl_seconds
-        for store, counter in ((self._pending, "expired_unlabelled"), (self._early_labels, "expired_labels")):
-            while store:
-                first = next(iter(store.values()))
-                if first[-1] >= horizon:
-                    break
-                store.popitem(last=False)
-                self.counts[counter] += 1
+        pending, early, counts = self._pending, self._early_labels, self.counts
+        while pending and next(iter(pending.values()))[0][-1] < horizon:
+            pending.popitem(last=False)
+            counts["expired_unlabelled"] += 1
+        while early and next(iter(early.values()))[-1] < horizon:
+            early.popitem(last=False)
+            counts["expired_labels"] += 1
         cap = self.settings.max_pending_labels
-        for store in (self._pending, self._early_labels):
-            while len(store) > cap:
-                store.popitem(last=False)
-                self.counts["evicted_unlabelled"] += 1
+        while len(pending) > cap:
+            pending.popitem(last=False)
+            counts["evicted_unlabelled"] += 1
+        while len(early) > cap:
+            early.popitem(last=False)
+            counts["expired_labels"] += 1
+
 
     def status(self) -> dict:
         return {

@@ -24,7 +24,25 @@ class ModelSettings:
     concept_params: dict = field(default_factory=dict)
     realert_windows: int = 10           # a persisting condition is re-announced every N windows
     resolve_windows: int = 3            # ...and resolved after N consecutive clear windows
-    retrain_min_interval: float = 3600.0  # seconds between retrain requests (event time)
+    critical_effect_size: float = 0.25  # drift with PSI at least this (or >= 3 features) is critical
+    calibrate_ert_windows: float = 100.0  # calibrate the window threshold to ~1 false alarm per N windows (0: use alpha)
+    quality: dict = field(default_factory=dict)         # detectors.DataQuality parameters
+    output_range: list | None = None    # regression guardrail: [low, high] for predictions
+    multivariate: dict = field(default_factory=lambda: {"enabled": True, "every": 1, "max_rows": 500, "alpha": 0.001})
+    estimate_performance: bool = True   # CBPE on calibrated scores while labels are delayed
+    # retrain policy (event time, so replays and tests are deterministic)
+    retrain_min_interval: float = 3600.0  # never request retraining sooner than this after the last request
+    retrain_max_interval: float = 0.0   # request at least this often, alerts or not (0: off)
+    retrain_on: tuple = ("performance:warning", "estimated_performance:critical", "input_drift:critical")
+    retrain_drift_windows: int = 3      # ...or when input drift persists this many consecutive windows
+    # segments and fairness
+    segment_min_size: int = 100         # per segment value and window, before a gap is judged
+    fairness_tolerance: float = 0.1     # accuracy / positive-rate / TPR gap that alerts
+    fairness_alpha: float = 0.01
+    # champion/challenger
+    champion: str | None = None         # version to compare others with (default: the one with most traffic)
+    comparison_min_labelled: int = 200
+    comparison_alpha: float = 0.05
 
     def merged(self, overrides: dict) -> "ModelSettings":
         known = {f.name for f in dataclasses.fields(self)}

@@ -141,6 +141,8 @@ def run_demo(console: Console, events: int, shift_at: int, concept_at: int, batc
                         break
                 time.sleep(0.25)
         collector.stop()
+        (workdir / "alerts.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in collector.records))
+        console.print(f"alerts and retrain requests saved to {workdir / 'alerts.jsonl'}")
         return _summary(console, scenario, collector.records, *_processed(redis_url, scenario.model),
                         time.monotonic() - started)
     finally:
@@ -164,7 +166,7 @@ def _summary(console: Console, scenario: Scenario, records: list, processed: int
     table = Table("kind", "feature(s)", "alerts", "first at event", "injected at", "delay (events)")
     groups: dict = {}
     for r in alerts:
-        key = (r["kind"], ", ".join(r.get("features") or ([r["feature"]] if r.get("feature") else [])) or "-")
+        key = (r["kind"], ", ".join(str(f) for f in r.get("features") or [] if f) or "-")
         groups.setdefault(key, []).append(r)
     injected = {"input_drift": scenario.shift_at, "prediction_drift": scenario.shift_at,
                 "performance": scenario.concept_at}

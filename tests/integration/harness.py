@@ -162,3 +162,158 @@ def drift_traffic(n: int, shift_at: int, model: str = "credit", version: str = "
                          "debt": float(numeric[i, 2]), "tenure": float(numeric[i, 3]),
                          "region": str(regions[i]), "plan": str(plans[i])},
         }
+
+
+# -- helpers for the reliability tests (tests/reliability) --------------------------------
+def produce_raw(broker_url: str, topic_name: str, values, key: bytes | None = None) -> None:
+    """Send bytes exactly as given; ``None`` is a tombstone (a message with no value)."""
+    producer = Producer({"bootstrap.servers": bootstrap(broker_url), "linger.ms": 5,
+                         "message.max.bytes": 8_000_000})
+    for value in values:
+        producer.produce(topic_name, value=value, key=key)
+        producer.poll(0)
+    assert producer.flush(30) == 0, "messages left undelivered"
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached after {timeout}s")
+        time.sleep(interval)
+
+
+def model_statuses(redis_url: str, model: str) -> list[dict]:
+    """Every version's status of ``model`` ([] when Redis is unreachable)."""
+    from sinks import StoreUnavailable, read_status_sync
+
+    try:
+        return [s for s in read_status_sync(redis_url) if s.get("model") == model]
+    except StoreUnavailable:
+        return []
+
+
+def processed(redis_url: str, model: str) -> int:
+    """Predictions of ``model`` folded into its state (all versions), as the worker last reported."""
+    return sum(s.get("counts", {}).get("predictions", 0) for s in model_statuses(redis_url, model))
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as Faust/aiokafka use it) gives ``key``."""
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def models_on_every_partition(prefix: str, partitions: int = 4, per_partition: int = 1) -> dict[int, list[str]]:
+    """Model names whose keys land on each partition of the internal (re-keyed) topic."""
+    found: dict[int, list[str]] = {p: [] for p in range(partitions)}
+    i = 0
+    while any(len(v) < per_partition for v in found.values()):
+        name = f"{prefix}-{i}"
+        bucket = found[partition_of(name.encode(), partitions)]
+        if len(bucket) < per_partition:
+            bucket.append(name)
+        i += 1
+    return found
+
+
+def labels_for(events, every: int = 1) -> list[dict]:
+    """Labels equal to the prediction (no performance change) for every ``every``-th event."""
+    return [{"prediction_id": e["prediction_id"], "model": e["model"], "label": e["prediction"],
+             "timestamp": e["timestamp"]} for e in list(events)[::every]]
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def descendants(pid: int) -> set[int]:
+    """PIDs of every live process below ``pid`` (from /proc/*/stat)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class PacedProducer:
+    """Publish batches from a background thread at a steady pace; stop() waits for it.
+
+    ``batches`` yields (topic, list of events); ``sent`` counts predictions per model.
+    """
+
+    def __init__(self, broker_url: str, batches, pause: float = 0.01):
+        import threading
+
+        self.broker_url = broker_url
+        self.batches = batches
+        self.pause = pause
+        self.sent: dict[str, int] = {}
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="paced-producer", daemon=True)
+
+    def start(self) -> "PacedProducer":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        producer = Producer({"bootstrap.servers": bootstrap(self.broker_url), "linger.ms": 2,
+                             "message.max.bytes": 8_000_000})
+        try:
+            for topic_name, events, is_prediction in self.batches:
+                if self._stop.is_set():
+                    break
+                producer.produce(topic_name, value=orjson.dumps(events))
+                producer.poll(0)
+                if is_prediction:
+                    for e in events:
+                        self.sent[e["model"]] = self.sent.get(e["model"], 0) + 1
+                time.sleep(self.pause)
+            assert producer.flush(30) == 0, "messages left undelivered"
+        except BaseException as exc:  # reported by join()
+            self.error = exc
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def join(self, timeout: float = 60.0) -> dict[str, int]:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("producer thread still running")
+        if self.error is not None:
+            raise self.error
+        return self.sent
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
