@@ -123,8 +123,13 @@ class CBPE(Estimator):
         if s.size == 0:
             return empty_result(self.name, "__score__", self.max_drop, "statistic", "no scores in window", evidence)
         estimated, se = expected_accuracy(s, self.decision_threshold)
+        # Compare like with like: the window's expected accuracy against the reference period's
+        # expected accuracy (both from scores). Scores that are not perfectly calibrated then
+        # shift both sides alike instead of raising a false alarm; the realised reference
+        # accuracy plus the change is reported as the estimate of what labels will show.
+        drop = ref["estimated_accuracy"] - estimated
         evidence.update(estimated_accuracy=estimated, estimated_accuracy_se=se, estimated_roc_auc=expected_roc_auc(s),
-                        reference_accuracy=ref["accuracy"])
-        drop = ref["accuracy"] - estimated
+                        reference_accuracy=ref["accuracy"], reference_estimated_accuracy=ref["estimated_accuracy"],
+                        expected_realised_accuracy=ref["accuracy"] - drop)
         return DriftResult(self.name, "__score__", float(drop), None, self.max_drop, "statistic", bool(drop > self.max_drop),
                            effect_size=float(drop), effect_name="accuracy_drop", evidence=json_safe(evidence))

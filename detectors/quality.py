@@ -56,10 +56,11 @@ class DataQuality(Estimator):
 
     Examples
     --------
-    >>> ref = ReferenceProfile.from_columns({"age": [20, 30, 40, 50], "plan": ["a", "b", "a", "b"]})
-    >>> results = DataQuality().check(ref, {"age": [25, 99, "n/a", 35], "plan": ["a", "c", "a", "a"], "zip": [1, 2, 3, 4]})
-    >>> [(r.detector, r.feature, round(r.statistic, 3)) for r in results if r.drifted]
-    [('data_quality.out_of_range', 'age', 0.333), ('data_quality.type_mismatch', 'age', 0.25), ('data_quality.unseen_categories', 'plan', 0.25), ('data_quality.new_feature', 'zip', 1.0)]
+    >>> ref = ReferenceProfile.from_columns({"age": list(range(20, 60)), "plan": ["a", "b"] * 20})
+    >>> window = {"age": [25, 35, 45] * 10 + [99] * 10 + ["n/a"], "plan": ["a"] * 31 + ["c"] * 10,
+    ...           "zip": list(range(41))}
+    >>> [(r.detector, r.feature, round(r.statistic, 3)) for r in DataQuality().check(ref, window) if r.drifted]
+    [('data_quality.out_of_range', 'age', 0.25), ('data_quality.type_mismatch', 'age', 0.024), ('data_quality.unseen_categories', 'plan', 0.244), ('data_quality.new_feature', 'zip', 1.0)]
     """
 
     def __init__(self, max_out_of_range_rate: float = 0.01, max_type_mismatch_rate: float = 0.0,
@@ -88,7 +89,14 @@ class DataQuality(Estimator):
                 if lo is not None and present.size:
                     outside = (present < lo) | (present > hi)
                     rate = float(outside.mean())
-                    results.append(self._result("out_of_range", name, rate, self.max_out_of_range_rate, {
+                    # A sample from the reference's own distribution falls outside the
+                    # reference's [min, max] with probability ~2/(n+1); allow that plus
+                    # 3 standard errors, so small references don't cry wolf.
+                    expected = 2.0 / (fp.n_present + 1)
+                    allowed = max(self.max_out_of_range_rate,
+                                  expected + 3 * math.sqrt(expected * (1 - expected) / present.size))
+                    results.append(self._result("out_of_range", name, rate, allowed, {
+                        "expected_rate": expected,
                         "n_outside": int(outside.sum()), "n_present": int(present.size),
                         "reference_range": [lo, hi], "current_range": [float(present.min()), float(present.max())],
                         "below": int((present < lo).sum()), "above": int((present > hi).sum())}))
