@@ -125,6 +125,7 @@ class VersionMonitor:
         self.window_index = 0
         self._window_start = self._window_end = None
         self._window_offsets = [None, None]
+        self.partition = None
         self._first_tick = self._first_tick_window = None
         self._score_out_of_range = 0
         self.lifecycle = AlertLifecycle(settings.realert_windows, settings.resolve_windows)
@@ -141,6 +142,7 @@ class VersionMonitor:
         self.suppressed_retrains: deque = deque(maxlen=20)
         self.deployed_at: float | None = None
         self.calibration: dict | None = None
+        self.unpublished_reference = False
         self.quality = DataQuality(**settings.quality)
         self.domain = DomainClassifier(**{k: v for k, v in settings.multivariate.items() if k not in ("enabled", "every")})
         self.cbpe: CBPE | None = None
@@ -172,6 +174,7 @@ class VersionMonitor:
             self.calibration = calibration.to_dict()
         self._reference_rows = ColumnBuffer()
         self.set_reference(profile, source="first_predictions")
+        self.unpublished_reference = True   # the stream layer archives it (audits recompute from it)
 
     # -- predictions -------------------------------------------------------------
     def add_prediction(self, event: dict, offset, out: list) -> bool:
@@ -239,7 +242,9 @@ class VersionMonitor:
     # -- windows -----------------------------------------------------------------
     def _window_bounds(self) -> dict:
         return {"index": self.window_index, "start": self._window_start, "end": self._window_end,
-                "n": self.window.n, "offsets": {"first": self._window_offsets[0], "last": self._window_offsets[1]}}
+                "n": self.window.n, "partition": self.partition,
+                # [offset, index in the message] of the first and last event: `driftline audit --recompute`
+                "offsets": {"first": self._window_offsets[0], "last": self._window_offsets[1]}}
 
     def close_window(self, out: list) -> None:
         columns = self.window.columns()
@@ -495,6 +500,7 @@ class VersionMonitor:
             "active_conditions": [list(k) for k in self.lifecycle.active()],
             "last_alerts": list(self.last_alerts),
             "last_retrain_at": self.last_retrain_at,
+            "deployed_at": self.deployed_at,
             "suppressed_retrains": list(self.suppressed_retrains),
         }
 
@@ -527,11 +533,30 @@ class ModelMonitor:
     def set_reference(self, version: str, profile: ReferenceProfile, source: str = "explicit") -> None:
         self.version(version).set_reference(profile, source)
 
-    def add_predictions(self, events: list, offset=None) -> list:
+    def restore_policy(self, version: str, deployed_at: float | None, last_retrain_at: float | None) -> None:
+        """Retrain-policy clocks kept outside the checkpoint (Redis), for a cold start."""
+        monitor = self.version(version)
+        monitor.deployed_at = deployed_at if deployed_at is not None else monitor.deployed_at
+        monitor.last_retrain_at = last_retrain_at if last_retrain_at is not None else monitor.last_retrain_at
+
+    def archive(self) -> list:
+        """References built from first predictions that the stream layer has not stored yet."""
+        found = []
+        for monitor in self.versions.values():
+            if monitor.unpublished_reference:
+                monitor.unpublished_reference = False
+                found.append({"reference_id": monitor.reference.reference_id, "model": self.model,
+                              "model_version": monitor.version, "profile": monitor.reference.to_dict(),
+                              "window_settings": monitor.window_settings.to_dict(),
+                              "calibration": monitor.calibration})
+        return found
+
+    def add_predictions(self, events: list, offset=None, partition=None) -> list:
+        """Fold validated predictions in; ``offset``/``partition`` locate their message for audits."""
         out: list = []
         pending, early = self._pending, self._early_labels
         windows_before = self._windows_closed()
-        for event in events:
+        for index, event in enumerate(events):
             pid = event["prediction_id"]
             name = event["model_version"]
             entry = (name, event["prediction"], event["score"], event["segment"], event["timestamp"])
@@ -546,7 +571,8 @@ class ModelMonitor:
             ts = event["timestamp"]
             if ts > self.clock:
                 self.clock = ts
-            version.add_prediction(event, offset, out)
+            version.partition = partition
+            version.add_prediction(event, None if offset is None else [offset, index], out)
             label = early.get(pid)
             if label is not None:   # kept until its TTL: a shadow version's prediction may still come
                 version.add_label(event["prediction"], event["score"], label[0], label[1], out, event["segment"])

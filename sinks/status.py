@@ -4,6 +4,8 @@ Keys:
     driftline:status:{model}:{version}     hash: json, updated_at
     driftline:models                       set of "{model}:{version}"
     driftline:reference:{model}:{version}  string: the reference profile as JSON
+    driftline:reference-archive:{id}       string: every reference alerts were computed against,
+                                           with its window settings (for audits)
 
 Every failure (unreachable, timed out, unreadable data) raises
 :class:`StoreUnavailable`, a ``ConnectionError``, within a few seconds: socket
@@ -24,6 +26,7 @@ from sinks.base import describe_error, redact_url, to_json
 MODELS_KEY = "driftline:models"
 STATUS_KEY = "driftline:status:{model}:{version}"
 REFERENCE_KEY = "driftline:reference:{model}:{version}"
+ARCHIVE_KEY = "driftline:reference-archive:{reference_id}"
 _FAILURES = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
 
 
@@ -134,6 +137,14 @@ class StatusStore:
         raw = await self._run(self.client.get(REFERENCE_KEY.format(model=model, version=version)))
         return _reference(raw, self.url)
 
+    async def read_status(self, model: str, version) -> dict | None:
+        fields = await self._run(self.client.hgetall(STATUS_KEY.format(model=model, version=version)))
+        return _status_entry(f"{model}:{version}", fields) if fields else None
+
+    async def archive_reference(self, entry: dict) -> None:
+        """Keep a reference (and the settings windows were judged with) under its id."""
+        await self._run(self.client.set(ARCHIVE_KEY.format(reference_id=entry["reference_id"]), to_json(entry)))
+
     async def _reset(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -176,4 +187,10 @@ def put_reference_sync(url: str, model: str, version, profile: dict, timeout: fl
 def get_reference_sync(url: str, model: str, version, timeout: float = 1.0) -> dict | None:
     with _as_unavailable(url), contextlib.closing(sync_client(url, timeout)) as client:
         raw = client.get(REFERENCE_KEY.format(model=model, version=version))
+    return _reference(raw, url)
+
+
+def get_archived_reference_sync(url: str, reference_id: str, timeout: float = 1.0) -> dict | None:
+    with _as_unavailable(url), contextlib.closing(sync_client(url, timeout)) as client:
+        raw = client.get(ARCHIVE_KEY.format(reference_id=reference_id))
     return _reference(raw, url)

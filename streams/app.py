@@ -172,19 +172,26 @@ class Worker:
         self.status_due[model] = now + 1.0
         status = monitor.status()
         status["worker"] = {**self.counts, "sinks": self.router.stats()}
-        task = asyncio.ensure_future(self._write_status(model, status))
+        self.spawn(self._write_status(model, status), "status write")
+
+    def spawn(self, coro, what: str) -> None:
+        """Run a Redis write in the background: Redis being slow or down never stalls the stream."""
+        async def guarded():
+            try:
+                await coro
+            except Exception as exc:
+                self.counts["status_write_failures"] += 1
+                log.warning("%s to Redis failed (%s)", what, type(exc).__name__)
+
+        task = asyncio.ensure_future(guarded())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _write_status(self, model: str, status: dict) -> None:
-        try:
-            for version, version_status in status["versions"].items():
-                await self.status.write_status(model, version, {
-                    **version_status, "join": status["join"], "pending_labels": status["pending_labels"],
-                    "worker": status["worker"]})
-        except Exception as exc:  # Redis down: monitoring carries on, Kafka alerts still flow
-            self.counts["status_write_failures"] += 1
-            log.warning("status write to Redis failed (%s); will retry", type(exc).__name__)
+        for version, version_status in status["versions"].items():
+            await self.status.write_status(model, version, {
+                **version_status, "join": status["join"], "pending_labels": status["pending_labels"],
+                "worker": status["worker"]})
 
     async def ensure_reference(self, monitor: ModelMonitor, events: list) -> None:
         """A version seen for the first time: use a reference built with `driftline reference build`."""
@@ -202,6 +209,12 @@ class Worker:
             if stored:
                 monitor.set_reference(version, ReferenceProfile.from_dict(stored), source="explicit")
                 log.info("using explicit reference %s for %s/%s", stored.get("reference_id"), *key)
+            try:  # retrain-policy clocks survive a cold start (no checkpoint) through Redis
+                previous = await self.status.read_status(monitor.model, version)
+            except Exception:
+                previous = None
+            if previous:
+                monitor.restore_policy(version, previous.get("deployed_at"), previous.get("last_retrain_at"))
 
 
 worker = Worker()
@@ -260,7 +273,9 @@ async def monitor(stream):
                 out: list = []
                 if "p" in body:
                     await worker.ensure_reference(mon, body["p"])
-                    out = mon.add_predictions(body["p"], offset=message.offset)
+                    out = mon.add_predictions(body["p"], offset=message.offset, partition=message.partition)
+                    for entry in mon.archive():
+                        worker.spawn(worker.status.archive_reference(entry), "reference archive")
                     worker.counts["predictions"] += len(body["p"])
                 elif "l" in body:
                     out = mon.add_labels(body["l"])

@@ -189,17 +189,28 @@ def reference_build(ctx, model, model_version, label_column, output, path) -> No
 
 @main.command()
 @click.argument("alert_id")
+@click.option("--recompute", is_flag=True, help="Re-read the window's events from Kafka and rerun the tests.")
 @click.pass_context
-def audit(ctx, alert_id: str) -> None:
-    """Print the evidence stored for one alert (configuration version, reference, window, statistics)."""
-    from sinks._redis import sync_client
+def audit(ctx, alert_id: str, recompute: bool) -> None:
+    """Print the evidence behind one alert; with --recompute, check it against the events."""
+    from streams import audit as audit_
 
-    client = sync_client(_settings(ctx).redis_url, 2.0)
-    fields = client.hgetall(f"driftline:alert:{alert_id}")
-    if not fields:
+    settings = _settings(ctx)
+    alert = audit_.load_alert(settings.redis_url, alert_id)
+    if alert is None:
         raise click.ClickException(f"no alert {alert_id} in Redis (alerts are kept for 30 days)")
-    raw = fields.get(b"json") or next(iter(fields.values()))
-    click.echo(orjson.dumps(orjson.loads(raw), option=orjson.OPT_INDENT_2).decode())
+    click.echo(orjson.dumps(alert, option=orjson.OPT_INDENT_2).decode())
+    if not recompute:
+        return
+    rows = audit_.recompute(settings, alert)
+    table = Table("feature", "detector", "statistic", "recomputed", "p-value", "recomputed", "match",
+                  title=f"recomputed from {alert['window']['n']} events")
+    for r in rows:
+        table.add_row(r["feature"], r["detector"], f"{r['statistic']:.6g}", f"{r['recomputed_statistic']:.6g}",
+                      f"{r['p_value']:.6g}", f"{r['recomputed_p_value']:.6g}", "yes" if r["match"] else "NO")
+    console.print(table)
+    if not all(r["match"] for r in rows):
+        raise SystemExit(1)
 
 
 # -- demo ----------------------------------------------------------------------------------
