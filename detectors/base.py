@@ -26,7 +26,19 @@ def json_safe(obj: Any) -> Any:
     >>> json_safe({"a": np.float64("nan"), "b": [np.int64(2), np.bool_(True)], "c": (1.5,)})
     {'a': None, 'b': [2, True], 'c': [1.5]}
     """
-    if obj is None or isinstance(obj, (str, bool)):
+    # Exact-type checks first: evidence is mostly plain floats, strings, dicts and lists.
+    kind = type(obj)
+    if kind is float:
+        return obj if math.isfinite(obj) else None
+    if kind is str or kind is int or kind is bool or obj is None:
+        return obj
+    if kind is dict:
+        return {k if type(k) is str else str(k): json_safe(v) for k, v in obj.items()}
+    if kind is list or kind is tuple:
+        return [json_safe(v) for v in obj]
+    if kind is np.ndarray and obj.ndim == 1 and obj.dtype.kind in "biuf":
+        return json_safe(obj.tolist())  # tolist() gives the Python bool/int/float of each element
+    if isinstance(obj, (str, bool)):
         return obj
     if isinstance(obj, np.bool_):
         return bool(obj)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.profile import FeatureProfile, category_counts, to_column
+from detectors.profile import FeatureProfile, WindowColumn
 
 __all__ = ["histograms", "bin_counts"]
 
@@ -23,22 +23,35 @@ def bin_counts(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
 def histograms(feature_profile: FeatureProfile, values) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Bin labels, reference counts and window counts (missing values excluded).
 
+    ``values`` may be a :class:`~detectors.profile.WindowColumn`; its histograms
+    are then computed once per feature profile and shared (read-only) by the
+    tests that ask again.
+
     >>> fp = FeatureProfile.from_values("x", [1.0, 2.0, 3.0, 4.0], n_bins=2)
     >>> histograms(fp, [0.0, 2.5, 3.0, None])
     (['< 2.5', '>= 2.5'], array([2, 2]), array([1, 2]))
     """
-    column = to_column(values, feature_profile.kind)
+    column = WindowColumn.of(values, feature_profile.kind)
+    cached = column.histograms.get(id(feature_profile))
+    if cached is not None and cached[0] is feature_profile:
+        return cached[1:]
+    result = _histograms(feature_profile, column)
+    column.histograms[id(feature_profile)] = (feature_profile, *result)
+    return result
+
+
+def _histograms(feature_profile: FeatureProfile, column: WindowColumn) -> tuple[list[str], np.ndarray, np.ndarray]:
     if feature_profile.kind == "numeric":
         edges = feature_profile.bin_edges
         ref = bin_counts(edges, feature_profile.sample)
-        cur = bin_counts(edges, column)
+        cur = np.bincount(np.searchsorted(edges, column.present, side="right"), minlength=edges.size + 1)
         if edges.size == 0:
             labels = ["all"]
         else:
             labels = [f"< {edges[0]:.6g}"] + [f"[{a:.6g}, {b:.6g})" for a, b in zip(edges[:-1], edges[1:])] + [f">= {edges[-1]:.6g}"]
         return labels, ref, cur
     ref_counts = feature_profile.category_counts
-    cur_counts = category_counts(column)
+    cur_counts = column.counts
     labels = list(ref_counts) + sorted(c for c in cur_counts if c not in ref_counts)
     ref = np.array([ref_counts.get(c, 0) for c in labels], dtype=np.int64)
     cur = np.array([cur_counts.get(c, 0) for c in labels], dtype=np.int64)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from detectors.base import DriftResult, Estimator, empty_result, json_safe
-from detectors.profile import FeatureProfile, to_column
+from detectors.profile import FeatureProfile, WindowColumn
 
 __all__ = ["MissingRate", "missing_count"]
 
@@ -52,9 +52,9 @@ class MissingRate(Estimator):
         self.alpha = alpha
 
     def test(self, feature_profile: FeatureProfile, values) -> DriftResult:
-        column = to_column(values, feature_profile.kind)
-        n_cur, n_ref = int(column.size), int(feature_profile.n)
-        x_cur = missing_count(column)
+        column = WindowColumn.of(values, feature_profile.kind)
+        n_cur, n_ref = int(column.values.size), int(feature_profile.n)
+        x_cur = column.n_missing
         x_ref = int(round(feature_profile.missing_rate * n_ref))
         p_ref = x_ref / n_ref if n_ref else 0.0
         p_cur = x_cur / n_cur if n_cur else 0.0
@@ -72,7 +72,7 @@ class MissingRate(Estimator):
         pooled = (x_ref + x_cur) / (n_ref + n_cur)
         se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_ref + 1.0 / n_cur))
         z = (p_cur - p_ref) / se if se > 0 else 0.0
-        p_value = float(2.0 * stats.norm.sf(abs(z)))
+        p_value = float(2.0 * special.ndtr(-abs(z)))  # = 2 * scipy.stats.norm.sf(|z|), without its argument handling
         return DriftResult(self.name, feature_profile.name, float(z), p_value, self.alpha, "p_value",
                            bool(p_value <= self.alpha), effect_size=evidence["psi"], effect_name="psi",
                            evidence=json_safe(evidence))

@@ -27,9 +27,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from detectors.base import json_safe
-from detectors.summary import summarize
+from detectors.summary import summarize, summarize_present
 
-__all__ = ["FeatureProfile", "ReferenceProfile", "to_column", "infer_kind", "KINDS"]
+__all__ = ["FeatureProfile", "ReferenceProfile", "WindowColumn", "to_column", "infer_kind", "KINDS"]
 
 KINDS = ("numeric", "categorical")
 MAX_SAMPLE = 10_000
@@ -94,6 +94,10 @@ def _number(v) -> float:
     return x if math.isfinite(x) else math.nan
 
 
+_PLAIN_NUMBERS = frozenset({float, int, type(None)})
+_PLAIN_CATEGORIES = frozenset({str, type(None)})
+
+
 def to_column(values, kind: str) -> np.ndarray:
     """Convert raw values to the array a test works on.
 
@@ -115,19 +119,115 @@ def to_column(values, kind: str) -> np.ndarray:
             out[~np.isfinite(out)] = np.nan
             return out
         seq = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        if _PLAIN_NUMBERS.issuperset(map(type, seq)):
+            # Only float, int and None: numpy converts them as float() does (None -> NaN).
+            out = np.array(seq, dtype=np.float64)
+            out[~np.isfinite(out)] = np.nan
+            return out
         return np.fromiter((_number(v) for v in seq), dtype=np.float64, count=len(seq))
     if kind == "categorical":
         seq = values.tolist() if isinstance(values, np.ndarray) else list(values)
         out = np.empty(len(seq), dtype=object)
-        out[:] = [v if type(v) is str else _category(v) for v in seq]
+        if _PLAIN_CATEGORIES.issuperset(map(type, seq)):
+            out[:] = seq
+        else:
+            out[:] = [v if type(v) is str else _category(v) for v in seq]
         return out
     raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
 
 
+def _present_counts(column: np.ndarray) -> Counter:
+    """Counter of the non-missing categories, in order of first appearance."""
+    counts = Counter(column.tolist())
+    counts.pop(None, None)
+    return counts
+
+
+def _by_frequency(counts: Counter) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def category_counts(column: np.ndarray) -> dict[str, int]:
     """Counts of the non-missing categories of a converted column, most frequent first."""
-    counts = Counter(v for v in column if v is not None)
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return _by_frequency(_present_counts(column))
+
+
+class WindowColumn:
+    """One window column, converted once, with what several tests derive from it.
+
+    Every window test accepts a ``WindowColumn`` wherever it accepts raw values,
+    so :func:`~detectors.suite.evaluate_window` converts, counts, sorts and bins
+    each column once per window instead of once per test. Derived values are
+    computed on first use and shared: treat them as read-only.
+
+    Examples
+    --------
+    >>> column = WindowColumn(["b", "a", None, "b"], "categorical")
+    >>> column.values.tolist(), column.n_missing, column.category_counts
+    (['b', 'a', None, 'b'], 1, {'b': 2, 'a': 1})
+    >>> WindowColumn([3.0, None, 1.0], "numeric").sorted_present.tolist()
+    [1.0, 3.0]
+    """
+
+    __slots__ = ("kind", "values", "_present", "_sorted_present", "_counts", "_category_counts", "_summary", "histograms")
+
+    def __init__(self, values, kind: str):
+        self.kind = kind
+        self.values = to_column(values, kind)
+        self._present = self._sorted_present = self._counts = self._category_counts = self._summary = None
+        self.histograms: dict = {}  # id(feature profile) -> (profile, labels, reference counts, window counts)
+
+    @classmethod
+    def of(cls, values, kind: str) -> "WindowColumn":
+        """``values`` itself when it is already a converted column of this kind, else a new one."""
+        if isinstance(values, WindowColumn):
+            return values if values.kind == kind else cls(values.values, kind)
+        return cls(values, kind)
+
+    @property
+    def present(self) -> np.ndarray:
+        """Numeric: the non-missing values, in window order."""
+        if self._present is None:
+            self._present = self.values[~np.isnan(self.values)]
+        return self._present
+
+    @property
+    def sorted_present(self) -> np.ndarray:
+        """Numeric: the non-missing values, sorted."""
+        if self._sorted_present is None:
+            self._sorted_present = np.sort(self.present)
+        return self._sorted_present
+
+    @property
+    def counts(self) -> Counter:
+        """Categorical: counts of the non-missing categories, in order of first appearance."""
+        if self._counts is None:
+            self._counts = _present_counts(self.values)
+        return self._counts
+
+    @property
+    def category_counts(self) -> dict[str, int]:
+        """Categorical: as :func:`category_counts`, most frequent first."""
+        if self._category_counts is None:
+            self._category_counts = _by_frequency(self.counts)
+        return self._category_counts
+
+    @property
+    def n_missing(self) -> int:
+        if self.kind == "numeric":
+            return int(self.values.size - self.present.size)
+        return int(self.values.size - sum(self.counts.values()))
+
+    @property
+    def summary(self) -> dict:
+        """As :func:`~detectors.summary.summarize` of the column."""
+        if self._summary is None:
+            n = int(self.values.size)
+            if self.kind == "numeric":
+                self._summary = summarize_present(n, self.present, "numeric")
+            else:
+                self._summary = summarize_present(n, self.counts, "categorical")
+        return self._summary
 
 
 @dataclass(eq=False)

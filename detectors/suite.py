@@ -32,9 +32,8 @@ from detectors.jensen_shannon import JensenShannon
 from detectors.ks import KolmogorovSmirnov
 from detectors.missing_rate import MissingRate
 from detectors.multiple_testing import CORRECTIONS, correct, raw_threshold
-from detectors.profile import FeatureProfile, ReferenceProfile, to_column
+from detectors.profile import FeatureProfile, ReferenceProfile, WindowColumn
 from detectors.psi import PopulationStabilityIndex
-from detectors.summary import summarize
 from detectors.wasserstein import Wasserstein
 
 __all__ = ["WindowSettings", "WindowReport", "evaluate_window", "evaluate_predictions", "PREDICTION_COLUMNS"]
@@ -116,7 +115,7 @@ class WindowReport:
         }
 
 
-def _feature_results(fp: FeatureProfile, column: np.ndarray, settings: WindowSettings) -> tuple[DriftResult | None, list[DriftResult], float]:
+def _feature_results(fp: FeatureProfile, column: WindowColumn, settings: WindowSettings) -> tuple[DriftResult | None, list[DriftResult], float]:
     """Primary result (uncorrected), distance results and the PSI used as effect size."""
     tests = settings.numeric_tests if fp.kind == "numeric" else settings.categorical_tests
     prefix = "prediction_" if fp.name in PREDICTION_COLUMNS else ""
@@ -129,24 +128,24 @@ def _feature_results(fp: FeatureProfile, column: np.ndarray, settings: WindowSet
         return None, distances, effect
     test = KolmogorovSmirnov(settings.alpha) if fp.kind == "numeric" else ChiSquared(settings.alpha)
     primary = test.test(fp, column, detector=prefix + primary_name)
-    evidence = dict(primary.evidence)
-    evidence["distances"] = {r.detector: float(r.statistic) for r in distances} | {"psi": effect}
-    primary = replace(primary, effect_size=effect, effect_name="psi", evidence=json_safe(evidence))
+    evidence = dict(primary.evidence)  # already JSON-safe: only what is added here needs converting
+    evidence["distances"] = json_safe({r.detector: float(r.statistic) for r in distances} | {"psi": effect})
+    primary = replace(primary, effect_size=effect, effect_name="psi", evidence=evidence)
     return primary, distances, effect
 
 
 def _decide(result: DriftResult, adjusted: float, significant: bool, threshold: float, settings: WindowSettings) -> DriftResult:
     effect_ok = result.effect_size is None or result.effect_size >= settings.min_effect_size
-    evidence = dict(result.evidence)
-    evidence.update(
+    evidence = dict(result.evidence)  # already JSON-safe: only what is added here needs converting
+    evidence.update(json_safe(dict(
         p_value_adjusted=float(adjusted),
         correction=settings.correction,
         alpha=settings.alpha,
         significant=bool(significant),
         min_effect_size=settings.min_effect_size,
         effect_size_ok=bool(effect_ok),
-    )
-    return replace(result, threshold=float(threshold), drifted=bool(significant and effect_ok), evidence=json_safe(evidence))
+    )))
+    return replace(result, threshold=float(threshold), drifted=bool(significant and effect_ok), evidence=evidence)
 
 
 def evaluate_window(
@@ -180,10 +179,9 @@ def evaluate_window(
     for name, fp in reference.features.items():
         raw = window.get(name)
         if raw is None:
-            column = np.full(n, np.nan) if fp.kind == "numeric" else np.full(n, None, dtype=object)
-        else:
-            column = to_column(raw, fp.kind)
-        summaries[name] = summarize(column, fp.kind)
+            raw = np.full(n, np.nan) if fp.kind == "numeric" else np.full(n, None, dtype=object)
+        column = WindowColumn(raw, fp.kind)  # converted, counted and binned once for every test below
+        summaries[name] = column.summary
         primary, distances, _ = _feature_results(fp, column, settings)
         missing = missing_test.test(fp, column) if settings.missing_rate else None
         per_feature.append((primary, missing, distances))
@@ -237,7 +235,7 @@ def evaluate_predictions(
     ('prediction_ks', True)
     """
     fp = reference_predictions
-    column = to_column(window_values, fp.kind)
+    column = WindowColumn(window_values, fp.kind)
     primary, distances, effect = _feature_results(fp, column, settings)
     if primary is None:
         return distances[0]

@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 
-__all__ = ["summarize", "TOP_K"]
+__all__ = ["summarize", "summarize_present", "TOP_K"]
 
 TOP_K = 5
 
@@ -36,7 +36,23 @@ def summarize(values: np.ndarray, kind: str) -> dict:
     n = int(len(values))
     if kind == "numeric":
         values = np.asarray(values, dtype=np.float64)
-        present = values[~np.isnan(values)]
+        return summarize_present(n, values[~np.isnan(values)], kind)
+    if kind == "categorical":
+        return summarize_present(n, Counter(v for v in values if v is not None), kind)
+    raise ValueError(f"unknown kind {kind!r}; expected 'numeric' or 'categorical'")
+
+
+def summarize_present(n: int, present, kind: str) -> dict:
+    """:func:`summarize` of a column of ``n`` values from what it keeps of them.
+
+    ``present`` is the array of non-missing values (numeric) or a
+    :class:`collections.Counter` of the non-missing categories in order of first
+    appearance (categorical), so a column already counted is not counted again.
+
+    >>> summarize_present(3, Counter(["b", "a", "b"]), "categorical")
+    {'n': 3, 'missing_rate': 0.0, 'n_categories': 2, 'top': [['b', 0.6666666666666666], ['a', 0.3333333333333333]]}
+    """
+    if kind == "numeric":
         out = {"n": n, "missing_rate": float(n - present.size) / n if n else 0.0}
         if present.size:
             out.update(
@@ -49,12 +65,11 @@ def summarize(values: np.ndarray, kind: str) -> dict:
             out.update(mean=None, std=None, min=None, max=None)
         return out
     if kind == "categorical":
-        counts = Counter(v for v in values if v is not None)
-        n_present = sum(counts.values())
+        n_present = sum(present.values())
         return {
             "n": n,
             "missing_rate": float(n - n_present) / n if n else 0.0,
-            "n_categories": len(counts),
-            "top": [[str(c), k / n_present] for c, k in counts.most_common(TOP_K)],
+            "n_categories": len(present),
+            "top": [[str(c), k / n_present] for c, k in present.most_common(TOP_K)],
         }
     raise ValueError(f"unknown kind {kind!r}; expected 'numeric' or 'categorical'")

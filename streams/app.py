@@ -22,6 +22,7 @@ every event counts once in the state, and alerts keep their deterministic ids.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import pickle
 import time
@@ -80,6 +81,50 @@ monitor_state = app.Table("monitor-state", default=None, partitions=settings.par
                           key_type=bytes, value_type=bytes)
 
 
+REFERENCE_PREFIX = b"ref\x00"
+
+
+class _CheckpointPickler(pickle.Pickler):
+    """Pickles a monitor without its reference profiles (immutable, ~75% of the bytes).
+
+    Each reference is written to the table once under its own key; checkpoints
+    refer to it by id, so a checkpoint costs the changing state only.
+    """
+
+    def __init__(self, file, references: dict):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.references = references
+
+    def persistent_id(self, obj):
+        if isinstance(obj, ReferenceProfile):
+            self.references[obj.reference_id] = obj
+            return obj.reference_id
+        return None
+
+
+class _CheckpointUnpickler(pickle.Unpickler):
+    def persistent_load(self, reference_id):
+        stored = monitor_state.get(REFERENCE_PREFIX + reference_id.encode())
+        if stored is None:
+            raise pickle.UnpicklingError(f"reference {reference_id} missing from the state table")
+        return pickle.loads(stored)
+
+
+def dump_checkpoint(checkpoint: dict, stored_references: set) -> bytes:
+    buffer, references = io.BytesIO(), {}
+    _CheckpointPickler(buffer, references).dump(checkpoint)
+    for reference_id, profile in references.items():
+        if reference_id not in stored_references:
+            monitor_state[REFERENCE_PREFIX + reference_id.encode()] = pickle.dumps(
+                profile, protocol=pickle.HIGHEST_PROTOCOL)
+            stored_references.add(reference_id)
+    return buffer.getvalue()
+
+
+def load_checkpoint(data: bytes) -> dict:
+    return _CheckpointUnpickler(io.BytesIO(data)).load()
+
+
 class Worker:
     """In-memory side of the monitor stage: live monitors, held acks, sinks, counters."""
 
@@ -90,7 +135,10 @@ class Worker:
         self.outbox: list = []
         self.last_checkpoint = time.monotonic()
         self.status_due: dict[str, float] = {}
+        self.status_stale: set[str] = set()
         self.references_checked: set[tuple[str, str]] = set()
+        self.stored_references: set[str] = set()
+        self.last_event_at: dict[str, float] = {}
         self.counts = {"predictions": 0, "labels": 0, "deadletter": 0, "alerts_sent": 0,
                        "alerts_deduplicated": 0, "retrain_sent": 0, "replayed_skipped": 0,
                        "checkpoints": 0, "status_write_failures": 0, "processing_errors": 0}
@@ -108,7 +156,7 @@ class Worker:
             return entry[1]
         stored = monitor_state.get(model.encode())
         if stored is not None:
-            checkpoint = pickle.loads(stored)
+            checkpoint = load_checkpoint(stored)
             monitor, outbox = checkpoint["monitor"], checkpoint["outbox"]
             log.info("restored %s from checkpoint (offsets %s, %d unsent)", model,
                      monitor.applied_offsets, len(outbox))
@@ -124,8 +172,8 @@ class Worker:
             if entry is None:
                 continue
             outbox = [o for o in self.outbox if o[1]["model"] == model]
-            monitor_state[model.encode()] = pickle.dumps({"monitor": entry[1], "outbox": outbox},
-                                                protocol=pickle.HIGHEST_PROTOCOL)
+            monitor_state[model.encode()] = dump_checkpoint({"monitor": entry[1], "outbox": outbox},
+                                                            self.stored_references)
         self.dirty.clear()
         self.counts["checkpoints"] += 1
         self.last_checkpoint = time.monotonic()
@@ -166,9 +214,12 @@ class Worker:
             self.outbox.pop(0)
 
     def schedule_status(self, model: str, monitor: ModelMonitor) -> None:
+        """Write status at most once a second per model; the flush timer writes what is left."""
         now = time.monotonic()
         if now < self.status_due.get(model, 0.0):
+            self.status_stale.add(model)
             return
+        self.status_stale.discard(model)
         self.status_due[model] = now + 1.0
         status = monitor.status()
         status["worker"] = {**self.counts, "sinks": self.router.stats()}
@@ -282,6 +333,8 @@ async def monitor(stream):
                     worker.counts["labels"] += len(body["l"])
                 elif "tick" in body:
                     out = mon.tick(body["tick"])
+                if "tick" not in body:
+                    worker.last_event_at[model] = time.monotonic()
                 mon.applied_offsets[message.partition] = message.offset
                 worker.dirty.add(model)
                 worker.outbox.extend((kind, record, message.partition) for kind, record in out)
@@ -301,9 +354,24 @@ async def monitor(stream):
 @app.timer(interval=settings.tick_seconds)
 async def tick() -> None:
     """Event-time ticks through the topic itself, so idle windows close and replays stay deterministic."""
-    now = time.time()
-    for model in list(worker.monitors):
-        await events_topic.send(key=model.encode(), value=orjson.dumps({"tick": now}))
+    now, idle_since = time.time(), time.monotonic() - settings.tick_seconds
+    for model, (_partition, mon) in list(worker.monitors.items()):
+        # only idle models with something pending: an open window, or state not yet checkpointed
+        if worker.last_event_at.get(model, 0.0) > idle_since:
+            continue
+        if model in worker.dirty or any(v.window.n for v in mon.versions.values()):
+            await events_topic.send(key=model.encode(), value=orjson.dumps({"tick": now}))
+
+
+@app.timer(interval=1.0)
+async def flush_status() -> None:
+    """Status of models that changed since their last (rate-limited) write."""
+    for model in list(worker.status_stale):
+        entry = worker.monitors.get(model)
+        if entry is None:
+            worker.status_stale.discard(model)
+        else:
+            worker.schedule_status(model, entry[1])
 
 
 @app.task

@@ -317,3 +317,54 @@ class PacedProducer:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(30)
+
+
+def wait_processed(redis_url: str, expected: dict[str, int], timeout: float = 90.0, settle: float = 0.0) -> dict:
+    """Wait until every model's state holds at least its expected predictions; then, if
+    ``settle`` > 0, keep reading that long (status is written about once a second per model,
+    and idle models get a tick every few seconds) so late double counts would show."""
+    def counts():
+        return {m: processed(redis_url, m) for m in expected}
+
+    try:
+        wait_until(lambda: all(c >= expected[m] for m, c in counts().items()), timeout, 0.3)
+    except TimeoutError:
+        raise AssertionError(f"after {timeout}s processed {counts()} of {expected}") from None
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+    return counts()
+
+
+def read_alerts(broker_url: str, topic_name: str, idle: float = 3.0) -> list[dict]:
+    """Everything on an alerts/retrain topic so far (until nothing new for ``idle`` seconds)."""
+    reader = Reader(broker_url, topic_name)
+    try:
+        return reader.drain(idle=idle, timeout=60)
+    finally:
+        reader.close()
+
+
+def duplicates(ids) -> dict:
+    """ids that occur more than once, with their counts."""
+    seen: dict = {}
+    for i in ids:
+        seen[i] = seen.get(i, 0) + 1
+    return {i: n for i, n in seen.items() if n > 1}
+
+
+def assigned_partitions(log: str, topic_name: str) -> set[int] | None:
+    """The partitions of ``topic_name`` in the worker's latest Faust assignment table (None: none yet)."""
+    import re
+
+    found = None
+    for block in log.split("Setting newly assigned partitions")[1:]:
+        table = block.split("for group")[0]
+        match = re.search(re.escape(topic_name) + r"\s*\|\s*\{([^}]*)\}", table)
+        parts: set[int] = set()
+        if match:
+            for item in match.group(1).split(","):
+                lo, _, hi = item.strip().partition("-")
+                parts.update(range(int(lo), int(hi or lo) + 1))
+        found = parts
+    return found

@@ -21,12 +21,13 @@ def _status(redis_url: str, model: str) -> dict:
     return {}
 
 
-def _wait_processed(redis_url: str, model: str, n: int, timeout: float = 90.0) -> dict:
+def _wait_processed(redis_url: str, model: str, n: int, timeout: float = 90.0, labelled: int = 0) -> dict:
     deadline = time.monotonic() + timeout
     status = {}
     while time.monotonic() < deadline:
         status = _status(redis_url, model)
-        if status.get("counts", {}).get("predictions", 0) >= n:
+        counts = status.get("counts", {})
+        if counts.get("predictions", 0) >= n and counts.get("labelled", 0) >= labelled:
             return status
         time.sleep(0.3)
     raise AssertionError(f"{model}: only {status.get('counts')} processed after {timeout}s")
@@ -41,7 +42,7 @@ def test_shift_after_k_alerts_on_that_feature_and_nothing_before(shared_worker, 
     produce(broker_url, topic(shared_worker.env, "labels"),
             [[{"prediction_id": e["prediction_id"], "model": model, "label": e["prediction"]}
               for e in events[i:i + 100]] for i in range(0, n, 100)])
-    _wait_processed(redis_url, model, n)
+    _wait_processed(redis_url, model, n, labelled=n)
     reader = Reader(broker_url, topic(shared_worker.env, "alerts"))
     alerts = [a for a in reader.drain(idle=3.0) if a["model"] == model]
     reader.close()
