@@ -19,7 +19,7 @@ from rich.table import Table
 from streams import config
 from streams.producer import bootstrap_of
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _settings(ctx: click.Context):
@@ -127,6 +127,11 @@ def status(ctx, as_json: bool) -> None:
                       ", ".join((s.get("last_window") or {}).get("drifted_features", [])) or "-",
                       ", ".join(f"{k}:{f}" for k, f in s.get("active_conditions", [])) or "-")
     console.print(table)
+    sinks = {name: stats for s in statuses for name, stats in (s.get("worker") or {}).get("sinks", {}).items()}
+    for name, stats in sorted(sinks.items()):
+        console.print(f"sink {name}: delivered {stats.get('delivered')}, failed attempts "
+                      f"{stats.get('failed_attempts')}, dropped {stats.get('dropped')}, pending {stats.get('pending')}"
+                      + (f", last error: {stats['last_error']}" if stats.get("last_error") else ""))
 
 
 @main.command()
