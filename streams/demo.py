@@ -168,8 +168,9 @@ def _summary(console: Console, scenario: Scenario, records: list, processed: int
     for r in alerts:
         key = (r["kind"], ", ".join(str(f) for f in r.get("features") or [] if f) or "-")
         groups.setdefault(key, []).append(r)
-    injected = {"input_drift": scenario.shift_at, "prediction_drift": scenario.shift_at,
-                "performance": scenario.concept_at}
+    injected = {kind: scenario.shift_at for kind in ("input_drift", "prediction_drift", "multivariate_drift",
+                                                     "data_quality")}
+    injected.update(performance=scenario.concept_at, estimated_performance=scenario.concept_at)
     for (kind, features), items in sorted(groups.items()):
         first = min((_event_index(r, scenario) for r in items), default=None, key=lambda i: i or 0)
         point = injected.get(kind)
