@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["DriftResult", "WindowTest", "OnlineDetector", "Estimator", "json_safe", "empty_result"]
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})  # JSON-safe as they are
+
+
 def json_safe(obj: Any) -> Any:
     """Return ``obj`` with numpy types turned into Python ones and NaN/inf into None.
 
@@ -30,7 +33,7 @@ def json_safe(obj: Any) -> Any:
     kind = type(obj)
     if kind is float:
         return obj if math.isfinite(obj) else None
-    if kind is str or kind is int or kind is bool or obj is None:
+    if kind in _PLAIN:
         return obj
     if kind is dict:
         return {k if type(k) is str else str(k): json_safe(v) for k, v in obj.items()}

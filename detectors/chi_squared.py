@@ -112,8 +112,9 @@ class ChiSquared(Estimator):
         contribution = (table[1] - expected) ** 2 / expected + (table[0] - expected_freq[0]) ** 2 / expected_freq[0]
         order = np.argsort(-contribution)[:MAX_LISTED]
         evidence["dof"] = int(dof)
+        reference_row, window_row = table.tolist()  # Python ints: int / int is the same float as numpy's, and cheaper
         evidence["largest_changes"] = [
-            [categories[i], table[0, i] / n_ref, table[1, i] / n_cur] for i in order
+            [categories[i], reference_row[i] / n_ref, window_row[i] / n_cur] for i in order.tolist()
         ]  # [category, reference fraction, window fraction]
         p_value = float(p_value)
         return DriftResult(detector, feature_profile.name, float(statistic), p_value, self.alpha, "p_value",

@@ -7,6 +7,8 @@ features use the union of reference and window categories.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from detectors.profile import FeatureProfile, WindowColumn
@@ -32,24 +34,34 @@ def histograms(feature_profile: FeatureProfile, values) -> tuple[list[str], np.n
     (['< 2.5', '>= 2.5'], array([2, 2]), array([1, 2]))
     """
     column = WindowColumn.of(values, feature_profile.kind)
-    cached = column.histograms.get(id(feature_profile))
-    if cached is not None and cached[0] is feature_profile:
-        return cached[1:]
-    result = _histograms(feature_profile, column)
-    column.histograms[id(feature_profile)] = (feature_profile, *result)
-    return result
+    return column.shared("histograms", feature_profile, lambda: _histograms(feature_profile, column))
+
+
+# Reference side of the numeric histograms, per profile: it is the same for every window.
+_REFERENCE_BINS: "weakref.WeakKeyDictionary[FeatureProfile, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _reference_bins(feature_profile: FeatureProfile) -> tuple[list[str], np.ndarray]:
+    edges, sample = feature_profile.bin_edges, feature_profile.sample
+    hit = _REFERENCE_BINS.get(feature_profile)
+    if hit is not None and hit[0] is edges and hit[1] is sample:  # kept only while the profile keeps these arrays
+        return hit[2], hit[3]
+    if edges.size == 0:
+        labels = ["all"]
+    else:
+        labels = [f"< {edges[0]:.6g}"] + [f"[{a:.6g}, {b:.6g})" for a, b in zip(edges[:-1], edges[1:])] + [f">= {edges[-1]:.6g}"]
+    ref = bin_counts(edges, sample)
+    ref.flags.writeable = False
+    _REFERENCE_BINS[feature_profile] = (edges, sample, labels, ref)
+    return labels, ref
 
 
 def _histograms(feature_profile: FeatureProfile, column: WindowColumn) -> tuple[list[str], np.ndarray, np.ndarray]:
     if feature_profile.kind == "numeric":
+        labels, ref = _reference_bins(feature_profile)
         edges = feature_profile.bin_edges
-        ref = bin_counts(edges, feature_profile.sample)
         cur = np.bincount(np.searchsorted(edges, column.present, side="right"), minlength=edges.size + 1)
-        if edges.size == 0:
-            labels = ["all"]
-        else:
-            labels = [f"< {edges[0]:.6g}"] + [f"[{a:.6g}, {b:.6g})" for a, b in zip(edges[:-1], edges[1:])] + [f">= {edges[-1]:.6g}"]
-        return labels, ref, cur
+        return list(labels), ref.copy(), cur
     ref_counts = feature_profile.category_counts
     cur_counts = column.counts
     labels = list(ref_counts) + sorted(c for c in cur_counts if c not in ref_counts)

@@ -169,13 +169,13 @@ class WindowColumn:
     [1.0, 3.0]
     """
 
-    __slots__ = ("kind", "values", "_present", "_sorted_present", "_counts", "_category_counts", "_summary", "histograms")
+    __slots__ = ("kind", "values", "_present", "_sorted_present", "_counts", "_category_counts", "_summary", "_shared")
 
     def __init__(self, values, kind: str):
         self.kind = kind
         self.values = to_column(values, kind)
         self._present = self._sorted_present = self._counts = self._category_counts = self._summary = None
-        self.histograms: dict = {}  # id(feature profile) -> (profile, labels, reference counts, window counts)
+        self._shared: dict = {}  # (name, id(owner)) -> (owner, value)
 
     @classmethod
     def of(cls, values, kind: str) -> "WindowColumn":
@@ -183,6 +183,15 @@ class WindowColumn:
         if isinstance(values, WindowColumn):
             return values if values.kind == kind else cls(values.values, kind)
         return cls(values, kind)
+
+    def shared(self, name: str, owner, compute):
+        """``compute()`` once per window for each ``(name, owner)``, e.g. the histograms
+        against one feature profile, which PSI and Jensen-Shannon both need."""
+        key = (name, id(owner))
+        hit = self._shared.get(key)
+        if hit is None or hit[0] is not owner:  # the owner is kept, so its id cannot be reused meanwhile
+            hit = self._shared[key] = (owner, compute())
+        return hit[1]
 
     @property
     def present(self) -> np.ndarray:

@@ -115,6 +115,11 @@ class WindowReport:
         }
 
 
+def _replace(result: DriftResult, **changes) -> DriftResult:
+    """``dataclasses.replace`` without its per-call field introspection (it runs for every result)."""
+    return DriftResult(**{**result.__dict__, **changes})
+
+
 def _feature_results(fp: FeatureProfile, column: WindowColumn, settings: WindowSettings) -> tuple[DriftResult | None, list[DriftResult], float]:
     """Primary result (uncorrected), distance results and the PSI used as effect size."""
     tests = settings.numeric_tests if fp.kind == "numeric" else settings.categorical_tests
@@ -130,7 +135,7 @@ def _feature_results(fp: FeatureProfile, column: WindowColumn, settings: WindowS
     primary = test.test(fp, column, detector=prefix + primary_name)
     evidence = dict(primary.evidence)  # already JSON-safe: only what is added here needs converting
     evidence["distances"] = json_safe({r.detector: float(r.statistic) for r in distances} | {"psi": effect})
-    primary = replace(primary, effect_size=effect, effect_name="psi", evidence=evidence)
+    primary = _replace(primary, effect_size=effect, effect_name="psi", evidence=evidence)
     return primary, distances, effect
 
 
@@ -145,7 +150,7 @@ def _decide(result: DriftResult, adjusted: float, significant: bool, threshold: 
         min_effect_size=settings.min_effect_size,
         effect_size_ok=bool(effect_ok),
     )))
-    return replace(result, threshold=float(threshold), drifted=bool(significant and effect_ok), evidence=evidence)
+    return _replace(result, threshold=float(threshold), drifted=bool(significant and effect_ok), evidence=evidence)
 
 
 def evaluate_window(

@@ -6,6 +6,7 @@ import numpy as np
 from scipy import stats
 
 from detectors.base import DriftResult, Estimator, empty_result, json_safe
+from detectors.ks import pooled_counts
 from detectors.profile import WindowColumn
 
 __all__ = ["Wasserstein", "wasserstein_sorted"]
@@ -13,22 +14,22 @@ __all__ = ["Wasserstein", "wasserstein_sorted"]
 _vecdot = getattr(np, "vecdot", None)
 
 
-def wasserstein_sorted(u_sorted: np.ndarray, v_sorted: np.ndarray) -> float:
+def wasserstein_sorted(u_sorted: np.ndarray, v_sorted: np.ndarray, pooled: tuple | None = None) -> float:
     """``scipy.stats.wasserstein_distance(u, v)`` of two sorted, non-empty samples.
 
     The same steps as scipy's unweighted ``_cdf_distance(1, u, v)`` (scipy 1.17),
-    minus the argsorts of samples that are already sorted.
+    minus the argsorts of samples that are already sorted; the positions come
+    from :func:`~detectors.ks.pooled_counts` (``pooled``, if already computed).
 
     >>> rng = np.random.default_rng(0)
     >>> u, v = np.sort(rng.normal(size=300)), np.sort(rng.normal(0.3, size=500))
     >>> bool(wasserstein_sorted(u, v) == stats.wasserstein_distance(u, v))
     True
     """
-    all_values = np.concatenate((u_sorted, v_sorted))
-    all_values.sort(kind="mergesort")
+    _, all_values, u_le, v_le = pooled or pooled_counts(u_sorted, v_sorted)
     deltas = np.diff(all_values)
-    u_cdf = u_sorted.searchsorted(all_values[:-1], "right") / u_sorted.size
-    v_cdf = v_sorted.searchsorted(all_values[:-1], "right") / v_sorted.size
+    u_cdf = u_le[:-1] / u_sorted.size
+    v_cdf = v_le[:-1] / v_sorted.size
     if _vecdot is not None:  # what scipy uses on numpy >= 2
         return _vecdot(np.abs(u_cdf - v_cdf), deltas)
     return np.sum(np.abs(u_cdf - v_cdf) * deltas, axis=-1)  # pragma: no cover
@@ -77,7 +78,8 @@ class Wasserstein(Estimator):
         if current.size == 0 or reference.size == 0:
             return empty_result(self.name, feature_profile.name, self.threshold, "statistic", "no non-missing values", evidence)
         if (reference[:-1] <= reference[1:]).all():
-            raw = float(wasserstein_sorted(current, reference))
+            pooled = column.shared("pooled", reference, lambda: pooled_counts(current, reference))
+            raw = float(wasserstein_sorted(current, reference, pooled))
         else:  # profiles keep the sample sorted; one built by hand (or with NaN) may not
             raw = float(stats.wasserstein_distance(current, reference))
         evidence["distance"] = raw
