@@ -152,6 +152,7 @@ class VersionMonitor:
         self._drift_streak = 0
         self._scheduled_retrains = 0
         self._performance_announced: int | None = None
+        self._suspect_left = 0
 
     # -- reference ---------------------------------------------------------------
     def set_reference(self, profile: ReferenceProfile, source: str) -> None:
@@ -286,6 +287,10 @@ class VersionMonitor:
             for key in resolved:
                 self._resolved_alert(kind, key, bounds, out)
         self._drift_streak = self._drift_streak + 1 if findings["input_drift"] else 0
+        if self.baseline is not None:  # a slow decline the concept detector missed still alerts
+            alert = self._check_performance(bounds["end"], out, trigger="rolling_window")
+            if alert is not None:
+                emitted.append(alert)
         self._apply_retrain_policy(emitted, bounds, out)
         self.last_window = {
             **bounds,
@@ -425,10 +430,20 @@ class VersionMonitor:
                 self.baseline = _metric_value(self._baseline_metric)
         self.recent_errors.append(error)
         self.concept.update(error)
-        if self.concept.drift_detected and self.baseline is not None:
-            self._check_performance(ts, out)
+        if self.concept.drift_detected:
+            # The detector fires early, when the rolling metric has barely moved: keep checking
+            # the gap for a rolling window's worth of labels instead of only at this instant.
+            self._suspect_left = self.settings.performance_window
+        if self._suspect_left and self.baseline is not None:
+            self._suspect_left -= 1
+            if self.concept.drift_detected or self._suspect_left % 25 == 0:
+                alert = self._check_performance(ts, out, trigger=self.concept.name)
+                if alert is not None and self._triggers(alert):
+                    self._request_retrain([alert["alert_id"]], f"performance {alert['severity']}: {alert['message']}",
+                                          ts, out)
 
-    def _check_performance(self, ts: float, out: list) -> None:
+    def _check_performance(self, ts: float, out: list, trigger: str) -> dict | None:
+        """A performance alert when the rolling metric is worse than baseline by the tolerance."""
         rolling = _metric_value(self._rolling[self._primary])
         if rolling is None:
             return
@@ -445,7 +460,7 @@ class VersionMonitor:
         n = self.counts["labelled"]
         alert = make_alert(
             model=self.model, model_version=self.version, kind="performance", severity=severity,
-            detector=f"concept.{self.concept.name}+{self._primary}", feature=None, statistic=rolling,
+            detector=f"{trigger}+{self._primary}", feature=None, statistic=rolling,
             p_value=None, threshold=(self.baseline - tol) if bigger_is_better else self.baseline * (1 + tol),
             window={"index": self.window_index, "labelled": n, "size": self.settings.performance_window,
                     "end": ts, "start": None, "n": self.settings.performance_window},
@@ -453,10 +468,9 @@ class VersionMonitor:
             evidence={"metric": self._primary, "baseline": self.baseline, "rolling": rolling, "gap": gap,
                       "tolerance": tol, "rolling_metrics": self.rolling_metrics()},
             id_parts=("labelled", n), config_version=self.config_version,
-            message=f"{self._primary} {rolling:.3f} vs baseline {self.baseline:.3f} ({self.concept.name} fired)")
+            message=f"{self._primary} {rolling:.3f} vs baseline {self.baseline:.3f} ({trigger})")
         self._emit(out, alert)
-        if self._triggers(alert):
-            self._request_retrain([alert["alert_id"]], f"performance {severity}: {alert['message']}", ts, out)
+        return alert
 
     def _request_retrain(self, alert_ids: list, reason: str, ts: float, out: list, bounds: dict | None = None,
                          id_parts: tuple | None = None) -> None:

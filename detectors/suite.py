@@ -51,12 +51,12 @@ class WindowSettings:
     Examples
     --------
     >>> WindowSettings.from_dict({"alpha": 0.05, "numeric_tests": ["ks", "psi"]})
-    WindowSettings(alpha=0.05, correction='bh', min_effect_size=0.1, numeric_tests=('ks', 'psi'), categorical_tests=('chi_squared', 'psi', 'jensen_shannon'), missing_rate=True)
+    WindowSettings(alpha=0.05, correction='bh', min_effect_size=0.05, numeric_tests=('ks', 'psi'), categorical_tests=('chi_squared', 'psi', 'jensen_shannon'), missing_rate=True)
     """
 
     alpha: float = 0.01  # family-wise / FDR level per window
     correction: str = "bh"  # "bh" | "bonferroni" | "none"
-    min_effect_size: float = 0.1  # PSI below this never alerts, however small the p-value
+    min_effect_size: float = 0.05  # PSI below this never alerts, however small the p-value
     numeric_tests: tuple = ("ks", "psi", "wasserstein", "jensen_shannon")
     categorical_tests: tuple = ("chi_squared", "psi", "jensen_shannon")
     missing_rate: bool = True

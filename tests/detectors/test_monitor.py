@@ -197,3 +197,15 @@ def test_calibrated_threshold_is_reported_in_alerts():
     drift = alerts(out, "input_drift")
     assert drift and drift[0]["reference"]["calibration"]["ert"] == 50
     assert drift[0]["reference"]["alpha"] == pytest.approx(drift[0]["reference"]["calibration"]["threshold"])
+
+
+def test_a_drop_the_concept_detector_sees_early_still_alerts_once_the_rolling_metric_confirms():
+    def labels(e):  # 12% of labels flip after 1500: ADWIN fires when the rolling accuracy has barely moved
+        flip = int(e["timestamp"]) >= 1500 and int(e["timestamp"]) * 7919 % 100 < 12
+        return {**correct_label(e), "label": (not e["prediction"]) if flip else e["prediction"]}
+
+    out = run(ModelMonitor("m", settings(performance_window=500)), traffic(4000, seed=16), labels, batch=25)
+    perf = alerts(out, "performance")
+    assert perf, "the drop must be reported"
+    assert 1500 <= perf[0]["window"]["end"] <= 2100
+    assert perf[0]["evidence"]["gap"] > 0.05
