@@ -119,8 +119,12 @@ def encode(events: list, batch: int) -> list[bytes]:
 @contextlib.contextmanager
 def services():
     """A Tansu broker and a redis-server on 127.0.0.1, stopped by PID on exit."""
+    import signal
+
     from streams.embedded import start_broker, start_redis
 
+    # SIGTERM (e.g. from `timeout`) must unwind through the finally blocks that stop our children.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     broker = start_broker()
     try:
         redis = start_redis()

@@ -12,6 +12,12 @@ and labels topics. Then, for each framing and in every run, in this order:
 (c/d) the real driftline worker (``bench._worker`` = ``streams.cli worker`` plus
       a probe of its own counters), started *after* the topics were loaded.
 
+The worker runs with its defaults except, for micro-batched input, ``ingest_batch``
+(counted in *messages*) set to 1000 // batch size: with the shipped 1,000, a
+backlog of micro-batches is re-keyed into internal messages of up to 1,000,000
+events, larger than ``producer_max_request_size`` (8 MiB), and the ingest agent
+crashes and restarts without progress (``--check-defaults`` shows it).
+
 Rates are events (predictions + labels) per second from the first to the last
 event processed; "predictions/s" is half of that (one label per prediction).
 Ratios are taken within a run, then the median over runs is reported.
@@ -82,15 +88,32 @@ def bare_faust(broker_url: str, env: dict, topics: list[str], expected: int) -> 
     return {"events": probe["counts"]["events"], "seconds": span, "rate": probe["counts"]["events"] / span}
 
 
-def driftline_worker(env: dict, n_predictions: int, profile: str | None = None) -> dict:
+def ingest_config(framing: int) -> str | None:
+    """Keep a re-keyed internal message near 1,000 events (see the module docstring)."""
+    if framing == 1:
+        return None
+    path = common.RESULTS / f"ingest-{framing}.toml"
+    common.RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"ingest_batch = {max(1, 1000 // framing)}\n")
+    return str(path)
+
+
+def driftline_worker(env: dict, n_predictions: int, profile: str | None = None, config: str | None = None,
+                     stall: float = 60.0) -> dict:
     child_env = {**env, "DRIFTLINE_APP_ID": f"{env['DRIFTLINE_APP_ID']}-{uuid.uuid4().hex[:6]}"}
+    if config:
+        child_env["DRIFTLINE_CONFIG"] = config
     if profile:
         child_env.update(BENCH_PROFILE=profile, BENCH_PROFILE_UNTIL=str(n_predictions))
     child = common.Child("bench._worker", child_env, tag="worker")
     try:
-        probe = child.wait_probe(lambda p: p["counts"].get("predictions", 0) >= n_predictions
-                                 and p["counts"].get("labels", 0) >= n_predictions
-                                 and (not profile or p.get("profiled")), timeout=900)
+        def done(p):
+            if p["first"] and time.time() - p["last_change"] > stall:
+                raise TimeoutError(f"worker stalled for {stall}s at {p['counts']}:\n{child.tail()}")
+            return (p["counts"].get("predictions", 0) >= n_predictions
+                    and p["counts"].get("labels", 0) >= n_predictions and (not profile or p.get("profiled")))
+
+        probe = child.wait_probe(done, timeout=900)
         rss = child.rss_kib()
     finally:
         child.stop()
@@ -125,6 +148,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--single", type=int, default=20_000, help="predictions in the single-event data set")
     ap.add_argument("--batched", type=int, default=300_000, help="predictions in each micro-batched data set")
     ap.add_argument("--profile", action="store_true", help="also profile the worker (single and 1,000)")
+    ap.add_argument("--check-defaults", action="store_true",
+                    help="also run the 1,000-framing with the shipped ingest_batch (reports a stall)")
     ap.add_argument("--no-bench", action="store_true", help="with --profile: only profile")
     args = ap.parse_args(argv)
 
@@ -150,7 +175,7 @@ def main(argv=None) -> dict:
                 expected = 2 * sizes[framing]
                 row[f"a{framing}"] = raw_consumer(broker.url, topics, expected)
                 row[f"b{framing}"] = bare_faust(broker.url, env, topics, expected)
-                row[f"w{framing}"] = driftline_worker(env, sizes[framing])
+                row[f"w{framing}"] = driftline_worker(env, sizes[framing], config=ingest_config(framing))
                 print(f"run {run + 1} framing {framing:>4}: " + "  ".join(
                     f"{k[0]}={row[k]['rate']:,.0f}/s" for k in (f"a{framing}", f"b{framing}", f"w{framing}")),
                     flush=True)
@@ -160,12 +185,23 @@ def main(argv=None) -> dict:
             row["d100/a100"] = row["w100"]["rate"] / row["a100"]["rate"]
             results["runs"].append(row)
 
+        if args.check_defaults:
+            # The shipped ingest_batch (1,000 *messages*) re-keys up to 1,000 x 1,000 events into one
+            # internal message; past max_request_size (8 MiB) the ingest agent crashes and restarts.
+            env, _ = envs[1000]
+            try:
+                r = driftline_worker(env, sizes[1000], stall=30)
+                results["defaults_1000"] = {"ok": True, "rate": r["rate"]}
+            except (TimeoutError, RuntimeError) as exc:
+                results["defaults_1000"] = {"ok": False, "error": str(exc)[:300]}
+            print("default ingest_batch with micro-batches of 1,000:", results["defaults_1000"])
+
         if args.profile:
             for framing in (1, 1000):
                 env, _ = envs[framing]
                 path = str(common.RESULTS / f"profile-worker-{framing}.pstats")
                 common.RESULTS.mkdir(parents=True, exist_ok=True)
-                r = driftline_worker(env, sizes[framing], profile=path)
+                r = driftline_worker(env, sizes[framing], profile=path, config=ingest_config(framing))
                 results["profiles"][framing] = {"rate_under_profiler": r["rate"], "path": path,
                                                 "rows": show_profile(path, f"messages of {framing}")}
 
