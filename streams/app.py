@@ -76,9 +76,75 @@ alerts_topic = app.topic(settings.topics.alerts, **raw)
 retrain_topic = app.topic(settings.topics.retrain, **raw)
 deadletter_topic = app.topic(settings.topics.deadletter, **raw)
 
+
+class _ModelStateTable(faust.Table):
+    """The state table, writing each model's records to that model's changelog partition.
+
+    Faust writes a table key to the partition of the event being processed, but one
+    checkpoint covers every dirty model, whichever partition they live on. Scattered
+    over partitions, a model's checkpoints are restored in partition order, not write
+    order (a stale one can win, and the events acked after the newer one are lost), and
+    a worker that takes over only the model's partition may not have them at all.
+    """
+
+    write_partition: int | None = None   # set by Worker.checkpoint around each model's writes
+
+    def partition_for_key(self, key):
+        if self.write_partition is None:
+            return super().partition_for_key(key)
+        return self.write_partition
+
+
 # One checkpoint per model: pickled ModelMonitor + applied offsets + unsent outbox.
-monitor_state = app.Table("monitor-state", default=None, partitions=settings.partitions,
-                          key_type=bytes, value_type=bytes)
+monitor_state = app.tables.add(_ModelStateTable(
+    app, name="monitor-state", default=None, beacon=app.tables.beacon, partitions=settings.partitions,
+    key_type=bytes, value_type=bytes))
+
+
+# A record over the producer's request size (8 MiB here, 1 MB on a default Kafka broker) makes
+# Faust's producer crash the worker, and again after every restart. A wide model's reference or
+# checkpoint passes that (600 features: ~15 MB), so large records are stored in parts.
+STATE_PART_BYTES = 512 * 1024
+_PARTS = b"driftline-parts\x00"     # head of a record stored in parts (a pickle starts with 0x80)
+
+
+def _part_key(key: bytes, generation: int, index: int) -> bytes:
+    return b"%s\x00part\x00%d\x00%d" % (key, generation, index)
+
+
+def _parts_of(value: bytes | None) -> list | None:
+    return orjson.loads(value[len(_PARTS):]) if value is not None and value.startswith(_PARTS) else None
+
+
+def put_state(key: bytes, value: bytes) -> None:
+    """Write a state record; past STATE_PART_BYTES as parts, then a head naming them.
+
+    All of a model's records go to its partition in write order (_ModelStateTable), so a
+    crash at any point leaves the last head written with its parts intact; the previous
+    generation's parts are deleted only after the new head.
+    """
+    old = _parts_of(monitor_state.get(key))
+    if len(value) <= STATE_PART_BYTES:
+        monitor_state[key] = value
+    else:
+        generation, count = (old[0] + 1 if old else 0), -(-len(value) // STATE_PART_BYTES)
+        for i in range(count):
+            monitor_state[_part_key(key, generation, i)] = value[i * STATE_PART_BYTES:(i + 1) * STATE_PART_BYTES]
+        monitor_state[key] = _PARTS + orjson.dumps([generation, count])
+    if old:
+        for i in range(old[1]):
+            monitor_state.pop(_part_key(key, old[0], i), None)
+
+
+def get_state(key: bytes) -> bytes | None:
+    value = monitor_state.get(key)
+    parts = _parts_of(value)
+    if parts is None:
+        return value
+    chunks = [monitor_state.get(_part_key(key, parts[0], i)) for i in range(parts[1])]
+    if any(chunk is None for chunk in chunks):
+        raise LookupError(f"state record {key!r} is missing parts")
+    return b"".join(chunks)
 
 
 REFERENCE_PREFIX = b"ref\x00"
@@ -104,7 +170,7 @@ class _CheckpointPickler(pickle.Pickler):
 
 class _CheckpointUnpickler(pickle.Unpickler):
     def persistent_load(self, reference_id):
-        stored = monitor_state.get(REFERENCE_PREFIX + reference_id.encode())
+        stored = get_state(REFERENCE_PREFIX + reference_id.encode())
         if stored is None:
             raise pickle.UnpicklingError(f"reference {reference_id} missing from the state table")
         return pickle.loads(stored)
@@ -115,8 +181,8 @@ def dump_checkpoint(checkpoint: dict, stored_references: set) -> bytes:
     _CheckpointPickler(buffer, references).dump(checkpoint)
     for reference_id, profile in references.items():
         if reference_id not in stored_references:
-            monitor_state[REFERENCE_PREFIX + reference_id.encode()] = pickle.dumps(
-                profile, protocol=pickle.HIGHEST_PROTOCOL)
+            put_state(REFERENCE_PREFIX + reference_id.encode(), pickle.dumps(
+                profile, protocol=pickle.HIGHEST_PROTOCOL))
             stored_references.add(reference_id)
     return buffer.getvalue()
 
@@ -140,7 +206,7 @@ class Worker:
         self.stored_references: set[str] = set()
         self.last_event_at: dict[str, float] = {}
         self.counts = {"predictions": 0, "labels": 0, "deadletter": 0, "alerts_sent": 0,
-                       "alerts_deduplicated": 0, "retrain_sent": 0, "replayed_skipped": 0,
+                       "alerts_deduplicated": 0, "retrain_sent": 0, "replayed_skipped": 0, "redelivered_skipped": 0,
                        "checkpoints": 0, "status_write_failures": 0, "processing_errors": 0}
         self.router = build_sinks(
             [({**s, "url": s.get("url") or settings.redis_url} if s["type"] == "redis" else s)
@@ -154,7 +220,7 @@ class Worker:
         entry = self.monitors.get(model)
         if entry is not None:
             return entry[1]
-        stored = monitor_state.get(model.encode())
+        stored = get_state(model.encode())
         if stored is not None:
             checkpoint = load_checkpoint(stored)
             monitor, outbox = checkpoint["monitor"], checkpoint["outbox"]
@@ -172,8 +238,12 @@ class Worker:
             if entry is None:
                 continue
             outbox = [o for o in self.outbox if o[1]["model"] == model]
-            monitor_state[model.encode()] = dump_checkpoint({"monitor": entry[1], "outbox": outbox},
-                                                            self.stored_references)
+            monitor_state.write_partition = entry[0]   # the model's partition (see _ModelStateTable)
+            try:
+                put_state(model.encode(), dump_checkpoint({"monitor": entry[1], "outbox": outbox},
+                                                          self.stored_references))
+            finally:
+                monitor_state.write_partition = None
         self.dirty.clear()
         self.counts["checkpoints"] += 1
         self.last_checkpoint = time.monotonic()
@@ -278,35 +348,116 @@ async def on_revoked(app, revoked, **kwargs) -> None:
 
 async def _route(events, validate, field: str, source) -> None:
     """Validate a batch of raw messages; forward valid events per model, dead-letter the rest."""
-    by_model: dict[str, list] = {}
+    by_model: dict[str, tuple[list, list]] = {}
     sends = []
     for event in events:
         message = event.message
         good, bad = records.decode(event.value, message.timestamp, validate, settings.max_message_bytes)
         for item in good:
-            by_model.setdefault(item["model"], []).append(item)
+            items, runs = by_model.setdefault(item["model"], ([], []))
+            items.append(item)
+            # source position of each item, as runs [partition, offset, first index, count]: see _fresh
+            if runs and runs[-1][0] == message.partition and runs[-1][1] == message.offset:
+                runs[-1][3] += 1
+            else:
+                runs.append([message.partition, message.offset, 0, 1])
         for index, reason in bad:
             worker.counts["deadletter"] += 1
             record = records.deadletter_record(event.value, reason, source, message.partition,
                                                message.offset, index)
             sends.append(await deadletter_topic.send(key=message.key, value=orjson.dumps(record)))
-    for model, items in by_model.items():
-        sends.append(await events_topic.send(key=model.encode(), value=orjson.dumps({field: items})))
+    for model, (items, runs) in by_model.items():
+        for body in _bodies(field, items, runs, settings.max_message_bytes):
+            sends.append(await events_topic.send(key=model.encode(), value=body))
     # Wait for delivery before take_events() acks the source messages: at-least-once.
     if sends:
         await asyncio.gather(*sends)
 
 
+def _bodies(field: str, items: list, runs: list, limit: int) -> list[bytes]:
+    """Internal messages of at most ``limit`` bytes (or one event), in order.
+
+    A batch gathers up to ``ingest_batch`` input messages: one model's share of it
+    can exceed the producer's request size, which would crash the ingest agent and
+    lose the batch (its events are acked by take_events() all the same).
+    """
+    body = orjson.dumps({field: items, "src": runs})
+    if len(body) <= limit or len(items) == 1:
+        return [body]
+    half, head, tail, seen = len(items) // 2, [], [], 0
+    for partition, offset, first, count in runs:
+        cut = min(max(half - seen, 0), count)
+        if cut:
+            head.append([partition, offset, first, cut])
+        if count - cut:
+            tail.append([partition, offset, first + cut, count - cut])
+        seen += count
+    return _bodies(field, items[:half], head, limit) + _bodies(field, items[half:], tail, limit)
+
+
+def _fresh(mon: ModelMonitor, field: str, body: dict) -> list:
+    """The events of an internal message that ``mon`` has not folded in yet.
+
+    Ingest is at-least-once: after a crash it forwards again what it had forwarded
+    but not committed, at new offsets of the internal topic, which the checkpoint's
+    offsets cannot recognise. Each event's source position (partition, offset, index
+    among this model's events of that message) only grows per source partition, so
+    anything at or below the last one applied is such a re-delivery.
+    """
+    items, runs = body[field], body.get("src")
+    if not runs:
+        return items
+    fresh, start = [], 0
+    for partition, offset, first, count in runs:
+        key = f"{field}@{partition}"          # source positions, next to the internal offsets
+        last_offset, last_index = mon.applied_offsets.get(key, (-1, -1))
+        if (offset, first + count - 1) > (last_offset, last_index):
+            skip = max(0, last_index - first + 1) if offset == last_offset else 0
+            fresh.extend(items[start + skip:start + count])
+            mon.applied_offsets[key] = (offset, first + count - 1)
+        start += count
+    worker.counts["redelivered_skipped"] += len(items) - len(fresh)
+    return fresh
+
+
+async def _forward(events, validate, field: str, source) -> None:
+    """Route one batch until it is sent.
+
+    take_events() acks its batch once the loop body returns *or raises* (in a
+    ``finally``), so a batch must not leave half-forwarded: a failure is retried
+    (events sent twice are dropped downstream, see _fresh), and a stop (SIGTERM,
+    scale-in), which cancels the agent mid-batch, first waits for the batch in flight.
+    """
+    routing = asyncio.ensure_future(_route_until_sent(events, validate, field, source))
+    try:
+        await asyncio.shield(routing)
+    except asyncio.CancelledError:
+        await asyncio.wait({routing}, timeout=10.0)
+        raise
+
+
+async def _route_until_sent(events, validate, field: str, source) -> None:
+    delay = 0.1
+    while True:
+        try:
+            return await _route(events, validate, field, source)
+        except Exception as exc:
+            log.warning("forwarding %d messages from %s failed (%r); retrying in %.1fs",
+                        len(events), source, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 5.0)
+
+
 @app.agent(predictions_topic)
 async def ingest_predictions(stream):
     async for events in stream.take_events(settings.ingest_batch, within=settings.ingest_linger):
-        await _route(events, records.validate_prediction, "p", settings.topics.predictions)
+        await _forward(events, records.validate_prediction, "p", settings.topics.predictions)
 
 
 @app.agent(labels_topic)
 async def ingest_labels(stream):
     async for events in stream.take_events(settings.ingest_batch, within=settings.ingest_linger):
-        await _route(events, records.validate_label, "l", settings.topics.labels)
+        await _forward(events, records.validate_label, "l", settings.topics.labels)
 
 
 @app.agent(events_topic)
@@ -323,14 +474,16 @@ async def monitor(stream):
                 body = orjson.loads(event.value)
                 out: list = []
                 if "p" in body:
-                    await worker.ensure_reference(mon, body["p"])
-                    out = mon.add_predictions(body["p"], offset=message.offset, partition=message.partition)
+                    predictions = _fresh(mon, "p", body)
+                    await worker.ensure_reference(mon, predictions)
+                    out = mon.add_predictions(predictions, offset=message.offset, partition=message.partition)
                     for entry in mon.archive():
                         worker.spawn(worker.status.archive_reference(entry), "reference archive")
-                    worker.counts["predictions"] += len(body["p"])
+                    worker.counts["predictions"] += len(predictions)
                 elif "l" in body:
-                    out = mon.add_labels(body["l"])
-                    worker.counts["labels"] += len(body["l"])
+                    labels = _fresh(mon, "l", body)
+                    out = mon.add_labels(labels)
+                    worker.counts["labels"] += len(labels)
                 elif "tick" in body:
                     out = mon.tick(body["tick"])
                 if "tick" not in body:
