@@ -2,8 +2,8 @@
 
 Processing is at-least-once (the embedded broker has no transactional producer),
 so a worker that crashes between sending an alert and checkpointing will send
-it again after the restart. Alert ids are deterministic, so one ``SET NX`` in
-Redis per alert tells a first delivery from a repeat. When Redis is down the
+it again after the restart. Alert ids are deterministic, so a key per delivered
+alert in Redis tells a first delivery from a repeat. When Redis is down the
 guard lets the alert through: a possible duplicate (same id, consumers can drop
 it) is better than a lost alert.
 """
@@ -35,23 +35,25 @@ class DedupGuard:
             self._client = async_client(self.url, self.timeout)
         return self._client
 
-    async def first_delivery(self, record_id: str) -> bool:
+    async def delivered_before(self, record_id: str) -> bool:
+        """True when this id was delivered already. Ask before sending, mark after:
+        a crash in between re-sends (a duplicate with the same id) instead of losing it."""
         try:
-            fresh = await self.client.set(self.prefix + record_id, 1, nx=True, ex=int(self.ttl))
+            seen = await self.client.exists(self.prefix + record_id)
         except Exception as exc:  # Redis down: let it through
             self.unavailable += 1
             log.warning("dedup guard unavailable (%s); delivering %s without dedup", type(exc).__name__, record_id)
             await self._reset()
-            return True
-        if not fresh:
+            return False
+        if seen:
             self.skipped += 1
-        return bool(fresh)
+        return bool(seen)
 
-    async def forget(self, record_id: str) -> None:
-        """Undo a mark when the delivery it guarded failed."""
+    async def mark_delivered(self, record_id: str) -> None:
         try:
-            await self.client.delete(self.prefix + record_id)
+            await self.client.set(self.prefix + record_id, 1, ex=int(self.ttl))
         except Exception:
+            self.unavailable += 1
             await self._reset()
 
     async def _reset(self) -> None:

@@ -85,7 +85,9 @@ def _outcome(value: Any, what: str) -> float | str | bool:
 def validate_prediction(obj: Any, default_ts: float) -> dict:
     if not isinstance(obj, dict):
         raise InvalidEvent("a prediction must be a JSON object")
-    version = obj.get("model_version", "0")
+    version = obj.get("model_version")
+    if version is None:  # absent or null: the default, like every other optional field
+        version = "0"
     if isinstance(version, (int, float)) and not isinstance(version, bool):
         version = str(version)
     segment = obj.get("segment")
