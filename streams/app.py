@@ -27,9 +27,7 @@ import logging
 import pickle
 import time
 
-import aiokafka
 import faust
-import faust.transport.drivers.aiokafka as faust_aiokafka
 import orjson
 
 from detectors.monitor import ModelMonitor
@@ -40,23 +38,6 @@ from streams import config, records
 
 log = logging.getLogger("driftline")
 settings = config.current()
-
-
-class _PromptConsumer(aiokafka.AIOKafkaConsumer):
-    """aiokafka's consumer with a shorter fetch wait.
-
-    Faust creates its consumer with ``fetch_max_wait_ms=1500`` and no setting to
-    change it; a broker that answers a fetch only when that wait expires (the
-    embedded Tansu does, when a partition has no new data at request time) then
-    adds up to 1.5 s per hop, twice on the way to an alert.
-    """
-
-    def __init__(self, *args, **kwargs):
-        kwargs["fetch_max_wait_ms"] = int(settings.fetch_max_wait * 1000)
-        super().__init__(*args, **kwargs)
-
-
-faust_aiokafka.aiokafka.AIOKafkaConsumer = _PromptConsumer  # the name Faust's driver looks up
 
 app = faust.App(
     settings.app_id,

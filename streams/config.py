@@ -60,7 +60,6 @@ class Settings:
     web_enabled: bool = True
     checkpoint_seconds: float = 2.0      # monitor state is checkpointed at least this often
     tick_seconds: float = 5.0            # idle models get a tick this often (closes stale windows)
-    fetch_max_wait: float = 0.1          # seconds a fetch may wait for data (Faust's own is 1.5)
     ingest_batch: int = 1000             # predictions gathered per repartition message
     ingest_linger: float = 0.05          # seconds
     broker_credentials: dict = field(default_factory=dict)  # SASL/TLS, passed to the Kafka client

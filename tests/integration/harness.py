@@ -6,7 +6,6 @@ code, so the tests also prove the wire contract works for other clients.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,9 +15,18 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer, Producer
 
-from streams.embedded import free_port
+from streams.embedded import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# Small windows so a test's traffic spans several (reference 1,000, windows of 500).
+SMALL_WINDOWS = """
+[defaults]
+reference_size = 1000
+window_size = 500
+performance_window = 300
+window_seconds = 36000
+"""
 
 
 def bootstrap(broker_url: str) -> str:
@@ -70,15 +78,9 @@ class WorkerProcess:
         raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log()[-3000:]}")
 
     def terminate(self, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        code = stop_process(self.proc, timeout)
         self._log.close()
-        return self.proc.returncode
+        return code
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -10,15 +10,7 @@ import uuid
 
 import pytest
 
-from tests.integration.harness import WorkerProcess
-
-SMALL_WINDOWS = """
-[defaults]
-reference_size = 1000
-window_size = 500
-performance_window = 300
-window_seconds = 36000
-"""
+from tests.integration.harness import SMALL_WINDOWS, WorkerProcess
 
 
 def pytest_addoption(parser):

@@ -21,7 +21,7 @@ from tests.integration.harness import (
     wait_processed,
     wait_until,
 )
-from tests.reliability.conftest import SMALL_WINDOWS
+from tests.integration.harness import SMALL_WINDOWS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
               # kafka-python's protocol schemas use importlib.resources' legacy API
