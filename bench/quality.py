@@ -43,6 +43,14 @@ def monitor():
     return ModelMonitor("quality", ModelSettings())
 
 
+def validated(events: list, label: bool = False) -> list:
+    """Events as the worker hands them to the monitor (streams.records fills the optional fields)."""
+    from streams.records import validate_label, validate_prediction
+
+    check = validate_label if label else validate_prediction
+    return [check(e, e.get("timestamp", 0.0)) for e in events]
+
+
 def periodic(n: int, change: int, every: int = 1000) -> dict:
     fires = list(range(every - 1, n, every))
     before = [f for f in fires if f < change]
@@ -85,7 +93,7 @@ def river_detectors(columns: dict, target: str, change: int) -> dict:
 def covariate(shift: float, pre: int, post: int, seed: int) -> dict:
     before, _ = common.predictions(pre, model="quality", seed=seed)
     after, _ = common.predictions(post, model="quality", seed=seed + 7, offset=pre, shift={"num_0": shift})
-    events = before + after
+    events = validated(before + after)
     mon = monitor()
     false, delay = 0, None
     t0 = time.perf_counter()
@@ -141,6 +149,7 @@ def concept(name: str, pre: int, post: int, seed: int) -> dict:
         labels.append({"prediction_id": pid, "model": "quality", "label": int(y), "timestamp": common.START_TS + i})
         errors.append(float(int(y_hat) != int(y)))
         raw.append(float(next(iter(x.values()))))
+    preds, labels = validated(preds), validated(labels, label=True)
     mon = monitor()
     false, delay, first_input = 0, None, None
     t0 = time.perf_counter()

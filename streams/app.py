@@ -265,7 +265,8 @@ class Worker:
     async def deliver(self) -> None:
         """Send the outbox: Kafka first (awaited), then the best-effort sinks."""
         while self.outbox:
-            kind, record, _partition = self.outbox[0]
+            item = self.outbox[0]
+            kind, record, _partition = item
             record_id = record.get("alert_id") or record.get("event_id")
             if not await self.dedup.delivered_before(record_id):
                 topic = alerts_topic if kind == "alert" else retrain_topic
@@ -278,7 +279,10 @@ class Worker:
                             record["model_version"], record.get("message") or record.get("reason"))
             else:
                 self.counts["alerts_deduplicated"] += 1
-            self.outbox.pop(0)
+            # A rebalance during the awaits above may have replaced the outbox
+            # (forget_partitions): remove this record only if it is still there.
+            if item in self.outbox:
+                self.outbox.remove(item)
 
     def schedule_status(self, model: str, monitor: ModelMonitor) -> None:
         """Write status at most once a second per model; the flush timer writes what is left."""
