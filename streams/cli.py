@@ -1,19 +1,12 @@
 """``driftline`` command line: broker, worker, demo, simulate, status, tail, reference, audit."""
 from __future__ import annotations
 
-import logging
-import os
-import signal
-import subprocess
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 
 import click
 import orjson
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from streams import config
