@@ -11,6 +11,7 @@ statistical tests run once per window on numpy arrays.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import OrderedDict, deque
 
@@ -141,6 +142,7 @@ class VersionMonitor:
         self.last_retrain_at: float | None = None
         self.suppressed_retrains: deque = deque(maxlen=20)
         self.deployed_at: float | None = None
+        self._window_segments: list = []
         self.calibration: dict | None = None
         self.unpublished_reference = False
         self.quality = DataQuality(**settings.quality)
@@ -214,6 +216,7 @@ class VersionMonitor:
             self._window_start = self._window_end = ts
             self._window_offsets[0] = offset
         self.window.append(row)
+        self._window_segments.append(event["segment"])
         if ts > self._window_end:
             self._window_end = ts
         elif ts < self._window_start:
@@ -253,7 +256,7 @@ class VersionMonitor:
         bounds = self._window_bounds()
         findings: dict[str, dict] = {kind: {} for kind in (
             "input_drift", "prediction_drift", "data_quality", "multivariate_drift",
-            "estimated_performance", "fairness")}
+            "estimated_performance", "fairness", "segment_drift")}
         for result in report.drifted:
             kind = "prediction_drift" if result.feature in OUTPUT_COLUMNS else "input_drift"
             best = findings[kind].get(result.feature)
@@ -277,6 +280,8 @@ class VersionMonitor:
         for result in self.segments.test(self.settings.segment_min_size, self.settings.fairness_tolerance,
                                          self.settings.fairness_alpha):
             findings["fairness"][result.feature] = result
+        if self.settings.segment_drift:
+            findings["segment_drift"] = self._segment_drift(columns)
         emitted = []
         for kind, results in findings.items():
             announce, resolved = self.lifecycle.observe(self.window_index, kind, set(results))
@@ -306,10 +311,30 @@ class VersionMonitor:
         self.counts["windows"] += 1
         self.window_index += 1
         self.window.clear()
+        self._window_segments = []
         self._window_start = self._window_end = None
         self._window_offsets = [None, None]
         self._first_tick = self._first_tick_window = None
         self._score_out_of_range = 0
+
+    def _segment_drift(self, columns: dict) -> dict:
+        """Input drift inside each segment value with enough rows (at most 20 values per window)."""
+        groups: dict = {}
+        for index, segment in enumerate(self._window_segments):
+            for key in (segment or {}).items():
+                groups.setdefault(key, []).append(index)
+        large = [(key, rows) for key, rows in groups.items() if len(rows) >= self.settings.segment_min_size]
+        found = {}
+        for (attr, value), rows in sorted(large, key=lambda item: -len(item[1]))[:20]:
+            subset = {name: [columns[name][i] for i in rows] for name in self.reference.features if name in columns}
+            for result in evaluate_window(self.reference, subset, self.window_settings).drifted:
+                # the attribute itself (often also a feature) is constant inside its own segment
+                if result.feature not in OUTPUT_COLUMNS and result.feature != attr:
+                    key = f"{attr}={value}:{result.feature}"
+                    found[key] = dataclasses.replace(result, feature=key,
+                                                     evidence={**result.evidence, "segment": {attr: value},
+                                                               "segment_rows": len(rows)})
+        return found
 
     def _guardrail_result(self):
         from detectors.base import DriftResult

@@ -36,7 +36,8 @@ class ModelSettings:
     retrain_on: tuple = ("performance:warning", "estimated_performance:critical", "input_drift:critical")
     retrain_drift_windows: int = 3      # ...or when input drift persists this many consecutive windows
     # segments and fairness
-    segment_min_size: int = 100         # per segment value and window, before a gap is judged
+    segment_min_size: int = 100         # per segment value and window, before a gap or drift is judged
+    segment_drift: bool = True          # input drift tests inside each segment value, per window
     fairness_tolerance: float = 0.1     # accuracy / positive-rate / TPR gap that alerts
     fairness_alpha: float = 0.01
     # champion/challenger

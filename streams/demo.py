@@ -169,7 +169,7 @@ def _summary(console: Console, scenario: Scenario, records: list, processed: int
         key = (r["kind"], ", ".join(str(f) for f in r.get("features") or [] if f) or "-")
         groups.setdefault(key, []).append(r)
     injected = {kind: scenario.shift_at for kind in ("input_drift", "prediction_drift", "multivariate_drift",
-                                                     "data_quality")}
+                                                     "data_quality", "segment_drift")}
     injected.update(performance=scenario.concept_at, estimated_performance=scenario.concept_at)
     for (kind, features), items in sorted(groups.items()):
         first = min((_event_index(r, scenario) for r in items), default=None, key=lambda i: i or 0)

@@ -209,3 +209,19 @@ def test_a_drop_the_concept_detector_sees_early_still_alerts_once_the_rolling_me
     assert perf, "the drop must be reported"
     assert 1500 <= perf[0]["window"]["end"] <= 2100
     assert perf[0]["evidence"]["gap"] > 0.05
+
+
+def test_drift_inside_one_segment_is_reported_for_that_segment():
+    def region(i, rng):
+        return {"region": "north" if i % 2 else "south"}
+
+    events = list(traffic(2000, seed=17, segment=region))
+    for e in events[1000:]:
+        if e["segment"]["region"] == "south":
+            e["features"]["b"] += 1.0
+    out = run(ModelMonitor("m", settings(segment_min_size=100)), events)
+    segment = alerts(out, "segment_drift")
+    assert segment, "the south segment drifted"
+    keys = {k for a in segment for k in a["features"]}
+    assert "region=south:b" in keys and not any(k.startswith("region=north") for k in keys)
+    assert segment[0]["evidence"]["region=south:b"]["segment"] == {"region": "south"}
