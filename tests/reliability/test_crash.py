@@ -66,12 +66,12 @@ def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(
     assert "restored " + model in second.log(), "the second worker did not restore the checkpoint"
     assert counts[model] == n, f"sent {n}, state holds {counts[model]} predictions"
     assert status["counts"]["labelled"] <= n, f"labels counted twice: {status['counts']}"
+    assert [a for a in alerts if a["kind"] == "input_drift"], "the shift raised no alert"
+    assert not dups, f"duplicate alert ids on the alerts topic: {dups}"
+    assert worker_counts["processing_errors"] == 0
     if status["counts"]["labelled"] < n:
         # Seen once in about six runs (01:05, the full suite): labels missing after the restart
         # while every prediction was counted. Suspected to be the consumer race of
         # test_scale_out (offsets committed past skipped input); not confirmed yet. Reported,
         # not hidden: an expected failure until it is understood and fixed.
         pytest.xfail(f"labels lost after the crash: {n - status['counts']['labelled']} of {n}")
-    assert [a for a in alerts if a["kind"] == "input_drift"], "the shift raised no alert"
-    assert not dups, f"duplicate alert ids on the alerts topic: {dups}"
-    assert worker_counts["processing_errors"] == 0
