@@ -85,7 +85,8 @@ def test_worker_reconnects_and_monitors_new_traffic(restart):
     assert restart["exit"] == 0 and restart["stop_seconds"] < 15
 
 
-@pytest.mark.xfail(strict=True, reason=(
+# Not strict: whether new offsets overtake the stale ones before the check depends on timing (it passed once).
+@pytest.mark.xfail(strict=False, reason=(
     "a memory-only broker restarts every offset at 0: the checkpoint's applied offsets (internal topic) and "
     "source positions are from the lost broker, so a model monitored before the restart skips new events as "
     "replays until the new offsets pass the old ones"))
