@@ -553,8 +553,13 @@ class ModelMonitor:
         self.config_version = config_version
         self.versions: dict[str, VersionMonitor] = {}
         self._pending: OrderedDict = OrderedDict()   # prediction_id -> [(version, prediction, score, segment, ts)]
-        self._early_labels: OrderedDict = OrderedDict()  # prediction_id -> (label, ts): label came first
-        self.clock = 0.0                            # max event time seen (drives TTLs)
+        # prediction_id -> [label, watermark when it came, joined yet]: the label came first
+        self._early_labels: OrderedDict = OrderedDict()
+        # Event time comes from the predictions only. Label timestamps come from another clock
+        # (often when the label was recorded, days later): a label stamped "now" during a replay
+        # of older predictions would otherwise expire every prediction still waiting for a label.
+        self.clock = 0.0                    # max prediction time: retrain-policy and comparison clock
+        self.source_clocks: dict = {}       # source partition -> max prediction time read from it
         self.counts = {"expired_unlabelled": 0, "evicted_unlabelled": 0, "expired_labels": 0,
                        "duplicate_predictions": 0, "unknown_version_labels": 0}
         self.applied_offsets: dict = {}             # partition -> last offset folded into this state
@@ -590,11 +595,37 @@ class ModelMonitor:
                               "calibration": monitor.calibration})
         return found
 
-    def add_predictions(self, events: list, offset=None, partition=None) -> list:
-        """Fold validated predictions in; ``offset``/``partition`` locate their message for audits."""
+    @property
+    def watermark(self) -> float:
+        """Event time every source partition has passed: the clock of the label TTLs.
+
+        Partitions are read at different paces (a backlog, a slow broker), so the max time
+        seen can run far ahead of predictions still on their way from another partition;
+        expiring by it would drop joins those predictions are about to make. A partition
+        that stops carrying this model's predictions holds the watermark back: expiry is
+        late, never early, and ``max_pending_labels`` still bounds memory.
+        """
+        return min(self.source_clocks.values(), default=0.0)
+
+    def add_predictions(self, events: list, offset=None, partition=None, sources=None) -> list:
+        """Fold validated predictions in.
+
+        ``offset``/``partition`` locate their message for audits; ``sources`` gives the
+        source partition of consecutive runs of ``events`` as ``[(partition, count), ...]``
+        (default: all from one source).
+        """
         out: list = []
         pending, early = self._pending, self._early_labels
         windows_before = self._windows_closed()
+        start, clocks, first = 0, self.source_clocks, not self.source_clocks
+        for source, count in sources or [(None, len(events))]:
+            newest = max((e["timestamp"] for e in events[start:start + count]), default=None)
+            if newest is not None and newest > clocks.get(source, float("-inf")):
+                clocks[source] = newest
+            start += count
+        if first and clocks:   # labels that came before any prediction start waiting now
+            for label in early.values():
+                label[1] = self.watermark
         for index, event in enumerate(events):
             pid = event["prediction_id"]
             name = event["model_version"]
@@ -614,7 +645,8 @@ class ModelMonitor:
             version.add_prediction(event, None if offset is None else [offset, index], out)
             label = early.get(pid)
             if label is not None:   # kept until its TTL: a shadow version's prediction may still come
-                version.add_label(event["prediction"], event["score"], label[0], label[1], out, event["segment"])
+                label[2] = True
+                version.add_label(event["prediction"], event["score"], label[0], self.clock, out, event["segment"])
             elif shadows is None:
                 pending[pid] = [entry]
         self._expire()
@@ -624,16 +656,14 @@ class ModelMonitor:
 
     def add_labels(self, events: list) -> list:
         out: list = []
+        clock, watermark = self.clock, self.watermark
         for event in events:
-            ts = event["timestamp"]
-            if ts > self.clock:
-                self.clock = ts
             entries = self._pending.pop(event["prediction_id"], None)
             if entries is None:
-                self._early_labels[event["prediction_id"]] = (event["label"], ts)
+                self._early_labels[event["prediction_id"]] = [event["label"], watermark, False]
                 continue
             for name, prediction, score, segment, _ in entries:
-                self.versions[name].add_label(prediction, score, event["label"], ts, out, segment)
+                self.versions[name].add_label(prediction, score, event["label"], clock, out, segment)
         self._expire()
         return out
 
@@ -687,22 +717,24 @@ class ModelMonitor:
         return out
 
     def _expire(self) -> None:
-        """Drop joins older than the label TTL (event time), then enforce the hard cap."""
-        horizon = self.clock - self.settings.label_ttl_seconds
+        """Drop joins older than the label TTL (prediction event time), then enforce the hard cap.
+
+        A prediction waits for its label until the watermark is ``label_ttl_seconds``
+        past it; a label that came first waits as long for its prediction, counted from
+        the watermark when it arrived. A label joined early is kept until then too (a
+        shadow version's prediction may still come), and only unjoined ones count as expired.
+        """
+        horizon = self.watermark - self.settings.label_ttl_seconds
         pending, early, counts = self._pending, self._early_labels, self.counts
         while pending and next(iter(pending.values()))[0][-1] < horizon:
             pending.popitem(last=False)
             counts["expired_unlabelled"] += 1
-        while early and next(iter(early.values()))[-1] < horizon:
-            early.popitem(last=False)
-            counts["expired_labels"] += 1
         cap = self.settings.max_pending_labels
+        while early and (len(early) > cap or next(iter(early.values()))[1] < horizon):
+            counts["expired_labels"] += not early.popitem(last=False)[1][2]   # joined ones are not lost
         while len(pending) > cap:
             pending.popitem(last=False)
             counts["evicted_unlabelled"] += 1
-        while len(early) > cap:
-            early.popitem(last=False)
-            counts["expired_labels"] += 1
 
 
     def status(self) -> dict:

@@ -396,8 +396,9 @@ def _bodies(field: str, items: list, runs: list, limit: int) -> list[bytes]:
     return _bodies(field, items[:half], head, limit) + _bodies(field, items[half:], tail, limit)
 
 
-def _fresh(mon: ModelMonitor, field: str, body: dict) -> list:
-    """The events of an internal message that ``mon`` has not folded in yet.
+def _fresh(mon: ModelMonitor, field: str, body: dict) -> tuple[list, list]:
+    """The events of an internal message that ``mon`` has not folded in yet, and their
+    source partitions as runs ``[(partition, count), ...]``.
 
     Ingest is at-least-once: after a crash it forwards again what it had forwarded
     but not committed, at new offsets of the internal topic, which the checkpoint's
@@ -407,18 +408,19 @@ def _fresh(mon: ModelMonitor, field: str, body: dict) -> list:
     """
     items, runs = body[field], body.get("src")
     if not runs:
-        return items
-    fresh, start = [], 0
+        return items, [(None, len(items))]
+    fresh, sources, start = [], [], 0
     for partition, offset, first, count in runs:
         key = f"{field}@{partition}"          # source positions, next to the internal offsets
         last_offset, last_index = mon.applied_offsets.get(key, (-1, -1))
         if (offset, first + count - 1) > (last_offset, last_index):
             skip = max(0, last_index - first + 1) if offset == last_offset else 0
             fresh.extend(items[start + skip:start + count])
+            sources.append((partition, count - skip))
             mon.applied_offsets[key] = (offset, first + count - 1)
         start += count
     worker.counts["redelivered_skipped"] += len(items) - len(fresh)
-    return fresh
+    return fresh, sources
 
 
 async def _forward(events, validate, field: str, source) -> None:
@@ -475,14 +477,15 @@ async def monitor(stream):
                 body = orjson.loads(event.value)
                 out: list = []
                 if "p" in body:
-                    predictions = _fresh(mon, "p", body)
+                    predictions, sources = _fresh(mon, "p", body)
                     await worker.ensure_reference(mon, predictions)
-                    out = mon.add_predictions(predictions, offset=message.offset, partition=message.partition)
+                    out = mon.add_predictions(predictions, offset=message.offset, partition=message.partition,
+                                              sources=sources)
                     for entry in mon.archive():
                         worker.spawn(worker.status.archive_reference(entry), "reference archive")
                     worker.counts["predictions"] += len(predictions)
                 elif "l" in body:
-                    labels = _fresh(mon, "l", body)
+                    labels, _ = _fresh(mon, "l", body)
                     out = mon.add_labels(labels)
                     worker.counts["labels"] += len(labels)
                 elif "tick" in body:

@@ -19,13 +19,16 @@ from streams.embedded import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Small windows so a test's traffic spans several (reference 1,000, windows of 500).
+# Small windows so a test's traffic spans several (reference 1,000, windows of 500). The tests
+# replay hours of event time (one event a second) in a burst and send the labels behind it:
+# a label TTL of one day covers that, as it would for a backfill (README, "driftline.labels").
 SMALL_WINDOWS = """
 [defaults]
 reference_size = 1000
 window_size = 500
 performance_window = 300
 window_seconds = 36000
+label_ttl_seconds = 86400
 """
 
 

@@ -42,15 +42,7 @@ def test_shift_after_k_alerts_on_that_feature_and_nothing_before(shared_worker, 
     produce(broker_url, topic(shared_worker.env, "labels"),
             [[{"prediction_id": e["prediction_id"], "model": model, "label": e["prediction"]}
               for e in events[i:i + 100]] for i in range(0, n, 100)])
-    try:
-        _wait_processed(redis_url, model, n, labelled=n)
-    except AssertionError as exc:
-        counts = _status(redis_url, model).get("counts", {})
-        if counts.get("predictions") == n and counts.get("labelled", 0) < n:
-            # Intermittent (about 1 run in 5 here): labels stop arriving while predictions are all
-            # counted; the same shortfall as test_crash. Open in issue 6, reported rather than hidden.
-            pytest.xfail(f"labels stalled: {counts.get('labelled')} of {n}")
-        raise exc
+    _wait_processed(redis_url, model, n, labelled=n)
     reader = Reader(broker_url, topic(shared_worker.env, "alerts"))
     alerts = [a for a in reader.drain(idle=3.0) if a["model"] == model]
     reader.close()

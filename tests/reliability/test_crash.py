@@ -51,6 +51,11 @@ def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(
         producer.stop()
 
     counts = wait_processed(redis_url, {model: n}, timeout=120, settle=6.0)   # > one tick interval
+    try:   # labels trail the predictions they follow; the assertion below reports a shortfall
+        wait_until(lambda: model_statuses(redis_url, model)[0]["counts"]["labelled"] >= n, timeout=30,
+                   what=f"{n} labels joined")
+    except TimeoutError:
+        pass
     (status,) = model_statuses(redis_url, model)
     worker_counts = status["worker"]
     alerts = [a for a in read_alerts(broker_url, topic(env, "alerts")) if a["model"] == model]
@@ -65,13 +70,7 @@ def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(
     assert 0 < at_kill < n, "the kill must land mid-stream"
     assert "restored " + model in second.log(), "the second worker did not restore the checkpoint"
     assert counts[model] == n, f"sent {n}, state holds {counts[model]} predictions"
-    assert status["counts"]["labelled"] <= n, f"labels counted twice: {status['counts']}"
+    assert status["counts"]["labelled"] == n, f"sent {n} labels, state joined {status['counts']}"
     assert [a for a in alerts if a["kind"] == "input_drift"], "the shift raised no alert"
     assert not dups, f"duplicate alert ids on the alerts topic: {dups}"
     assert worker_counts["processing_errors"] == 0
-    if status["counts"]["labelled"] < n:
-        # Seen once in about six runs (01:05, the full suite): labels missing after the restart
-        # while every prediction was counted. Suspected to be the consumer race of
-        # test_scale_out (offsets committed past skipped input); not confirmed yet. Reported,
-        # not hidden: an expected failure until it is understood and fixed.
-        pytest.xfail(f"labels lost after the crash: {n - status['counts']['labelled']} of {n}")
