@@ -34,14 +34,17 @@ from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile
 from sinks import StatusStore, build_sinks
 from sinks.dedup import DedupGuard
-from streams import config, records
+from streams import config, records, transport
+from streams.gaps import GapFiller
 
 log = logging.getLogger("driftline")
 settings = config.current()
+transport.fetch_max_wait_ms = settings.fetch_max_wait_ms
 
 app = faust.App(
     settings.app_id,
     broker=settings.broker,
+    broker_consumer=transport.consumer_urls(settings.broker),   # Faust's transport, shorter fetch wait
     broker_credentials=config.broker_credentials(settings),
     store="memory://",
     key_serializer="raw",      # payloads are decoded by us (orjson): bad input -> dead letter
@@ -293,7 +296,7 @@ class Worker:
         self.status_stale.discard(model)
         self.status_due[model] = now + 1.0
         status = monitor.status()
-        status["worker"] = {**self.counts, "sinks": self.router.stats()}
+        status["worker"] = {**self.counts, **gaps.counts, "sinks": self.router.stats()}
         self.spawn(self._write_status(model, status), "status write")
 
     def spawn(self, coro, what: str) -> None:
@@ -342,8 +345,23 @@ class Worker:
 worker = Worker()
 
 
+def _gap_consumer():
+    """A group-less consumer for GapFiller, with the worker's broker and credentials."""
+    import aiokafka
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
+
+    return aiokafka.AIOKafkaConsumer(
+        bootstrap_servers=server_list(app.conf.broker, 9092), group_id=None, enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        **credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context))
+
+
+gaps = GapFiller(_gap_consumer)
+
+
 @app.on_partitions_revoked.connect
 async def on_revoked(app, revoked, **kwargs) -> None:
+    gaps.forget(revoked)
     worker.forget_partitions({tp.partition for tp in revoked if tp.topic == settings.internal_topic})
 
 
@@ -440,10 +458,12 @@ async def _forward(events, validate, field: str, source) -> None:
 
 
 async def _route_until_sent(events, validate, field: str, source) -> None:
-    delay = 0.1
+    delay, filled = 0.1, None
     while True:
         try:
-            return await _route(events, validate, field, source)
+            if filled is None:   # once: a retry must send the records re-read from a gap too
+                filled = await gaps.fill(events)
+            return await _route(filled, validate, field, source)
         except Exception as exc:
             log.warning("forwarding %d messages from %s failed (%r); retrying in %.1fs",
                         len(events), source, exc, delay)
@@ -466,46 +486,52 @@ async def ingest_labels(stream):
 @app.agent(events_topic)
 async def monitor(stream):
     async for event in stream.noack().events():
-        worker.held.append(event)
-        message = event.message
-        model = event.key.decode()
-        try:
-            mon = worker.monitor_for(model, message.partition)
-            if message.offset <= mon.applied_offsets.get(message.partition, -1):
-                worker.counts["replayed_skipped"] += 1
-            else:
-                body = orjson.loads(event.value)
-                out: list = []
-                if "p" in body:
-                    predictions, sources = _fresh(mon, "p", body)
-                    await worker.ensure_reference(mon, predictions)
-                    out = mon.add_predictions(predictions, offset=message.offset, partition=message.partition,
-                                              sources=sources)
-                    for entry in mon.archive():
-                        worker.spawn(worker.status.archive_reference(entry), "reference archive")
-                    worker.counts["predictions"] += len(predictions)
-                elif "l" in body:
-                    labels, _ = _fresh(mon, "l", body)
-                    out = mon.add_labels(labels)
-                    worker.counts["labels"] += len(labels)
-                elif "tick" in body:
-                    out = mon.tick(body["tick"])
-                if "tick" not in body:
-                    worker.last_event_at[model] = time.monotonic()
-                mon.applied_offsets[message.partition] = message.offset
-                worker.dirty.add(model)
-                worker.outbox.extend((kind, record, message.partition) for kind, record in out)
-            worker.schedule_status(model, mon)
-        except Exception as exc:  # a bug must not stop the stream: park the message, keep going
-            worker.counts["processing_errors"] += 1
-            log.exception("processing %s@%s failed", model, message.offset)
-            record = records.deadletter_record(event.value, f"processing error: {exc!r}", settings.internal_topic,
-                                               message.partition, message.offset)
-            await deadletter_topic.send(key=event.key, value=orjson.dumps(record))
-        if worker.outbox or time.monotonic() - worker.last_checkpoint >= settings.checkpoint_seconds:
-            worker.checkpoint()
-            await worker.deliver()
-            worker.ack_held()
+        for item in await gaps.fill([event]):
+            await _monitor_one(item)
+
+
+async def _monitor_one(event) -> None:
+    """Fold one internal message into its model's monitor; checkpoint, deliver and ack when due."""
+    worker.held.append(event)
+    message = event.message
+    model = event.key.decode()
+    try:
+        mon = worker.monitor_for(model, message.partition)
+        if message.offset <= mon.applied_offsets.get(message.partition, -1):
+            worker.counts["replayed_skipped"] += 1
+        else:
+            body = orjson.loads(event.value)
+            out: list = []
+            if "p" in body:
+                predictions, sources = _fresh(mon, "p", body)
+                await worker.ensure_reference(mon, predictions)
+                out = mon.add_predictions(predictions, offset=message.offset, partition=message.partition,
+                                          sources=sources)
+                for entry in mon.archive():
+                    worker.spawn(worker.status.archive_reference(entry), "reference archive")
+                worker.counts["predictions"] += len(predictions)
+            elif "l" in body:
+                labels, _ = _fresh(mon, "l", body)
+                out = mon.add_labels(labels)
+                worker.counts["labels"] += len(labels)
+            elif "tick" in body:
+                out = mon.tick(body["tick"])
+            if "tick" not in body:
+                worker.last_event_at[model] = time.monotonic()
+            mon.applied_offsets[message.partition] = message.offset
+            worker.dirty.add(model)
+            worker.outbox.extend((kind, record, message.partition) for kind, record in out)
+        worker.schedule_status(model, mon)
+    except Exception as exc:  # a bug must not stop the stream: park the message, keep going
+        worker.counts["processing_errors"] += 1
+        log.exception("processing %s@%s failed", model, message.offset)
+        record = records.deadletter_record(event.value, f"processing error: {exc!r}", settings.internal_topic,
+                                           message.partition, message.offset)
+        await deadletter_topic.send(key=event.key, value=orjson.dumps(record))
+    if worker.outbox or time.monotonic() - worker.last_checkpoint >= settings.checkpoint_seconds:
+        worker.checkpoint()
+        await worker.deliver()
+        worker.ack_held()
 
 
 @app.timer(interval=settings.tick_seconds)
@@ -545,5 +571,6 @@ async def flush_on_shutdown(app, **kwargs) -> None:
         await asyncio.wait_for(worker.router.stop(flush_timeout=5), timeout=8)
         await worker.status.close()
         await worker.dedup.close()
+        await gaps.close()
     except Exception:
         log.exception("error while flushing sinks at shutdown")

@@ -120,7 +120,12 @@ def status(ctx, as_json: bool) -> None:
                       ", ".join((s.get("last_window") or {}).get("drifted_features", [])) or "-",
                       ", ".join(f"{k}:{f}" for k, f in s.get("active_conditions", [])) or "-")
     console.print(table)
-    sinks = {name: stats for s in statuses for name, stats in (s.get("worker") or {}).get("sinks", {}).items()}
+    workers = [s.get("worker") or {} for s in statuses]
+    counters = ("deadletter", "processing_errors", "redelivered_skipped", "input_gaps", "gap_records_recovered",
+                "gap_reads_incomplete", "status_write_failures")
+    console.print("worker counters (max over workers): " + ", ".join(
+        f"{name} {max(w.get(name, 0) for w in workers)}" for name in counters))
+    sinks = {name: stats for w in workers for name, stats in w.get("sinks", {}).items()}
     for name, stats in sorted(sinks.items()):
         console.print(f"sink {name}: delivered {stats.get('delivered')}, failed attempts "
                       f"{stats.get('failed_attempts')}, dropped {stats.get('dropped')}, pending {stats.get('pending')}"

@@ -62,6 +62,7 @@ class Settings:
     tick_seconds: float = 5.0            # idle models get a tick this often (closes stale windows)
     ingest_batch: int = 1000             # predictions gathered per repartition message
     ingest_linger: float = 0.05          # seconds
+    fetch_max_wait_ms: int = 100         # longest a consumer fetch waits on idle partitions (latency)
     broker_credentials: dict = field(default_factory=dict)  # SASL/TLS, passed to the Kafka client
     # driftline.alerts / driftline.retrain are always written; these are the extra deliveries
     sinks: list = field(default_factory=lambda: [{"type": "redis"}])

@@ -1,0 +1,41 @@
+"""Faust's aiokafka transport with the consumer's fetch wait made configurable.
+
+Faust hard-codes ``fetch_max_wait_ms=1500`` for the worker's consumer. A fetch returns
+as soon as any record is there, so under load the wait costs nothing, but when traffic
+pauses each of the worker's two consumer hops (input -> internal topic -> monitor) can
+sit up to 1.5 s on an idle partition before it sees a new record: an alert then comes
+about 1.4 s after the window's last event (bench/latency.py). ``fetch_max_wait_ms``
+(default 100) bounds that wait; the price is a few more empty fetches a second when idle.
+"""
+from __future__ import annotations
+
+from faust.transport.drivers import TRANSPORTS
+from faust.transport.drivers import aiokafka as driver
+
+SCHEME = "driftline-kafka"
+fetch_max_wait_ms = 100   # set from the settings by streams.app before the worker starts
+
+
+class ConsumerThread(driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        # read by AIOKafkaConsumer.start() when it builds its fetcher (aiokafka 0.14)
+        consumer._fetch_max_wait_ms = fetch_max_wait_ms
+        return consumer
+
+
+class Consumer(driver.Consumer):
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(driver.Transport):
+    Consumer = Consumer
+
+
+TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"
+
+
+def consumer_urls(broker: str) -> str:
+    """The broker URL(s) with this transport's scheme, for Faust's ``broker_consumer``."""
+    return ";".join(f"{SCHEME}://{url.split('://', 1)[-1]}" for url in broker.split(";") if url)
