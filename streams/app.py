@@ -348,7 +348,10 @@ worker = Worker()
 def _gap_consumer():
     """A group-less consumer for GapFiller, with the worker's broker and credentials."""
     import aiokafka
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
+    from faust.transport.drivers.aiokafka import (
+        credentials_to_aiokafka_auth,
+        server_list,
+    )
 
     return aiokafka.AIOKafkaConsumer(
         bootstrap_servers=server_list(app.conf.broker, 9092), group_id=None, enable_auto_commit=False,

@@ -341,6 +341,20 @@ def wait_processed(redis_url: str, expected: dict[str, int], timeout: float = 90
     return counts()
 
 
+def predictions_held(broker_url: str, topic_name: str, idle: float = 3.0) -> dict[str, int]:
+    """Predictions per model that the topic holds: what was sent, plus any copies the producer's
+    own retries wrote (a producer without idempotence is at-least-once too)."""
+    reader = Reader(broker_url, topic_name)
+    try:
+        held: dict[str, int] = {}
+        for value in reader.drain(idle=idle, timeout=60):
+            for event in value if isinstance(value, list) else [value]:
+                held[event["model"]] = held.get(event["model"], 0) + 1
+        return held
+    finally:
+        reader.close()
+
+
 def read_alerts(broker_url: str, topic_name: str, idle: float = 3.0) -> list[dict]:
     """Everything on an alerts/retrain topic so far (until nothing new for ``idle`` seconds)."""
     reader = Reader(broker_url, topic_name)

@@ -5,7 +5,6 @@ import asyncio
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-
 from confluent_kafka import Producer
 
 from streams.gaps import GapFiller, RereadEvent, RereadMessage
