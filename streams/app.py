@@ -210,7 +210,7 @@ class Worker:
         self.last_event_at: dict[str, float] = {}
         self.counts = {"predictions": 0, "labels": 0, "deadletter": 0, "alerts_sent": 0,
                        "alerts_deduplicated": 0, "retrain_sent": 0, "replayed_skipped": 0, "redelivered_skipped": 0,
-                       "checkpoints": 0, "status_write_failures": 0, "processing_errors": 0}
+                       "checkpoints": 0, "status_write_failures": 0, "processing_errors": 0, "log_restarts": 0}
         self.router = build_sinks(
             [({**s, "url": s.get("url") or settings.redis_url} if s["type"] == "redis" else s)
              for s in settings.sinks if s["type"] != "kafka"])
@@ -493,6 +493,22 @@ async def monitor(stream):
             await _monitor_one(item)
 
 
+def _log_restarted(message, applied: int) -> bool:
+    """Whether the partition's log ends at or before ``applied``: a Kafka log only grows, so one
+    that no longer holds an offset the state applied is a new log, not a replay of the old one.
+
+    The highwater comes with every fetch response; the internal topic is written one record per
+    batch, so it is exact even on the embedded broker (which reports the start of the last batch).
+    """
+    from faust.types import TP
+
+    try:
+        highwater = app.consumer.highwater(TP(message.topic, message.partition))
+    except Exception:       # not known yet (no fetch answered since the assignment)
+        return False
+    return highwater is not None and 0 <= highwater <= applied
+
+
 async def _monitor_one(event) -> None:
     """Fold one internal message into its model's monitor; checkpoint, deliver and ack when due."""
     worker.held.append(event)
@@ -500,6 +516,13 @@ async def _monitor_one(event) -> None:
     model = event.key.decode()
     try:
         mon = worker.monitor_for(model, message.partition)
+        applied = mon.applied_offsets.get(message.partition, -1)
+        if message.offset <= applied and _log_restarted(message, applied):
+            log.warning("%s[%d] ends before offset %d, which %s's state has applied: the log was recreated "
+                        "(a memory-only broker restarted, or the topic was deleted); counting from its start",
+                        message.topic, message.partition, applied, model)
+            mon.applied_offsets.clear()     # internal offsets and source positions are from the lost log
+            worker.counts["log_restarts"] += 1
         if message.offset <= mon.applied_offsets.get(message.partition, -1):
             worker.counts["replayed_skipped"] += 1
         else:
