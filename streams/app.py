@@ -34,7 +34,7 @@ from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile
 from sinks import StatusStore, build_sinks
 from sinks.dedup import DedupGuard
-from streams import config, records, transport
+from streams import config, positions, records, transport
 from streams.gaps import GapFiller
 
 log = logging.getLogger("driftline")
@@ -418,30 +418,11 @@ def _bodies(field: str, items: list, runs: list, limit: int) -> list[bytes]:
 
 
 def _fresh(mon: ModelMonitor, field: str, body: dict) -> tuple[list, list]:
-    """The events of an internal message that ``mon`` has not folded in yet, and their
-    source partitions as runs ``[(partition, count), ...]``.
-
-    Ingest is at-least-once: after a crash it forwards again what it had forwarded
-    but not committed, at new offsets of the internal topic, which the checkpoint's
-    offsets cannot recognise. Each event's source position (partition, offset, index
-    among this model's events of that message) only grows per source partition, so
-    anything at or below the last one applied is such a re-delivery.
-    """
-    items, runs = body[field], body.get("src")
-    if not runs:
-        return items, [(None, len(items))]
-    fresh, sources, start = [], [], 0
-    for partition, offset, first, count in runs:
-        key = f"{field}@{partition}"          # source positions, next to the internal offsets
-        last_offset, last_index = mon.applied_offsets.get(key, (-1, -1))
-        if (offset, first + count - 1) > (last_offset, last_index):
-            skip = max(0, last_index - first + 1) if offset == last_offset else 0
-            fresh.extend(items[start + skip:start + count])
-            sources.append((partition, count - skip))
-            mon.applied_offsets[key] = (offset, first + count - 1)
-        start += count
-    worker.counts["redelivered_skipped"] += len(items) - len(fresh)
-    return fresh, sources
+    """The events of an internal message that ``mon`` has not folded in yet (streams.positions)."""
+    items = body[field]
+    found, sources = positions.fresh(mon.applied_offsets, field, items, body.get("src"))
+    worker.counts["redelivered_skipped"] += len(items) - len(found)
+    return found, sources
 
 
 async def _forward(events, validate, field: str, source) -> None:

@@ -16,6 +16,7 @@ from detectors.profile import ReferenceProfile
 from detectors.suite import WindowSettings, evaluate_window
 from sinks._redis import sync_client
 from sinks.status import get_archived_reference_sync, get_reference_sync
+from streams import positions
 from streams.producer import bootstrap_of
 
 WINDOW_KINDS = ("input_drift", "prediction_drift")
@@ -46,25 +47,42 @@ def _reference_for(settings, alert: dict) -> tuple[ReferenceProfile, WindowSetti
         {**window, "alpha": ref.get("alpha", 0.01), "correction": ref.get("correction", "bh")})
 
 
+# Internal messages read before the window to learn the source positions already applied: a
+# re-delivery follows its original closely (ingest re-forwards what it had not committed).
+LOOKBACK_MESSAGES = 5000
+
+
 def window_events(settings, alert: dict, timeout: float = 10.0) -> list[dict]:
-    """The predictions of the alert's window, read back from the internal topic."""
-    window = alert["window"]
+    """The predictions of the alert's window, read back from the internal topic.
+
+    They are filtered as the worker filtered them (streams.positions): events that
+    the ingest stage forwarded twice count once, and ``[offset, index]`` counts the
+    events the monitor kept, so the window's bounds select exactly its events.
+    """
+    window, model = alert["window"], alert["model"]
     first, last = window["offsets"]["first"], window["offsets"]["last"]
     tp = TopicPartition(settings.internal_topic, window["partition"])
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_of(settings.broker), enable_auto_commit=False,
                              consumer_timeout_ms=int(timeout * 1000))
-    events = []
+    events, marks = [], {}
     try:
         consumer.assign([tp])
-        consumer.seek(tp, first[0])
+        consumer.seek(tp, max(0, first[0] - LOOKBACK_MESSAGES))
         for message in consumer:
             if message.offset > last[0]:
                 break
+            if message.key != model.encode():
+                continue
             body = orjson.loads(message.value)
-            for index, event in enumerate(body.get("p", ())):
+            if "p" not in body:
+                continue
+            kept, _ = positions.fresh(marks, "p", body["p"], body.get("src"))
+            if message.offset < first[0]:
+                continue
+            for index, event in enumerate(kept):
                 if not [first[0], first[1]] <= [message.offset, index] <= [last[0], last[1]]:
                     continue
-                if event["model"] == alert["model"] and event["model_version"] == alert["model_version"]:
+                if event["model_version"] == alert["model_version"]:
                     events.append(event)
             if message.offset == last[0]:
                 break
