@@ -569,9 +569,32 @@ async def start_sinks() -> None:
     await worker.router.start()
 
 
+def _exit_if_stuck(timeout: float) -> None:
+    """End the process if shutdown has not finished after ``timeout`` seconds.
+
+    With the broker unreachable, Faust's consumer thread can die while stopping and the
+    worker then waits for it forever (seen here: still running 60 s after SIGTERM). The
+    state is in the checkpoint and uncommitted input is replayed by the next worker, so a
+    hard exit loses nothing; it is logged and exits 1 so a supervisor sees an unclean stop.
+    """
+    import os
+    import threading
+
+    def stuck() -> None:
+        log.error("shutdown did not finish in %.0f s (is the broker reachable?); exiting now, "
+                  "uncommitted input will be replayed by the next worker", timeout)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(timeout, stuck)
+    timer.daemon = True
+    timer.start()
+
+
 @app.on_before_shutdown.connect
 async def flush_on_shutdown(app, **kwargs) -> None:
     """SIGTERM: deliver what is pending, then let Faust commit what is safe."""
+    _exit_if_stuck(settings.shutdown_timeout)
     try:
         if worker.dirty or worker.outbox:
             log.info("shutdown: %d unsent outputs, %d held events", len(worker.outbox), len(worker.held))

@@ -63,6 +63,7 @@ class Settings:
     ingest_batch: int = 1000             # predictions gathered per repartition message
     ingest_linger: float = 0.05          # seconds
     fetch_max_wait_ms: int = 100         # longest a consumer fetch waits on idle partitions (latency)
+    shutdown_timeout: float = 20.0       # a stop that takes longer (broker unreachable) exits hard
     broker_credentials: dict = field(default_factory=dict)  # SASL/TLS, passed to the Kafka client
     # driftline.alerts / driftline.retrain are always written; these are the extra deliveries
     sinks: list = field(default_factory=lambda: [{"type": "redis"}])

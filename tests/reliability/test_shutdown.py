@@ -7,12 +7,14 @@ import time
 import pytest
 
 from tests.integration.harness import (
+    SMALL_WINDOWS,
     PacedProducer,
     alive,
     descendants,
     drift_traffic,
     isolated_env,
     processed,
+    produce,
     topic,
     wait_processed,
     wait_until,
@@ -56,3 +58,28 @@ def test_sigterm_exits_zero_quickly_and_leaves_no_process(broker_url, redis_url,
     assert not re.search(r"Traceback|\[ERROR\]|\[CRITICAL\]", shutdown), shutdown[-3000:]
     assert successor.proc.poll() is None
     assert counts[model] == n, f"sent {n}, state holds {counts[model]} after a clean stop and a restart"
+
+
+def test_sigterm_with_the_broker_down_still_ends_the_worker(redis_url, unique, tmp_path, start_worker, write_config):
+    """Its own broker, stopped before the SIGTERM: Faust's consumer thread can die while stopping and
+    leave the worker waiting for it; driftline's shutdown timeout ends the process instead."""
+    from streams.embedded import start_broker
+
+    model = f"sd-down-{unique}"
+    broker = start_broker(log_path=tmp_path / "tansu.log")
+    try:
+        env = isolated_env(broker.url, redis_url)
+        worker = start_worker(env, config=write_config("shutdown_timeout = 10\n" + SMALL_WINDOWS))
+        produce(broker.url, topic(env, "predictions"), [list(drift_traffic(300, 100_000, model=model))])
+        wait_processed(redis_url, {model: 300}, timeout=60)
+        children = descendants(worker.proc.pid)
+    finally:
+        broker.stop()
+    started = time.monotonic()
+    code = worker.terminate(timeout=40)
+    took = time.monotonic() - started
+    print(f"\n[shutdown, broker down] exit {code} in {took:.1f}s")
+    assert code in (0, 1) and took < 15, f"exit {code} after {took:.1f}s"
+    if code == 1:
+        assert "shutdown did not finish in 10 s" in worker.log()
+    assert not [p for p in children if alive(p)], "child processes left behind"
