@@ -325,8 +325,8 @@ class Worker:
             if key in self.references_checked:
                 continue
             self.references_checked.add(key)
-            try:
-                stored = await self.status.get_reference(monitor.model, version)
+            try:   # a sharded model's shards share the model's reference
+                stored = await self.status.get_reference(settings.model_of(monitor.model), version)
             except Exception as exc:
                 log.warning("reference look-up for %s/%s failed (%s); using first predictions",
                             monitor.model, version, type(exc).__name__)
@@ -369,14 +369,17 @@ async def on_revoked(app, revoked, **kwargs) -> None:
 
 
 async def _route(events, validate, field: str, source) -> None:
-    """Validate a batch of raw messages; forward valid events per model, dead-letter the rest."""
-    by_model: dict[str, tuple[list, list]] = {}
+    """Validate a batch of raw messages; forward valid events per model (or model shard), dead-letter
+    the rest."""
+    by_key: dict[str, tuple[list, list]] = {}
     sends = []
+    monitor_key = settings.monitor_key if settings.shards else None
     for event in events:
         message = event.message
         good, bad = records.decode(event.value, message.timestamp, validate, settings.max_message_bytes)
         for item in good:
-            items, runs = by_model.setdefault(item["model"], ([], []))
+            key = monitor_key(item["model"], item["prediction_id"]) if monitor_key else item["model"]
+            items, runs = by_key.setdefault(key, ([], []))
             items.append(item)
             # source position of each item, as runs [partition, offset, first index, count]: see _fresh
             if runs and runs[-1][0] == message.partition and runs[-1][1] == message.offset:
@@ -388,9 +391,9 @@ async def _route(events, validate, field: str, source) -> None:
             record = records.deadletter_record(event.value, reason, source, message.partition,
                                                message.offset, index)
             sends.append(await deadletter_topic.send(key=message.key, value=orjson.dumps(record)))
-    for model, (items, runs) in by_model.items():
+    for key, (items, runs) in by_key.items():
         for body in _bodies(field, items, runs, settings.max_message_bytes):
-            sends.append(await events_topic.send(key=model.encode(), value=body))
+            sends.append(await events_topic.send(key=key.encode(), value=body))
     # Wait for delivery before take_events() acks the source messages: at-least-once.
     if sends:
         await asyncio.gather(*sends)

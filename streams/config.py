@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import os
 import tomllib
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,10 +70,31 @@ class Settings:
     sinks: list = field(default_factory=lambda: [{"type": "redis"}])
     defaults: ModelSettings = field(default_factory=ModelSettings)
     models: dict = field(default_factory=dict)           # name -> overrides of defaults
+    # name -> monitor shards, for a model too hot for one worker (README, "Scaling")
+    shards: dict = field(default_factory=dict)
     source: str = "defaults"
 
     def for_model(self, model: str) -> ModelSettings:
-        return self.defaults.merged(self.models.get(model, {}))
+        return self.defaults.merged(self.models.get(self.model_of(model), {}))
+
+    def monitor_key(self, model: str, prediction_id: str) -> str:
+        """The key an event is monitored under: the model, or ``model#shard`` for a sharded model.
+
+        The shard is a stable hash of the prediction id, so a prediction and its label
+        meet in the same shard, and each shard sees a random share of the traffic.
+
+        >>> s = Settings(shards={"fraud": 4})
+        >>> s.monitor_key("credit", "a81f"), s.monitor_key("fraud", "a81f")
+        ('credit', 'fraud#1')
+        >>> s.model_of("fraud#1"), s.model_of("credit")
+        ('fraud', 'credit')
+        """
+        shards = int(self.shards.get(model, 1))
+        return model if shards <= 1 else f"{model}#{zlib.crc32(prediction_id.encode()) % shards}"
+
+    def model_of(self, key: str) -> str:
+        base, sep, shard = key.rpartition("#")
+        return base if sep and shard.isdigit() and int(self.shards.get(base, 1)) > 1 else key
 
     @property
     def version_hash(self) -> str:
