@@ -88,12 +88,13 @@ class CBPE(Estimator):
         self._reference: dict | None = None
 
     @staticmethod
-    def _scores(values) -> np.ndarray:
+    def _scores(values) -> tuple[np.ndarray, int]:
+        """The window's scores in [0, 1], and how many fell outside (not probabilities: left out
+        here, and reported by the output-range guardrail)."""
         column = to_column(values, "numeric")
         column = column[~np.isnan(column)]
-        if np.any((column < 0) | (column > 1)):
-            raise ValueError("CBPE needs calibrated scores in [0, 1]")
-        return column
+        inside = (column >= 0) & (column <= 1)
+        return column[inside], int(column.size - inside.sum())
 
     def fit(self, scores, labels) -> "CBPE":
         """Learn the reference period's realised and estimated performance."""
@@ -117,9 +118,9 @@ class CBPE(Estimator):
     def test(self, values) -> DriftResult:
         if self._reference is None:
             raise RuntimeError("call fit(reference_scores, reference_labels) first")
-        s = self._scores(values)
+        s, outside = self._scores(values)
         ref = self._reference
-        evidence = {"estimated": True, "reference": ref, "n": int(s.size)}
+        evidence = {"estimated": True, "reference": ref, "n": int(s.size), "scores_out_of_range": outside}
         if s.size == 0:
             return empty_result(self.name, "__score__", self.max_drop, "statistic", "no scores in window", evidence)
         estimated, se = expected_accuracy(s, self.decision_threshold)

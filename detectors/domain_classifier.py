@@ -9,7 +9,7 @@ from river import linear_model, optim
 from scipy import stats
 
 from detectors.base import DriftResult, Estimator, empty_result, json_safe
-from detectors.profile import ReferenceProfile, infer_kind, to_column
+from detectors.profile import ReferenceProfile, WindowColumn, infer_kind, to_column
 
 __all__ = ["DomainClassifier"]
 
@@ -71,6 +71,15 @@ class DomainClassifier(Estimator):
         self.learning_rate = learning_rate
         self.n_top = n_top
         self.seed = seed
+        self._reference_cache: tuple | None = None
+
+    def __getstate__(self) -> dict:
+        """The cached reference rows are rebuilt after a restore, not checkpointed."""
+        return {**self.__dict__, "_reference_cache": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reference_cache = None
 
     @staticmethod
     def _reference_columns(reference) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -82,22 +91,49 @@ class DomainClassifier(Estimator):
         return {name: to_column(values, kinds[name]) for name, values in reference.items()}, kinds
 
     def _encode(self, columns: dict[str, np.ndarray], kinds: dict[str, str], stats_: dict) -> list[dict]:
+        """One dict per row, keys in feature order (``name``, then ``name__missing`` when
+        missing; ``name=value`` for categories): built column by column, then zipped per row."""
         n = len(next(iter(columns.values())))
-        rows: list[dict] = [{} for _ in range(n)]
+        keys, values, missing_rows = [], [], np.zeros(n, dtype=bool)
         for name, kind in kinds.items():
             column = columns[name]
             if kind == "numeric":
                 mean, std = stats_[name]
                 missing = np.isnan(column)
-                z = np.where(missing, 0.0, (np.nan_to_num(column) - mean) / std).tolist()
-                for row, value, miss in zip(rows, z, missing.tolist()):
-                    row[name] = value
-                    if miss:
-                        row[name + "__missing"] = 1.0
+                missing_rows |= missing
+                keys.append([name] * n)
+                values.append(np.where(missing, 0.0, (np.nan_to_num(column) - mean) / std).tolist())
             else:
-                for row, value in zip(rows, column.tolist()):
-                    row[f"{name}={'__missing__' if value is None else value}"] = 1.0
+                labels = column.tolist()
+                key_of = {value: f"{name}={'__missing__' if value is None else value}" for value in set(labels)}
+                keys.append([key_of[value] for value in labels])
+                values.append([1.0] * n)
+        rows = [dict(zip(k, v)) for k, v in zip(zip(*keys), zip(*values))]
+        for i in np.flatnonzero(missing_rows).tolist():  # rare: the indicator goes right after its feature
+            row = {}
+            for name, key, value in zip(kinds, (k[i] for k in keys), (v[i] for v in values)):
+                row[key] = value
+                if kinds[name] == "numeric" and np.isnan(columns[name][i]):
+                    row[name + "__missing"] = 1.0
+            rows[i] = row
         return rows
+
+    def _reference_rows(self, reference, ref_sub: dict, rows: np.ndarray, kinds: dict) -> tuple[dict, list]:
+        """Scales and encoded rows of the reference subsample: the same every window (same
+        profile, same seeded draw), so a profile's are computed once and kept."""
+        cached = self._reference_cache
+        if cached is not None and cached[0] is reference and np.array_equal(cached[1], rows):
+            return cached[2], cached[3]
+        scale = {}
+        for name, kind in kinds.items():
+            if kind == "numeric":
+                x = ref_sub[name][~np.isnan(ref_sub[name])]
+                std = float(x.std()) if x.size > 1 else 0.0
+                scale[name] = (float(x.mean()) if x.size else 0.0, std if std > 0 else 1.0)
+        encoded = self._encode(ref_sub, kinds, scale)
+        if isinstance(reference, ReferenceProfile):  # immutable; raw reference columns could change
+            self._reference_cache = (reference, rows, scale, encoded)
+        return scale, encoded
 
     def test(self, reference: ReferenceProfile | Mapping[str, Sequence], window: Mapping[str, Sequence | np.ndarray]) -> DriftResult:
         ref_columns, kinds = self._reference_columns(reference)
@@ -108,7 +144,7 @@ class DomainClassifier(Estimator):
             if raw is None:
                 cur_columns[name] = np.full(n_window, np.nan) if kind == "numeric" else np.full(n_window, None, dtype=object)
             else:
-                cur_columns[name] = to_column(raw, kind)
+                cur_columns[name] = WindowColumn.of(raw, kind).values  # converted once when shared
         n_ref = len(next(iter(ref_columns.values()))) if ref_columns else 0
         n_side = min(self.max_rows, n_ref, n_window)
         evidence = {"n_reference": n_ref, "n_current": n_window, "n_per_side": n_side}
@@ -119,13 +155,7 @@ class DomainClassifier(Estimator):
         cur_rows = rng.choice(n_window, size=n_side, replace=False)
         ref_sub = {k: v[ref_rows] for k, v in ref_columns.items()}
         cur_sub = {k: v[cur_rows] for k, v in cur_columns.items()}
-        scale = {}
-        for name, kind in kinds.items():
-            if kind == "numeric":
-                x = ref_sub[name][~np.isnan(ref_sub[name])]
-                std = float(x.std()) if x.size > 1 else 0.0
-                scale[name] = (float(x.mean()) if x.size else 0.0, std if std > 0 else 1.0)
-        x_ref = self._encode(ref_sub, kinds, scale)
+        scale, x_ref = self._reference_rows(reference, ref_sub, ref_rows, kinds)
         x_cur = self._encode(cur_sub, kinds, scale)
         half = n_side // 2
         train = [(x, False) for x in x_ref[:half]] + [(x, True) for x in x_cur[:half]]

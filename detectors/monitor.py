@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import OrderedDict, deque
+from operator import itemgetter
 
 from river import metrics, utils
 
@@ -24,7 +25,7 @@ from detectors.comparison import compare_versions
 from detectors.concept import make_concept_detector
 from detectors.domain_classifier import DomainClassifier
 from detectors.fairness import SegmentStats
-from detectors.profile import ReferenceProfile
+from detectors.profile import ReferenceProfile, WindowColumn
 from detectors.quality import DataQuality
 from detectors.settings import ModelSettings
 from detectors.suite import WindowSettings, evaluate_window
@@ -36,35 +37,70 @@ OUTPUT_COLUMNS = (PREDICTION, SCORE)
 
 
 class ColumnBuffer:
-    """Rows appended as columns (one list per name), so a window becomes arrays in one step.
+    """Rows kept as appended and moved into columns (one list per name) in chunks, so
+    appending is one list append and a window becomes arrays in one step. Rows are kept,
+    not copied, until their chunk is moved: don't change one after appending it.
 
     >>> buf = ColumnBuffer()
     >>> buf.append({"a": 1, "b": "x"}); buf.append({"a": 2, "c": True})
     >>> buf.columns()
     {'a': [1, 2], 'b': ['x', None], 'c': [None, True]}
+    >>> buf.append({"a": 3, "b": "y", "c": False}); buf.columns()["c"]
+    [None, True, False]
     """
+
+    CHUNK = 256  # rows held as dicts at most (a dict per row costs ~20x its column entries)
 
     def __init__(self, names=()):
         self._columns: dict[str, list] = {name: [] for name in names}
+        self._rows: list[dict] = []     # appended since the columns were last built
         self.n = 0
 
     def append(self, row: dict) -> None:
-        columns = self._columns
-        for name, column in columns.items():
-            column.append(row.get(name))
-        if len(row) > len(columns) or any(name not in columns for name in row):
-            for name, value in row.items():
-                if name not in columns:
-                    columns[name] = [None] * self.n + [value]
+        self._rows.append(row)
         self.n += 1
+        if len(self._rows) >= self.CHUNK:
+            self._fold()
 
     def columns(self) -> dict[str, list]:
+        if self._rows:
+            self._fold()
         return self._columns
+
+    def _fold(self) -> None:
+        """Move the pending rows into the columns, one pass per column (in C when every row
+        has every name); a name first seen now gets None for the rows before it."""
+        rows, columns = self._rows, self._columns
+        before = self.n - len(rows)
+        names = columns.keys()
+        complete = True
+        for row in rows:
+            if row.keys() != names:
+                complete = False
+                for name in row:
+                    if name not in columns:
+                        columns[name] = [None] * before
+        for name, column in columns.items():
+            if complete:
+                column.extend(map(itemgetter(name), rows))
+            else:
+                column.extend([row.get(name) for row in rows])
+        self._rows = []
 
     def clear(self) -> None:
         for column in self._columns.values():
             column.clear()
+        self._rows = []
         self.n = 0
+
+    def __getstate__(self) -> dict:
+        """Checkpoints hold columns, as they always did."""
+        self.columns()
+        return {"_columns": self._columns, "n": self.n}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._rows = []
 
 
 def _infer_task(prediction, score) -> str:
@@ -87,18 +123,37 @@ def _as_class(value):
 
 
 def _metric_suite(task: str, window: int) -> tuple[dict, dict, str]:
-    """Overall metrics, rolling metrics and the name of the primary metric."""
+    """Overall metrics, rolling metrics and the name of the primary metric.
+
+    Accuracy and F1 read one river confusion matrix (``cm=``, as river's own
+    ``ClassificationReport`` does), overall and rolling alike: a label is one
+    matrix update instead of one per metric, so :meth:`VersionMonitor.add_label`
+    updates the accuracies and never the F1s.
+    """
     if task == "classification":
-        overall = {"accuracy": metrics.Accuracy(), "f1": metrics.F1(), "roc_auc": metrics.ROCAUC(),
+        accuracy = metrics.Accuracy()
+        rolling_accuracy = utils.Rolling(metrics.Accuracy, window_size=window)
+        overall = {"accuracy": accuracy, "f1": metrics.F1(cm=accuracy.cm), "roc_auc": metrics.ROCAUC(),
                    "log_loss": metrics.LogLoss()}
-        rolling = {"accuracy": utils.Rolling(metrics.Accuracy, window_size=window),
-                   "f1": utils.Rolling(metrics.F1, window_size=window),
+        rolling = {"accuracy": rolling_accuracy, "f1": metrics.F1(cm=rolling_accuracy.obj.cm),
                    "log_loss": utils.Rolling(metrics.LogLoss, window_size=window)}
         return overall, rolling, "accuracy"
     overall = {"mae": metrics.MAE(), "rmse": metrics.RMSE(), "r2": metrics.R2()}
     rolling = {"mae": utils.Rolling(metrics.MAE, window_size=window),
                "rmse": utils.Rolling(metrics.RMSE, window_size=window)}
     return overall, rolling, "mae"
+
+
+def _share_confusion_matrices(overall: dict, rolling: dict) -> None:
+    """Make F1 read the accuracy's confusion matrix in metrics checkpointed before they shared it.
+
+    Accuracy counts the raw classes, F1 counts ``class == True``: the cells F1
+    reads (row/column ``True``) hold the same counts either way, so the values do not change.
+    """
+    if "f1" in overall and overall["f1"].cm is not overall["accuracy"].cm:
+        overall["f1"] = metrics.F1(cm=overall["accuracy"].cm)
+    if "f1" in rolling and isinstance(rolling["f1"], utils.Rolling):
+        rolling["f1"] = metrics.F1(cm=rolling["accuracy"].obj.cm)
 
 
 def _metric_value(metric) -> float | None:
@@ -135,7 +190,7 @@ class VersionMonitor:
         self._primary = None
         self._baseline_metric = None
         self.baseline: float | None = None
-        self.counts = {"predictions": 0, "labelled": 0, "windows": 0, "alerts": 0,
+        self.counts = {"predictions": 0, "labelled": 0, "windows": 0, "alerts": 0, "check_errors": 0,
                        "score_out_of_range": 0, "retrain_requests": 0, "retrain_suppressed": 0}
         self.last_window: dict = {}
         self.last_alerts: deque = deque(maxlen=10)
@@ -155,6 +210,12 @@ class VersionMonitor:
         self._scheduled_retrains = 0
         self._performance_announced: int | None = None
         self._suspect_left = 0
+
+    def __setstate__(self, state: dict) -> None:
+        """Checkpoints from before the shared confusion matrices get them on restore."""
+        self.__dict__.update(state)
+        if self.task == "classification" and self._metrics is not None:
+            _share_confusion_matrices(self._metrics, self._rolling)
 
     # -- reference ---------------------------------------------------------------
     def set_reference(self, profile: ReferenceProfile, source: str) -> None:
@@ -250,8 +311,37 @@ class VersionMonitor:
                 # [offset, index in the message] of the first and last event: `driftline audit --recompute`
                 "offsets": {"first": self._window_offsets[0], "last": self._window_offsets[1]}}
 
+    def _converted(self, columns: dict) -> dict:
+        """The window's columns, those the reference knows as :class:`WindowColumn`: every
+        check of the window (drift, data quality, domain classifier) shares one conversion."""
+        kinds = self.reference.features
+        return {name: WindowColumn(values, kinds[name].kind) if name in kinds else values
+                for name, values in columns.items()}
+
     def close_window(self, out: list) -> None:
-        columns = self.window.columns()
+        """Test the window, emit what it found, and start the next one.
+
+        The next window starts whatever happens: a check that raises (a bug, or input it
+        cannot handle) is recorded in ``last_window["errors"]`` and the other checks still
+        run, so one bad value can never stop a model's monitoring.
+        """
+        try:
+            self._test_window(out)
+        finally:
+            self._next_window()
+
+    def _checked(self, name: str, check, default=()):
+        try:
+            return check()
+        except Exception as exc:  # recorded, reported in status; the window's other checks go on
+            self._check_errors[name] = f"{type(exc).__name__}: {exc}"
+            self.counts["check_errors"] = self.counts.get("check_errors", 0) + 1
+            return default
+
+    def _test_window(self, out: list) -> None:
+        self._check_errors: dict = {}
+        raw = self.window.columns()
+        columns = self._converted(raw)
         report = evaluate_window(self.reference, columns, self.window_settings)
         bounds = self._window_bounds()
         findings: dict[str, dict] = {kind: {} for kind in (
@@ -262,7 +352,7 @@ class VersionMonitor:
             best = findings[kind].get(result.feature)
             if best is None or (result.p_value or 0.0) < (best.p_value or 0.0):
                 findings[kind][result.feature] = result
-        for result in self.quality.check(self.reference, columns):
+        for result in self._checked("data_quality", lambda: self.quality.check(self.reference, columns)):
             if result.drifted and result.feature not in OUTPUT_COLUMNS:
                 findings["data_quality"][f"{result.feature}/{result.detector.split('.')[-1]}"] = result
         if self._score_out_of_range:
@@ -270,18 +360,18 @@ class VersionMonitor:
         multivariate = self.settings.multivariate
         if multivariate.get("enabled", True) and self.window_index % max(1, multivariate.get("every", 1)) == 0:
             # rows as the reference sampled them (outputs included), so both sides have the same columns
-            result = self.domain.test(self.reference, columns)
-            if result.drifted:
+            result = self._checked("multivariate_drift", lambda: self.domain.test(self.reference, columns), None)
+            if result is not None and result.drifted:
                 findings["multivariate_drift"]["__rows__"] = result
         if self.cbpe is not None and self.window.n:
-            result = self.cbpe.test(columns.get(SCORE, []))
-            if result.drifted:
+            result = self._checked("estimated_performance", lambda: self.cbpe.test(raw.get(SCORE, [])), None)
+            if result is not None and result.drifted:
                 findings["estimated_performance"]["__score__"] = result
-        for result in self.segments.test(self.settings.segment_min_size, self.settings.fairness_tolerance,
-                                         self.settings.fairness_alpha):
+        for result in self._checked("fairness", lambda: self.segments.test(
+                self.settings.segment_min_size, self.settings.fairness_tolerance, self.settings.fairness_alpha)):
             findings["fairness"][result.feature] = result
         if self.settings.segment_drift:
-            findings["segment_drift"] = self._segment_drift(columns)
+            findings["segment_drift"] = self._checked("segment_drift", lambda: self._segment_drift(raw), {})
         emitted = []
         for kind, results in findings.items():
             announce, resolved = self.lifecycle.observe(self.window_index, kind, set(results))
@@ -306,7 +396,10 @@ class VersionMonitor:
             "drifted_features": sorted(k for kind in ("input_drift", "prediction_drift") for k in findings[kind]),
             "findings": {kind: sorted(keys) for kind, keys in findings.items() if keys},
             "segments": self.segments.summary(),
+            "errors": dict(self._check_errors),
         }
+
+    def _next_window(self) -> None:
         self.segments.reset_window()
         self.counts["windows"] += 1
         self.window_index += 1
@@ -417,19 +510,13 @@ class VersionMonitor:
         if self.task == "classification":
             y_true, y_pred = _as_class(label), _as_class(prediction)
             error = float(y_true != y_pred)
-            for name, metric in self._metrics.items():
-                if name in ("roc_auc", "log_loss"):
-                    if score is None or not isinstance(y_true, bool) or not 0.0 <= score <= 1.0:
-                        continue
-                    metric.update(y_true, score)
-                else:
-                    metric.update(y_true, y_pred)
-            for name, metric in self._rolling.items():
-                if name == "log_loss":
-                    if score is not None and isinstance(y_true, bool) and 0.0 <= score <= 1.0:
-                        metric.update(y_true, score)
-                else:
-                    metric.update(y_true, y_pred)
+            overall, rolling = self._metrics, self._rolling
+            overall["accuracy"].update(y_true, y_pred)     # and F1, which reads its confusion matrix
+            rolling["accuracy"].update(y_true, y_pred)
+            if score is not None and isinstance(y_true, bool) and 0.0 <= score <= 1.0:
+                overall["roc_auc"].update(y_true, score)
+                overall["log_loss"].update(y_true, score)
+                rolling["log_loss"].update(y_true, score)
             baseline_pair = (y_true, y_pred)
             if segment:
                 self.segments.add_label(segment, y_true, y_pred)
@@ -564,6 +651,14 @@ class ModelMonitor:
                        "duplicate_predictions": 0, "unknown_version_labels": 0}
         self.applied_offsets: dict = {}             # partition -> last offset folded into this state
         self._last_comparison: dict = {}
+
+    def __setstate__(self, state: dict) -> None:
+        """Checkpoints written before the watermark join get its fields on restore."""
+        state.setdefault("source_clocks", {})
+        state["_early_labels"] = OrderedDict(   # was (label, label time): wait from the old clock
+            (pid, [label[0], state["clock"], False] if isinstance(label, tuple) else label)
+            for pid, label in state["_early_labels"].items())
+        self.__dict__.update(state)
 
     def version(self, name: str) -> VersionMonitor:
         monitor = self.versions.get(name)

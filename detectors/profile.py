@@ -169,10 +169,12 @@ class WindowColumn:
     [1.0, 3.0]
     """
 
-    __slots__ = ("kind", "values", "_present", "_sorted_present", "_counts", "_category_counts", "_summary", "_shared")
+    __slots__ = ("kind", "raw", "values", "_present", "_sorted_present", "_counts", "_category_counts", "_summary",
+                 "_shared")
 
     def __init__(self, values, kind: str):
         self.kind = kind
+        self.raw = values  # as given: the data-quality checks look at the types the conversion hides
         self.values = to_column(values, kind)
         self._present = self._sorted_present = self._counts = self._category_counts = self._summary = None
         self._shared: dict = {}  # (name, id(owner)) -> (owner, value)
@@ -181,8 +183,11 @@ class WindowColumn:
     def of(cls, values, kind: str) -> "WindowColumn":
         """``values`` itself when it is already a converted column of this kind, else a new one."""
         if isinstance(values, WindowColumn):
-            return values if values.kind == kind else cls(values.values, kind)
+            return values if values.kind == kind else cls(values.raw, kind)
         return cls(values, kind)
+
+    def __len__(self) -> int:
+        return int(self.values.size)
 
     def shared(self, name: str, owner, compute):
         """``compute()`` once per window for each ``(name, owner)``, e.g. the histograms

@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from detectors.base import DriftResult, Estimator, json_safe
-from detectors.profile import ReferenceProfile, _is_missing, _is_number, to_column
+from detectors.profile import _PLAIN_NUMBERS, ReferenceProfile, WindowColumn, _is_missing, _is_number
 
 __all__ = ["DataQuality", "type_mismatch_count"]
 
@@ -33,11 +33,17 @@ def type_mismatch_count(values) -> tuple[int, list]:
 
     >>> type_mismatch_count([1, None, "3", True, float("inf"), float("nan")])
     (3, ['3', True, inf])
+    >>> type_mismatch_count([1, None, 2.5])
+    (0, [])
     """
+    if isinstance(values, WindowColumn):
+        values = values.raw
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
         bad = values[np.isinf(values)] if values.dtype.kind == "f" else values[:0]
         return int(bad.size), bad[:MAX_EXAMPLES].tolist()
     seq = values.tolist() if isinstance(values, np.ndarray) else values
+    if _PLAIN_NUMBERS.issuperset(map(type, seq)) and math.inf not in seq and -math.inf not in seq:
+        return 0, []  # the usual window, checked at C speed: only floats, ints and None, none infinite
     bad = [v for v in seq if not _is_missing(v) and not (_is_number(v) and math.isfinite(v))]
     return len(bad), bad[:MAX_EXAMPLES]
 
@@ -82,9 +88,9 @@ class DataQuality(Estimator):
                 results.append(self._result("missing_feature", name, 1.0, 0.0, {"reason": "feature absent from window"}))
                 continue
             n = len(raw)
-            column = to_column(raw, fp.kind)
+            column = WindowColumn.of(raw, fp.kind)  # shared with the drift tests when the caller built it
             if fp.kind == "numeric":
-                present = column[~np.isnan(column)]
+                present = column.present
                 lo, hi = fp.summary.get("min"), fp.summary.get("max")
                 if lo is not None and present.size:
                     outside = (present < lo) | (present > hi)
@@ -100,15 +106,13 @@ class DataQuality(Estimator):
                         "n_outside": int(outside.sum()), "n_present": int(present.size),
                         "reference_range": [lo, hi], "current_range": [float(present.min()), float(present.max())],
                         "below": int((present < lo).sum()), "above": int((present > hi).sum())}))
-                bad, examples = type_mismatch_count(raw)
+                bad, examples = type_mismatch_count(column.raw)
                 results.append(self._result("type_mismatch", name, bad / n if n else 0.0, self.max_type_mismatch_rate,
                                             {"n_mismatch": bad, "n": n, "examples": [repr(v) for v in examples]}))
             else:
-                counts: dict[str, int] = {}
-                for v in column:
-                    if v is not None and v not in fp.category_counts:
-                        counts[v] = counts.get(v, 0) + 1
-                n_present = int(np.count_nonzero(~np.equal(column, None)))
+                # per distinct category (counted once per window), not per value
+                counts = {v: c for v, c in column.counts.items() if v not in fp.category_counts}
+                n_present = int(sum(column.counts.values()))
                 unseen = sum(counts.values())
                 top = sorted(counts.items(), key=lambda kv: -kv[1])[:MAX_EXAMPLES]
                 results.append(self._result("unseen_categories", name, unseen / n_present if n_present else 0.0,

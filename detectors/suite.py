@@ -164,7 +164,8 @@ def evaluate_window(
     features not in the reference are ignored here (:mod:`detectors.quality`
     reports them). A primary result's ``threshold`` is the threshold on its raw
     p-value equivalent to the correction; the adjusted p-value is in
-    ``evidence["p_value_adjusted"]``.
+    ``evidence["p_value_adjusted"]``. A column may be a :class:`WindowColumn`
+    already (the monitor builds them once per window for every check).
 
     Examples
     --------
@@ -185,7 +186,7 @@ def evaluate_window(
         raw = window.get(name)
         if raw is None:
             raw = np.full(n, np.nan) if fp.kind == "numeric" else np.full(n, None, dtype=object)
-        column = WindowColumn(raw, fp.kind)  # converted, counted and binned once for every test below
+        column = WindowColumn.of(raw, fp.kind)  # converted, counted and binned once for every test below
         summaries[name] = column.summary
         primary, distances, _ = _feature_results(fp, column, settings)
         missing = missing_test.test(fp, column) if settings.missing_rate else None

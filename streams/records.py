@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,8 @@ class InvalidEvent(ValueError):
 
 
 def _finite(value: Any, what: str) -> float:
+    if type(value) is float and value - value == 0.0:  # the usual case first (inf - inf and nan are nan)
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidEvent(f"{what} must be a number")
     value = float(value)
@@ -40,6 +43,8 @@ def _finite(value: Any, what: str) -> float:
 
 
 def _name(value: Any, what: str) -> str:
+    if type(value) is str and 0 < len(value) <= MAX_NAME:  # the usual case first
+        return value
     if not isinstance(value, str) or not value or len(value) > MAX_NAME:
         raise InvalidEvent(f"{what} must be a non-empty string of at most {MAX_NAME} characters")
     return value
@@ -48,12 +53,35 @@ def _name(value: Any, what: str) -> str:
 def parse_timestamp(value: Any, default: float) -> float:
     if value is None:
         return default
+    if type(value) is float and value - value == 0.0:  # the usual case first: finite epoch seconds
+        return value
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
         except ValueError as exc:
             raise InvalidEvent("timestamp must be epoch seconds or an ISO-8601 string") from exc
     return _finite(value, "timestamp")
+
+
+_FLOAT_MAX = sys.float_info.max
+
+
+def _plain(values) -> bool:
+    """True when every value is None, a str, a bool, an int or a finite float: the usual
+    features, accepted in one tight loop. False means "look closer", not "invalid": the
+    checks in :func:`_features` then name the feature at fault.
+    """
+    for value in values:
+        kind = type(value)
+        if kind is float:
+            if value - value != 0.0:  # inf - inf and nan - nan are nan
+                return False
+        elif kind is int:
+            if not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+                return False
+        elif kind is not str and kind is not bool and value is not None:
+            return False
+    return True
 
 
 def _features(value: Any) -> dict:
@@ -63,6 +91,8 @@ def _features(value: Any) -> dict:
         raise InvalidEvent("features must be an object")
     if len(value) > MAX_FEATURES:
         raise InvalidEvent(f"more than {MAX_FEATURES} features")
+    if _plain(value.values()):
+        return value
     for name, item in value.items():
         if item is None or isinstance(item, (str, bool)):
             continue

@@ -103,8 +103,9 @@ def test_cbpe_contract():
     r = cbpe.test(window)
     assert r.drifted and r.evidence["estimated"] is True and r.threshold_on == "statistic"
     assert pickle.loads(pickle.dumps(cbpe)).test(window) == r
-    with pytest.raises(ValueError):
-        cbpe.test([1.5])
+    # scores outside [0, 1] are left out of the estimate (the output-range guardrail reports them)
+    outside = cbpe.test([1.5, -0.2, *window])
+    assert outside.evidence["scores_out_of_range"] == 2 and outside.statistic == r.statistic
     with pytest.raises(RuntimeError):
         CBPE().test([0.5])
 

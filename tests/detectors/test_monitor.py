@@ -6,6 +6,7 @@ clock they control (timestamps), and assert on what it emits.
 from __future__ import annotations
 
 import pickle
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -286,3 +287,52 @@ def test_labels_before_any_prediction_wait_from_the_first_prediction_time():
     for i in range(0, 300, 50):
         mon.add_predictions(events[i:i + 50])
     assert mon.versions["1"].counts["labelled"] == 300 and mon.status()["join"]["expired_labels"] == 0
+
+
+def test_a_checkpoint_from_before_the_watermark_join_restores_and_keeps_joining():
+    mon = ModelMonitor("m", settings(label_ttl_seconds=1000))
+    events = list(traffic(200, seed=11))
+    mon.add_predictions(events[:100])
+    mon.add_labels([correct_label(e) for e in events[150:]])           # early labels
+    state = mon.__dict__.copy()                                         # the old layout:
+    del state["source_clocks"]                                          # no per-partition clocks,
+    state["_early_labels"] = OrderedDict((pid, (label[0], 99.0)) for pid, label in mon._early_labels.items())
+    old = ModelMonitor.__new__(ModelMonitor)
+    old.__setstate__(state)
+    restored = pickle.loads(pickle.dumps(old))
+    restored.add_predictions(events[100:])
+    restored.add_labels([correct_label(e) for e in events[:150]])
+    assert restored.versions["1"].counts["labelled"] == 200 and restored.watermark == 199
+
+
+def test_a_score_out_of_range_after_cbpe_is_fitted_does_not_stop_the_model():
+    """Once reproduced: one score of 1.5 made CBPE raise in every later window close, the window
+    was never cleared, and every later message of the model failed."""
+    mon = ModelMonitor("m", settings())
+    events = list(traffic(3000, seed=12))
+    run(mon, events[:1500], correct_label)
+    assert mon.versions["1"].cbpe is not None
+    events[1600] = {**events[1600], "score": 1.5}
+    out = run(mon, events[1500:], correct_label)
+    version = mon.versions["1"]
+    assert version.counts["windows"] == 3000 // 250 - 2            # every window closed (2 built the reference)
+    assert version.window.n == 0 and version.counts["check_errors"] == 0
+    guardrail = alerts(out, "data_quality")
+    assert [(a["features"], a["window"]["index"]) for a in guardrail] == [(["__score__"], 4)]
+    assert guardrail[0]["evidence"]["__score__"]["out_of_range"] == 1
+
+
+def test_a_check_that_raises_is_reported_and_the_next_window_still_closes():
+    mon = ModelMonitor("m", settings(multivariate={"enabled": True, "every": 1, "max_rows": 200, "alpha": 0.001}))
+    run(mon, traffic(750, seed=13), correct_label)                   # reference + 1 window
+    version = mon.versions["1"]
+
+    def broken(*args):
+        raise ZeroDivisionError("a bug")
+
+    version.domain.test = broken
+    run(mon, traffic(500, seed=14, start=750), correct_label)        # 2 more windows
+    assert version.counts["windows"] == 3 and version.window.n == 0
+    assert version.counts["check_errors"] == 2
+    assert version.last_window["errors"] == {"multivariate_drift": "ZeroDivisionError: a bug"}
+    assert version.last_window["drift"]                              # the other checks ran

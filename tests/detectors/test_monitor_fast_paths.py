@@ -1,0 +1,212 @@
+"""The throughput work keeps every value: shared confusion matrices, lazy column buffers,
+shared window columns, the cached reference rows of the domain classifier, the vectorised
+data-quality scans. Each is checked against the straightforward computation it replaced."""
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+from river import metrics, utils
+
+from detectors.domain_classifier import DomainClassifier
+from detectors.monitor import ColumnBuffer, VersionMonitor, _as_class
+from detectors.profile import ReferenceProfile, WindowColumn, _is_missing, _is_number
+from detectors.quality import DataQuality, type_mismatch_count
+from detectors.settings import ModelSettings
+
+
+# -- metrics -----------------------------------------------------------------------------
+class SeparateMetrics:
+    """The metrics as they were: one river confusion matrix per metric, each updated per label."""
+
+    def __init__(self, window: int):
+        self.overall = {"accuracy": metrics.Accuracy(), "f1": metrics.F1(), "roc_auc": metrics.ROCAUC(),
+                        "log_loss": metrics.LogLoss()}
+        self.rolling = {"accuracy": utils.Rolling(metrics.Accuracy, window_size=window),
+                        "f1": utils.Rolling(metrics.F1, window_size=window),
+                        "log_loss": utils.Rolling(metrics.LogLoss, window_size=window)}
+
+    def update(self, prediction, score, label) -> None:
+        y_true, y_pred = _as_class(label), _as_class(prediction)
+        probability = score is not None and isinstance(y_true, bool) and 0.0 <= score <= 1.0
+        for group in (self.overall, self.rolling):
+            for name, metric in group.items():
+                if name in ("roc_auc", "log_loss"):
+                    if probability:
+                        metric.update(y_true, score)
+                else:
+                    metric.update(y_true, y_pred)
+
+    def values(self) -> tuple[dict, dict]:
+        return ({k: m.get() for k, m in self.overall.items()}, {k: m.get() for k, m in self.rolling.items()})
+
+
+def _labelled_traffic(seed: int, n: int, classes: str):
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        score = float(rng.random())
+        if classes == "binary":   # ints, floats and bools mixed, as producers send them
+            prediction = [int(score >= 0.5), float(score >= 0.5), bool(score >= 0.5)][rng.integers(3)]
+            label = [int(rng.random() < score), bool(rng.random() < score)][rng.integers(2)]
+        else:
+            prediction, label = str(rng.choice(["a", "b", "c"])), str(rng.choice(["a", "b", "c", "d"]))
+            score = None
+        yield prediction, score, label
+
+
+def _version(window: int) -> VersionMonitor:
+    monitor = VersionMonitor("m", "1", ModelSettings(performance_window=window, estimate_performance=False))
+    monitor.add_prediction({"prediction": 1, "score": 0.5, "timestamp": 0.0, "features": {}, "segment": None},
+                           None, [])
+    return monitor
+
+
+def _values(monitor: VersionMonitor) -> tuple[dict, dict]:
+    return ({k: m.get() for k, m in monitor._metrics.items()}, {k: m.get() for k, m in monitor._rolling.items()})
+
+
+@pytest.mark.parametrize("classes", ["binary", "multiclass"])
+def test_shared_confusion_matrices_give_the_values_of_separate_metrics(classes):
+    monitor, separate = _version(window=50), SeparateMetrics(window=50)
+    for i, (prediction, score, label) in enumerate(_labelled_traffic(3, 400, classes)):
+        monitor.add_label(prediction, score, label, float(i), [])
+        separate.update(prediction, score, label)
+        if i % 37 == 0 or i == 399:
+            assert _values(monitor) == separate.values()
+    assert monitor.status()["metrics"]["f1"] == separate.overall["f1"].get()
+
+
+def test_a_checkpoint_with_separate_metrics_is_restored_with_shared_ones():
+    monitor, separate = _version(window=30), SeparateMetrics(window=30)
+    traffic = list(_labelled_traffic(5, 200, "binary"))
+    for i, (prediction, score, label) in enumerate(traffic[:120]):
+        separate.update(prediction, score, label)
+    # what an older checkpoint holds: F1s with confusion matrices of their own
+    monitor._metrics, monitor._rolling = separate.overall, separate.rolling
+    monitor.counts["labelled"] = 120
+    restored = pickle.loads(pickle.dumps(monitor))
+    assert restored._metrics["f1"].cm is restored._metrics["accuracy"].cm
+    assert restored._rolling["f1"].cm is restored._rolling["accuracy"].obj.cm
+    assert _values(restored) == separate.values()
+    again = SeparateMetrics(window=30)
+    for prediction, score, label in traffic:
+        again.update(prediction, score, label)
+    for i, (prediction, score, label) in enumerate(traffic[120:]):
+        restored.add_label(prediction, score, label, float(i), [])
+    assert _values(restored) == again.values()
+
+
+# -- column buffer -----------------------------------------------------------------------
+def _naive_columns(names, rows) -> dict:
+    columns = {name: [] for name in names}
+    for n, row in enumerate(rows):
+        for name, column in columns.items():
+            column.append(row.get(name))
+        for name, value in row.items():
+            if name not in columns:
+                columns[name] = [None] * n + [value]
+    return columns
+
+
+def test_column_buffer_gives_the_columns_of_per_row_appends():
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(300):
+        row = {name: float(rng.normal()) for name in ("a", "b", "c") if rng.random() > 0.05}
+        if rng.random() < 0.02:
+            row[f"new{i % 3}"] = "x"
+        rows.append(row)
+    buffer = ColumnBuffer(("a", "b", "c"))
+    for i, row in enumerate(rows):
+        buffer.append(row)
+        if i in (0, 57, 150):   # columns asked for in the middle, then more rows
+            assert buffer.columns() == _naive_columns(("a", "b", "c"), rows[:i + 1])
+    assert buffer.columns() == _naive_columns(("a", "b", "c"), rows)
+    assert list(buffer.columns()) == list(_naive_columns(("a", "b", "c"), rows))   # same name order
+    assert buffer.n == 300
+
+
+def test_column_buffer_checkpoints_columns_and_clears():
+    buffer = ColumnBuffer(("a",))
+    for i in range(10):
+        buffer.append({"a": i, "b": -i} if i % 2 else {"a": i})
+    state = pickle.loads(pickle.dumps(buffer))
+    assert state.__dict__.keys() == {"_columns", "n", "_rows"} and state._rows == []
+    assert state.columns() == buffer.columns() and state.n == 10
+    state.append({"a": 10})
+    assert state.columns()["b"][-2:] == [-9, None]
+    state.clear()
+    assert state.n == 0 and state.columns() == {"a": [], "b": []}
+
+
+# -- window columns and data quality -----------------------------------------------------
+def _slow_mismatches(values) -> tuple[int, list]:
+    bad = [v for v in values if not _is_missing(v) and not (_is_number(v) and math.isfinite(v))]
+    return len(bad), bad[:5]
+
+
+@pytest.mark.parametrize("extra", [[], [math.inf], [-math.inf, 2], ["x", True], [np.float64(np.inf)], [math.nan, None]])
+def test_type_mismatch_count_agrees_with_the_per_value_scan(extra):
+    values = [1, 2.5, None, 7] * 20 + extra + [3.0]
+    assert type_mismatch_count(values) == _slow_mismatches(values)
+    assert type_mismatch_count(WindowColumn(values, "numeric")) == _slow_mismatches(values)
+
+
+def test_data_quality_on_window_columns_equals_data_quality_on_lists():
+    rng = np.random.default_rng(4)
+    ref = ReferenceProfile.from_columns({"x": rng.normal(size=500).tolist(),
+                                         "c": rng.choice(["a", "b", "c"], size=500).tolist()})
+    window = {"x": rng.normal(0.5, size=300).tolist() + ["junk", None, True, 40.0],
+              "c": rng.choice(["a", "b", "z", "y"], size=300).tolist() + [None, 3, "q", "z"],
+              "new": list(range(304))}
+    converted = {"x": WindowColumn(window["x"], "numeric"), "c": WindowColumn(window["c"], "categorical"),
+                 "new": window["new"]}
+    quality = DataQuality()
+    assert [r.to_dict() for r in quality.check(ref, converted)] == [r.to_dict() for r in quality.check(ref, window)]
+
+
+# -- domain classifier -------------------------------------------------------------------
+def _naive_encode(columns, kinds, scale) -> list[dict]:
+    n = len(next(iter(columns.values())))
+    rows = [{} for _ in range(n)]
+    for name, kind in kinds.items():
+        for i, value in enumerate(columns[name].tolist()):
+            if kind == "numeric":
+                mean, std = scale[name]
+                rows[i][name] = 0.0 if math.isnan(value) else (value - mean) / std
+                if math.isnan(value):
+                    rows[i][name + "__missing"] = 1.0
+            else:
+                rows[i][f"{name}={'__missing__' if value is None else value}"] = 1.0
+    return rows
+
+
+def test_domain_classifier_encoding_keeps_keys_values_and_their_order():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=200)
+    x[[3, 50, 51]] = np.nan
+    c = np.array(rng.choice(["u", "v"], size=200), dtype=object)
+    c[[4, 50]] = None
+    columns, kinds = {"x": x, "c": c, "y": rng.normal(size=200)}, {"x": "numeric", "c": "categorical", "y": "numeric"}
+    scale = {"x": (0.1, 1.2), "y": (0.0, 2.0)}
+    encoded = DomainClassifier()._encode(columns, kinds, scale)
+    expected = _naive_encode(columns, kinds, scale)
+    assert encoded == expected
+    assert [list(row) for row in encoded] == [list(row) for row in expected]
+
+
+def test_domain_classifier_reuses_reference_rows_without_changing_results():
+    rng = np.random.default_rng(0)
+    ref = ReferenceProfile.from_columns({"a": rng.normal(size=2000), "b": rng.normal(size=2000),
+                                         "c": rng.choice(["x", "y"], size=2000)})
+    windows = [{"a": rng.normal(size=800), "b": rng.normal(shift, size=800), "c": rng.choice(["x", "y"], size=800)}
+               for shift in (0.0, 0.6, 0.1)]
+    reused = DomainClassifier(max_rows=300)
+    for window in windows:
+        assert reused.test(ref, window).to_dict() == DomainClassifier(max_rows=300).test(ref, window).to_dict()
+    assert reused._reference_cache is not None
+    restored = pickle.loads(pickle.dumps(reused))
+    assert restored._reference_cache is None
+    assert restored.test(ref, windows[1]).to_dict() == reused.test(ref, windows[1]).to_dict()
