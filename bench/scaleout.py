@@ -18,7 +18,24 @@ import uuid
 from bench import common
 from bench.throughput import ingest_config
 
-MODELS = ("alpha", "beta", "gamma", "delta")
+
+
+def _one_model_per_partition(partitions: int = 4) -> tuple[str, ...]:
+    """Model names whose keys land on distinct internal partitions (murmur2, Kafka's default
+    partitioner), so two workers can split the monitor stage. Names picked blindly can share
+    partitions: "alpha", "beta", "gamma", "delta" hash to only 2 of 4, and both can go to one worker."""
+    from aiokafka.partitioner import murmur2
+
+    found: dict[int, str] = {}
+    i = 0
+    while len(found) < partitions:
+        name = f"model-{i}"
+        found.setdefault((murmur2(name.encode()) & 0x7FFFFFFF) % partitions, name)
+        i += 1
+    return tuple(found[p] for p in range(partitions))
+
+
+MODELS = _one_model_per_partition()
 
 
 def run_workers(broker, redis, n_workers: int, events: int) -> dict:
