@@ -48,6 +48,7 @@ def traffic(models: list[str], lo: int, hi: int):
                                       for e in batch[::10]])
 
 
+@pytest.mark.timeout(1800)   # the --long run (2M predictions) takes ~6 minutes here
 def test_worker_memory_is_flat_after_warm_up(broker_url, redis_url, unique, start_worker, write_config, long_run):
     total = 2_000_000 if long_run else 300_000
     marks = [500_000, 1_000_000, 2_000_000] if long_run else [75_000, 150_000, 225_000, 300_000]
