@@ -187,9 +187,12 @@ async def test_flush_times_out_and_stop_abandons_pending_and_closes_sinks():
     await asyncio.wait_for(router.start(), 1)
     router.publish(make_record(0))
     started = time.perf_counter()
-    assert await asyncio.wait_for(router.flush(0.1), 2) is False
-    assert time.perf_counter() - started < 1
-    await asyncio.wait_for(router.stop(flush_timeout=0.1), 2)
+    # Generous outer bounds: once, late in a full CI run (03:40), this flush took over 2 s on a
+    # 2-core machine (event loop starved; not reproduced in 15 runs alone). The point is that it
+    # gives up instead of waiting for a sink that never recovers, which 10 s still shows.
+    assert await asyncio.wait_for(router.flush(0.1), 10) is False
+    assert time.perf_counter() - started < 5
+    await asyncio.wait_for(router.stop(flush_timeout=0.1), 10)
     assert sink.closed
     assert router.stats()["never"]["pending"] == 1
     router.publish(make_record(1))  # after stop: counted, not buffered
