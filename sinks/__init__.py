@@ -38,7 +38,7 @@ _OPTIONS = {
     "kafka": set(),
     "log": {"logger"},
     "jsonl": {"path"},
-    "redis": {"url", "stream", "maxlen", "audit_ttl", "timeout"},
+    "redis": {"url", "stream", "maxlen", "audit_ttl", "timeout", "prefix"},
     "webhook": {"url", "slack", "timeout", "headers"},
 }
 _REQUIRED = {"jsonl": {"path"}, "redis": {"url"}, "webhook": {"url"}}

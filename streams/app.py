@@ -35,6 +35,7 @@ from detectors.profile import ReferenceProfile
 from sinks import StatusStore, build_sinks
 from sinks.dedup import DedupGuard
 from streams import config, positions, records, transport
+from streams.deadletter_log import DeadLetterLog
 from streams.gaps import GapFiller
 
 log = logging.getLogger("driftline")
@@ -69,6 +70,7 @@ app = faust.App(
     web_host=settings.web_host,
     web_bind=settings.web_host,
     web_port=settings.web_port,
+    datadir=settings.data_dir,     # never the working directory (streams.config)
 )
 
 raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -214,7 +216,7 @@ class Worker:
         self.router = build_sinks(
             [({**s, "url": s.get("url") or settings.redis_url} if s["type"] == "redis" else s)
              for s in settings.sinks if s["type"] != "kafka"])
-        self.status = StatusStore(settings.redis_url)
+        self.status = StatusStore(settings.redis_url, prefix=settings.redis_prefix)
         self.dedup = DedupGuard(settings.redis_url, prefix=f"driftline:delivered:{settings.app_id}:")
         self._tasks: set = set()
 
@@ -343,6 +345,7 @@ class Worker:
 
 
 worker = Worker()
+deadletters = DeadLetterLog(log)
 
 
 def _gap_consumer():
@@ -388,6 +391,7 @@ async def _route(events, validate, field: str, source) -> None:
                 runs.append([message.partition, message.offset, 0, 1])
         for index, reason in bad:
             worker.counts["deadletter"] += 1
+            deadletters.record(reason, source, message.partition, message.offset, index)
             record = records.deadletter_record(event.value, reason, source, message.partition,
                                                message.offset, index)
             sends.append(await deadletter_topic.send(key=message.key, value=orjson.dumps(record)))

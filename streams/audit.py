@@ -22,10 +22,31 @@ from streams.producer import bootstrap_of
 WINDOW_KINDS = ("input_drift", "prediction_drift")
 
 
-def load_alert(redis_url: str, alert_id: str) -> dict | None:
+MIN_PREFIX = 8
+
+
+class AmbiguousId(LookupError):
+    """An id prefix that matches more than one alert."""
+
+
+def load_alert(redis_url: str, alert_id: str, prefix: str = "driftline") -> dict | None:
+    """The stored alert whose id is ``alert_id`` or starts with it (at least MIN_PREFIX characters).
+
+    The demo and ``tail`` print short ids; any unique prefix of 8 or more characters finds the alert.
+    """
     client = sync_client(redis_url, 2.0)
     try:
-        fields = client.hgetall(f"driftline:alert:{alert_id}")
+        key = f"{prefix}:alert:{alert_id}"
+        fields = client.hgetall(key)
+        if not fields and len(alert_id) >= MIN_PREFIX:
+            pattern = f"{prefix}:alert:{_glob_escape(alert_id)}*"
+            matches = sorted({k.decode() for k in client.scan_iter(match=pattern, count=1000)})
+            if len(matches) > 1:
+                ids = ", ".join(m.rsplit(":", 1)[-1] for m in matches[:5])
+                raise AmbiguousId(f"{alert_id} matches {len(matches)} alerts ({ids}{', ...' if len(matches) > 5 else ''});"
+                                  f" give more characters")
+            if matches:
+                fields = client.hgetall(matches[0])
     finally:
         client.close()
     if not fields:
@@ -33,13 +54,18 @@ def load_alert(redis_url: str, alert_id: str) -> dict | None:
     return orjson.loads(fields.get(b"json") or next(iter(fields.values())))
 
 
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
 def _reference_for(settings, alert: dict) -> tuple[ReferenceProfile, WindowSettings]:
     ref = alert["reference"]
-    archived = get_archived_reference_sync(settings.redis_url, ref["reference_id"])
+    archived = get_archived_reference_sync(settings.redis_url, ref["reference_id"], prefix=settings.redis_prefix)
     if archived:
         return (ReferenceProfile.from_dict(archived["profile"]),
                 WindowSettings.from_dict(archived["window_settings"]))
-    stored = get_reference_sync(settings.redis_url, alert["model"], alert["model_version"])
+    stored = get_reference_sync(settings.redis_url, alert["model"], alert["model_version"],
+                                prefix=settings.redis_prefix)
     if not stored or stored.get("reference_id") != ref["reference_id"]:
         raise LookupError(f"reference {ref['reference_id']} is no longer stored")
     window = settings.for_model(alert["model"]).drift

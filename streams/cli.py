@@ -9,31 +9,99 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from sinks.base import redact_url
 from streams import config
 from streams.producer import bootstrap_of
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 
+# -- options every command takes, before or after its name -----------------------------------
+def _remember(ctx: click.Context, param: click.Parameter, value):
+    """Keep a global option's value on the root context; the settings load when first needed."""
+    if value is not None and value is not False:
+        ctx.find_root().meta.setdefault("driftline.options", {})[param.name] = value
+    return value
+
+
+def global_options(f):
+    """``--config``, ``--broker``, ``--redis-url`` and ``--debug``, accepted by the group and every command,
+    so ``driftline worker --config f.toml`` works as well as ``driftline --config f.toml worker``."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), expose_value=False,
+                     callback=_remember, help="TOML configuration file (default: $DRIFTLINE_CONFIG)."),
+        click.option("--broker", expose_value=False, callback=_remember,
+                     help="Kafka broker URL, e.g. kafka://127.0.0.1:9092 (default: $DRIFTLINE_BROKER)."),
+        click.option("--redis-url", expose_value=False, callback=_remember,
+                     help="Redis URL (default: $DRIFTLINE_REDIS_URL)."),
+        click.option("--debug", is_flag=True, default=False, expose_value=False, callback=_remember,
+                     help="Show tracebacks instead of one-line errors."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def _settings(ctx: click.Context):
-    return ctx.obj["settings"]
+    root = ctx.find_root()
+    if "driftline.settings" not in root.meta:
+        given = root.meta.get("driftline.options", {})
+        root.meta["driftline.settings"] = config.use(config.load(
+            given.get("config_path"), broker=given.get("broker"), redis_url=given.get("redis_url")))
+    return root.meta["driftline.settings"]
 
 
-@click.group()
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="TOML configuration file (default: $DRIFTLINE_CONFIG).")
-@click.option("--broker", help="Kafka broker URL, e.g. kafka://127.0.0.1:9092 (default: $DRIFTLINE_BROKER).")
-@click.option("--redis-url", help="Redis URL (default: $DRIFTLINE_REDIS_URL).")
+class _Failed(click.ClickException):
+    """A user-caused error: printed as its own lines, no traceback; exit 1 (2 for configuration)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"driftline: {self.format_message()}", err=True)
+
+
+class _Group(click.Group):
+    """Turns the errors a user causes into one or two lines; ``--debug`` shows the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from sinks import StoreUnavailable
+        from streams.audit import AmbiguousId
+        from streams.config_check import ConfigError
+        from streams.preflight import Unusable
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if ctx.meta.get("driftline.options", {}).get("debug"):
+                raise
+            if isinstance(exc, ConfigError):
+                raise _Failed("configuration error:\n" + "\n".join(exc.lines), exit_code=2) from None
+            if isinstance(exc, (Unusable, StoreUnavailable, AmbiguousId)):
+                raise _Failed(str(exc)) from None
+            if isinstance(exc, OSError) and exc.filename:
+                raise _Failed(f"{exc.filename}: {exc.strerror}") from None
+            raise _Failed(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)") from None
+
+
+@click.group(cls=_Group)
+@global_options
 @click.pass_context
-def main(ctx: click.Context, config_path, broker, redis_url) -> None:
-    """driftline: watch ML models in production for drift and degradation."""
+def main(ctx: click.Context) -> None:
+    """driftline: watch ML models in production for drift and degradation.
+
+    Global options (--config, --broker, --redis-url, --debug) go before or after the command.
+    """
     ctx.ensure_object(dict)
-    ctx.obj["settings"] = config.use(config.load(config_path, broker=broker, redis_url=redis_url))
 
 
 # -- services ------------------------------------------------------------------------------
 @main.command()
 @click.option("--port", default=9092, show_default=True)
+@global_options
 def broker(port: int) -> None:
     """Run the embedded Kafka-compatible broker (Tansu, memory-only) on 127.0.0.1."""
     from streams.embedded import start_broker
@@ -50,15 +118,29 @@ def broker(port: int) -> None:
 
 @main.command()
 @click.option("--loglevel", "-l", default="info", show_default=True)
-@click.option("--web-port", type=int, help="Faust web server port (binds 127.0.0.1 unless web_host is set).")
+@click.option("--web-port", type=int, help="Faust web server port (default: web_port, or the next free one).")
+@global_options
 @click.pass_context
 def worker(ctx: click.Context, loglevel: str, web_port: int | None) -> None:
     """Run a monitoring worker. Start several with the same app id to share the partitions."""
     import dataclasses
 
+    from streams import preflight
+
     settings = _settings(ctx)
-    if web_port:
-        settings = config.use(dataclasses.replace(settings, web_port=web_port))
+    preflight.check_broker(settings.broker)
+    preflight.check_redis(settings.redis_url)
+    preflight.data_dir(settings.data_dir)
+    changes = {}
+    if settings.web_enabled:
+        if web_port and not preflight.port_free(settings.web_host, web_port):
+            raise preflight.Unusable(f"web port {settings.web_host}:{web_port} is in use; choose another "
+                                     f"--web-port, or leave it out to take the next free one")
+        changes["web_port"] = web_port or preflight.web_port(settings.web_host, settings.web_port)
+        note = "" if changes["web_port"] == settings.web_port else f" ({settings.web_port} was in use)"
+        click.echo(f"driftline worker {settings.app_id}: web server on "
+                   f"http://{settings.web_host}:{changes['web_port']}{note}, data in {settings.data_dir}", err=True)
+    settings = config.use(dataclasses.replace(settings, **changes))
     from streams.topics import ensure_topics
 
     t = settings.topics
@@ -81,45 +163,56 @@ def worker(ctx: click.Context, loglevel: str, web_port: int | None) -> None:
 @click.option("--model", default="phishing", show_default=True)
 @click.option("--version", "model_version", default="v1", show_default=True)
 @click.option("--seed", default=7, show_default=True)
+@global_options
 @click.pass_context
 def simulate(ctx, events, batch, rate, shift_at, concept_at, model, model_version, seed) -> None:
     """Publish traffic from a real model, with a covariate shift and a concept drift injected."""
+    from streams import preflight
     from streams.simulator import Scenario, publish
 
     settings = _settings(ctx)
+    preflight.check_broker(settings.broker)
     scenario = Scenario(events=events, shift_at=shift_at, concept_at=concept_at, model=model,
                         version=model_version, seed=seed)
     sent = publish(scenario, bootstrap_of(settings.broker), settings.topics, batch=batch, rate=rate)
-    console.print(f"published {sent} predictions to {settings.topics.predictions}")
+    console.print(f"published {sent.predictions} predictions ({sent.prediction_messages} messages) to "
+                  f"{settings.topics.predictions} and {sent.labels} labels ({sent.label_messages} messages) to "
+                  f"{settings.topics.labels}; model {model}/{model_version}, covariate shift at event {shift_at}, "
+                  f"concept drift at event {concept_at}")
 
 
 # -- reading -------------------------------------------------------------------------------
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print raw JSON.")
+@global_options
 @click.pass_context
 def status(ctx, as_json: bool) -> None:
     """Latest status of every monitored model version (from Redis)."""
     from sinks import read_status_sync
+    from streams.render import join_line, labels_cell, metric_cell
 
-    statuses = read_status_sync(_settings(ctx).redis_url)
+    from streams import preflight
+
+    settings = _settings(ctx)
+    preflight.check_redis(settings.redis_url)
+    statuses = read_status_sync(settings.redis_url, timeout=2.0, prefix=settings.redis_prefix)
     if as_json:
         click.echo(orjson.dumps(statuses, option=orjson.OPT_INDENT_2).decode())
         return
     if not statuses:
-        console.print("no models seen yet")
+        console.print(f"no models seen yet (app id {settings.app_id}, Redis {redact_url(settings.redis_url)})")
         return
-    table = Table("model", "version", "predictions", "labelled", "windows", "alerts", "primary metric",
+    table = Table("model", "version", "predictions", "labelled (join rate)", "windows", "alerts", "primary metric",
                   "drifted (last window)", "active conditions")
     for s in statuses:
         counts = s.get("counts", {})
-        rolling = s.get("rolling_metrics") or {}
-        primary = next(iter(rolling.items()), (None, None))
         table.add_row(str(s.get("model")), str(s.get("model_version")), str(counts.get("predictions")),
-                      str(counts.get("labelled")), str(counts.get("windows")), str(counts.get("alerts")),
-                      f"{primary[0]}={primary[1]:.3f}" if primary[1] is not None else "-",
+                      labels_cell(counts), str(counts.get("windows")), str(counts.get("alerts")), metric_cell(s),
                       ", ".join((s.get("last_window") or {}).get("drifted_features", [])) or "-",
                       ", ".join(f"{k}:{f}" for k, f in s.get("active_conditions", [])) or "-")
     console.print(table)
+    for line in dict.fromkeys(filter(None, (join_line(s) for s in statuses))):
+        console.print("label join " + line)
     workers = [s.get("worker") or {} for s in statuses]
     counters = ("deadletter", "processing_errors", "redelivered_skipped", "input_gaps", "gap_records_recovered",
                 "gap_reads_incomplete", "status_write_failures")
@@ -137,19 +230,32 @@ def status(ctx, as_json: bool) -> None:
 @click.option("--from-beginning", is_flag=True)
 @click.option("--max", "max_messages", type=int, help="Stop after this many messages.")
 @click.option("--timeout", type=float, help="Stop after this many idle seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print each record as its raw JSON line.")
+@global_options
 @click.pass_context
-def tail(ctx, what: str, from_beginning: bool, max_messages, timeout) -> None:
-    """Print alerts, retrain requests or dead letters as JSON lines."""
+def tail(ctx, what: str, from_beginning: bool, max_messages, timeout, as_json: bool) -> None:
+    """Print alerts, retrain requests or dead letters, one line each (--json: the records)."""
     from kafka import KafkaConsumer
 
+    from streams import preflight
+    from streams.render import record_line
+
     settings = _settings(ctx)
+    preflight.check_broker(settings.broker)
     consumer = KafkaConsumer(getattr(settings.topics, what), bootstrap_servers=bootstrap_of(settings.broker),
                              auto_offset_reset="earliest" if from_beginning else "latest",
                              enable_auto_commit=False, consumer_timeout_ms=int(timeout * 1000) if timeout else -1)
     n = 0
     try:
         for message in consumer:
-            click.echo(message.value.decode("utf-8", "replace"))
+            text = message.value.decode("utf-8", "replace")
+            if as_json:
+                click.echo(text)
+            else:
+                try:
+                    click.echo(record_line(what, orjson.loads(message.value)))
+                except (orjson.JSONDecodeError, AttributeError, TypeError):
+                    click.echo(text[:300])
             n += 1
             if max_messages and n >= max_messages:
                 break
@@ -170,6 +276,7 @@ def reference() -> None:
 @click.option("--label-column", default="label", show_default=True, help="Left out of the features.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Also write the profile as JSON here.")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@global_options
 @click.pass_context
 def reference_build(ctx, model, model_version, label_column, output, path) -> None:
     """Build a reference profile from a CSV or JSONL file of feature rows and store it in Redis."""
@@ -177,13 +284,16 @@ def reference_build(ctx, model, model_version, label_column, output, path) -> No
     from sinks import put_reference_sync
     from streams.files import read_rows
 
+    from streams import preflight
+
     settings = _settings(ctx)
+    preflight.check_redis(settings.redis_url)
     columns = read_rows(Path(path), exclude={label_column, "prediction", "score", "prediction_id"})
     kinds = settings.for_model(model).feature_types
     reference_id = f"{model}:{model_version}:{Path(path).name}"
     profile = ReferenceProfile.from_columns(columns, kinds=kinds, reference_id=reference_id)
     data = profile.to_dict()
-    put_reference_sync(settings.redis_url, model, model_version, data)
+    put_reference_sync(settings.redis_url, model, model_version, data, timeout=2.0, prefix=settings.redis_prefix)
     if output:
         Path(output).write_bytes(orjson.dumps(data))
     console.print(f"stored reference [bold]{reference_id}[/]: {profile.n} rows, "
@@ -193,15 +303,21 @@ def reference_build(ctx, model, model_version, label_column, output, path) -> No
 @main.command()
 @click.argument("alert_id")
 @click.option("--recompute", is_flag=True, help="Re-read the window's events from Kafka and rerun the tests.")
+@global_options
 @click.pass_context
 def audit(ctx, alert_id: str, recompute: bool) -> None:
     """Print the evidence behind one alert; with --recompute, check it against the events."""
     from streams import audit as audit_
 
     settings = _settings(ctx)
-    alert = audit_.load_alert(settings.redis_url, alert_id)
+    from streams import preflight
+
+    preflight.check_redis(settings.redis_url)
+    alert = audit_.load_alert(settings.redis_url, alert_id, prefix=settings.redis_prefix)
     if alert is None:
-        raise click.ClickException(f"no alert {alert_id} in Redis (alerts are kept for 30 days)")
+        hint = f"; give at least {audit_.MIN_PREFIX} characters of the id" if len(alert_id) < audit_.MIN_PREFIX else ""
+        raise _Failed(f"no alert {alert_id} in Redis under app id {settings.app_id} "
+                      f"(alerts are kept for 30 days){hint}")
     click.echo(orjson.dumps(alert, option=orjson.OPT_INDENT_2).decode())
     if not recompute:
         return
@@ -223,11 +339,13 @@ def audit(ctx, alert_id: str, recompute: bool) -> None:
 @click.option("--concept-at", default=8_000, show_default=True)
 @click.option("--batch", default=100, show_default=True)
 @click.option("--timeout", default=100.0, show_default=True, help="Give up after this many seconds.")
+@global_options
 @click.pass_context
 def demo(ctx, events, shift_at, concept_at, batch, timeout) -> None:
     """Everything on this machine: broker, Redis, a worker, and traffic with injected drift."""
     from streams.demo import run_demo
 
+    _settings(ctx)
     sys.exit(run_demo(console, events=events, shift_at=shift_at, concept_at=concept_at, batch=batch,
                       timeout=timeout))
 
