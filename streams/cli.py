@@ -138,7 +138,7 @@ def worker(ctx: click.Context, loglevel: str, web_port: int | None) -> None:
                                      f"--web-port, or leave it out to take the next free one")
         changes["web_port"] = web_port or preflight.web_port(settings.web_host, settings.web_port)
         note = "" if changes["web_port"] == settings.web_port else f" ({settings.web_port} was in use)"
-        click.echo(f"driftline worker {settings.app_id}: web server on "
+        click.echo(f"driftline worker (app id {settings.app_id}): web server on "
                    f"http://{settings.web_host}:{changes['web_port']}{note}, data in {settings.data_dir}", err=True)
     settings = config.use(dataclasses.replace(settings, **changes))
     from streams.topics import ensure_topics

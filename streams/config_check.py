@@ -146,7 +146,7 @@ def check_value(value, spec, path: str, out: list[str]) -> None:
         if value not in spec.choices:
             close = difflib.get_close_matches(str(value), [str(c) for c in spec.choices], n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            out.append(f"{path}: {_shown(value)} is not one of {', '.join(map(repr, spec.choices))}{hint}")
+            out.append(f"{path}: {value!r} is not one of {', '.join(map(repr, spec.choices))}{hint}")
     elif isinstance(spec, Custom):
         problem = spec.check(value)
         if problem:
