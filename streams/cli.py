@@ -321,12 +321,19 @@ def audit(ctx, alert_id: str, recompute: bool) -> None:
     click.echo(orjson.dumps(alert, option=orjson.OPT_INDENT_2).decode())
     if not recompute:
         return
-    rows = audit_.recompute(settings, alert)
+    try:
+        rows = audit_.recompute(settings, alert)
+    except (audit_.NotRecomputable, LookupError) as exc:
+        raise _Failed(str(exc).strip("'\"")) from None
+
+    def number(value) -> str:
+        return "-" if value is None else f"{value:.6g}"
+
     table = Table("feature", "detector", "statistic", "recomputed", "p-value", "recomputed", "match",
-                  title=f"recomputed from {alert['window']['n']} events")
+                  title=f"{alert['kind']} recomputed from {alert['window']['n']} events")
     for r in rows:
-        table.add_row(r["feature"], r["detector"], f"{r['statistic']:.6g}", f"{r['recomputed_statistic']:.6g}",
-                      f"{r['p_value']:.6g}", f"{r['recomputed_p_value']:.6g}", "yes" if r["match"] else "NO")
+        table.add_row(str(r["feature"]), str(r["detector"]), number(r["statistic"]), number(r["recomputed_statistic"]),
+                      number(r["p_value"]), number(r["recomputed_p_value"]), "yes" if r["match"] else "NO")
     console.print(table)
     if not all(r["match"] for r in rows):
         raise SystemExit(1)

@@ -57,15 +57,17 @@ def topic(env: dict, what: str) -> str:
 class WorkerProcess:
     """``driftline worker`` as a child process; stopped or killed by its own PID only."""
 
-    def __init__(self, env: dict, log_dir: Path, config: Path | None = None, tag: str = "worker"):
+    def __init__(self, env: dict, log_dir: Path, config: Path | None = None, tag: str = "worker",
+                 web_port: int | None = None, cwd: Path = ROOT):
         # the data folder in the test's own tmp folder: a test leaves nothing in the repository
-        self.env = {"DRIFTLINE_DATA_DIR": str(log_dir / "data"), **env, "DRIFTLINE_WEB_PORT": str(free_port())}
+        self.env = {"DRIFTLINE_DATA_DIR": str(log_dir / "data"), **env,
+                    "DRIFTLINE_WEB_PORT": str(web_port or free_port())}
         self.log_path = log_dir / f"{tag}-{uuid.uuid4().hex[:6]}.log"
         args = [sys.executable, "-m", "streams.cli"]
         if config:
             args += ["--config", str(config)]
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args + ["worker", "-l", "info"], cwd=ROOT, env=self.env,
+        self.proc = subprocess.Popen(args + ["worker", "-l", "info"], cwd=cwd, env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def log(self) -> str:
