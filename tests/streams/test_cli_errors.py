@@ -16,6 +16,7 @@ import pytest
 from streams.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration   # real processes: in `make test`, not `make test-fast`
 
 
 def run(args, tmp_path, **env):
