@@ -61,7 +61,7 @@ app = faust.App(
     # one record per batch keeps table (changelog) recovery exact.
     producer_max_batch_size=settings.producer_max_batch_size,
     producer_max_request_size=8 * 1024 * 1024,
-    consumer_max_fetch_size=8 * 1024 * 1024,
+    consumer_max_fetch_size=config.CONSUMER_FETCH_BYTES,   # also the default max_message_bytes
     consumer_auto_offset_reset="earliest",
     # Acks are held until a checkpoint; on rebalance/stop commit what is safe, don't wait.
     stream_wait_empty=False,
@@ -396,7 +396,7 @@ async def _route(events, validate, field: str, source) -> None:
                                                message.offset, index)
             sends.append(await deadletter_topic.send(key=message.key, value=orjson.dumps(record)))
     for key, (items, runs) in by_key.items():
-        for body in _bodies(field, items, runs, settings.max_message_bytes):
+        for body in _bodies(field, items, runs, records.MAX_MESSAGE_BYTES):   # under Kafka's default 1 MB
             sends.append(await events_topic.send(key=key.encode(), value=body))
     # Wait for delivery before take_events() acks the source messages: at-least-once.
     if sends:

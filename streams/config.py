@@ -63,7 +63,7 @@ class Settings:
     partitions: int = 4                  # for topics driftline creates (internal + state)
     replication_factor: int = 1
     producer_max_batch_size: int = 1     # bytes; 1 = one record per batch (exact table recovery on Tansu)
-    max_message_bytes: int = CONSUMER_FETCH_BYTES   # larger input messages go to the dead-letter topic
+    max_message_bytes: int = CONSUMER_FETCH_BYTES   # a larger single event is dead-lettered; micro-batches are split
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_enabled: bool = True

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # replay hours of event time (one event a second) in a burst and send the labels behind it:
 # a label TTL of one day covers that, as it would for a backfill (README, "driftline.labels").
 SMALL_WINDOWS = """
+max_message_bytes = 1000000   # the bad-input tests' oversize single events (the default is 8 MiB)
+
 [defaults]
 reference_size = 1000
 window_size = 500

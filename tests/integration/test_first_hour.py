@@ -156,3 +156,33 @@ def shared_worker(broker_url, redis_url, tmp_path_factory):
         yield worker
     finally:
         worker.terminate()
+
+
+def _batch(model: str, n: int) -> list[dict]:
+    return list(drift_traffic(n, shift_at=n + 1, model=model))
+
+
+@pytest.mark.parametrize("where, n", [("default", 17_000), ("shared", 9_000)])
+def test_a_large_micro_batch_is_processed_not_dead_lettered(where, n, shared_worker, broker_url, redis_url,
+                                                           tmp_path, unique):
+    """The issue's 5 MB micro-batch of 17,000 predictions, with the default max_message_bytes (the
+    consumer's fetch limit); and a 2.9 MB one on a worker whose max_message_bytes is 1 MB: split."""
+    model = f"big-{where}-{unique}"
+    events = _batch(model, n)
+    raw = orjson.dumps(events)
+    worker = shared_worker
+    if where == "default":
+        assert 5_000_000 < len(raw) < 8_000_000          # what the test producer may send
+        worker = WorkerProcess(isolated_env(broker_url, redis_url), tmp_path, tag="default")
+    try:
+        worker.wait_ready()
+        produce_raw(broker_url, topic(worker.env, "predictions"), [raw])
+        wait_until(lambda: sum(s["counts"]["predictions"] for s in model_statuses(redis_url, model)) == n,
+                   timeout=120, what=f"{n} predictions of one {len(raw) / 1e6:.1f} MB message processed")
+        reader = Reader(broker_url, topic(worker.env, "deadletter"))
+        letters = [letter for letter in reader.drain(idle=2.0) if model in letter.get("payload", "")[:2000]]
+        reader.close()
+        assert letters == []
+    finally:
+        if worker is not shared_worker:
+            worker.terminate()
