@@ -36,6 +36,7 @@ from sinks import StatusStore, build_sinks
 from sinks.dedup import DedupGuard
 from streams import config, positions, records, transport
 from streams.gaps import GapFiller
+from streams.ledger import CommitLedger
 
 log = logging.getLogger("driftline")
 settings = config.current()
@@ -64,6 +65,7 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     # Acks are held until a checkpoint; on rebalance/stop commit what is safe, don't wait.
     stream_wait_empty=False,
+    broker_commit_interval=settings.commit_interval,
     table_standby_replicas=0,
     web_enabled=settings.web_enabled,
     web_host=settings.web_host,
@@ -209,7 +211,7 @@ class Worker:
         self.stored_references: set[str] = set()
         self.last_event_at: dict[str, float] = {}
         self.counts = {"predictions": 0, "labels": 0, "deadletter": 0, "alerts_sent": 0,
-                       "alerts_deduplicated": 0, "retrain_sent": 0, "replayed_skipped": 0, "redelivered_skipped": 0,
+                       "alerts_deduplicated": 0, "deadletter_deduplicated": 0, "retrain_sent": 0, "replayed_skipped": 0, "redelivered_skipped": 0,
                        "checkpoints": 0, "status_write_failures": 0, "processing_errors": 0, "log_restarts": 0}
         self.router = build_sinks(
             [({**s, "url": s.get("url") or settings.redis_url} if s["type"] == "redis" else s)
@@ -217,6 +219,8 @@ class Worker:
         self.status = StatusStore(settings.redis_url)
         self.dedup = DedupGuard(settings.redis_url, prefix=f"driftline:delivered:{settings.app_id}:")
         self._tasks: set = set()
+        self.ledger = CommitLedger()
+        self.commit_lock = asyncio.Lock()
 
     # -- state -------------------------------------------------------------------
     def monitor_for(self, model: str, partition: int) -> ModelMonitor:
@@ -253,8 +257,25 @@ class Worker:
 
     def ack_held(self) -> None:
         for event in self.held:
+            message = event.message
+            self.ledger.handled((message.topic, message.partition), message.offset)
             event.ack()
         self.held.clear()
+
+    async def commit(self) -> None:
+        """Persist, deliver, acknowledge: the order that makes a crash at any step lose nothing.
+
+        1. the monitors' state (with the offsets it applied and the unsent outputs) goes to the
+           table, whose changelog Faust flushes before it commits any offset;
+        2. the outputs are sent (alerts, retrain requests), each at most once per id;
+        3. the held messages are marked handled, so the next commit may pass them.
+        A crash after 1 replays the messages after the checkpoint (skipped: already applied)
+        and re-sends the outbox (dropped by id); a crash after 2 only re-reads.
+        """
+        async with self.commit_lock:
+            self.checkpoint()
+            await self.deliver()
+            self.ack_held()
 
     def forget_partitions(self, partitions: set[int]) -> None:
         """Partitions moved away: drop their monitors and held events (the new owner replays)."""
@@ -359,7 +380,15 @@ def _gap_consumer():
         **credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context))
 
 
-gaps = GapFiller(_gap_consumer)
+def _committed_position(topic: str, partition: int) -> int | None:
+    """The group's committed offset of a partition, as Faust read it at the assignment."""
+    from faust.types import TP
+
+    return app.consumer._committed_offset.get(TP(topic, partition))
+
+
+app.commit_ledger = worker.ledger      # read by streams.transport.Consumer when it commits
+gaps = GapFiller(_gap_consumer, worker.ledger, _committed_position)
 
 
 @app.on_partitions_revoked.connect
@@ -372,7 +401,7 @@ async def _route(events, validate, field: str, source) -> None:
     """Validate a batch of raw messages; forward valid events per model (or model shard), dead-letter
     the rest."""
     by_key: dict[str, tuple[list, list]] = {}
-    sends = []
+    sends, dead = [], []
     monitor_key = settings.monitor_key if settings.shards else None
     for event in events:
         message = event.message
@@ -387,16 +416,22 @@ async def _route(events, validate, field: str, source) -> None:
             else:
                 runs.append([message.partition, message.offset, 0, 1])
         for index, reason in bad:
-            worker.counts["deadletter"] += 1
             record = records.deadletter_record(event.value, reason, source, message.partition,
                                                message.offset, index)
+            if await worker.dedup.delivered_before(record["deadletter_id"]):
+                worker.counts["deadletter_deduplicated"] += 1    # re-read after a crash: sent before
+                continue
+            worker.counts["deadletter"] += 1
+            dead.append(record["deadletter_id"])
             sends.append(await deadletter_topic.send(key=message.key, value=orjson.dumps(record)))
     for key, (items, runs) in by_key.items():
         for body in _bodies(field, items, runs, settings.max_message_bytes):
             sends.append(await events_topic.send(key=key.encode(), value=body))
-    # Wait for delivery before take_events() acks the source messages: at-least-once.
+    # Wait for delivery before the ledger marks the source messages handled: at-least-once.
     if sends:
         await asyncio.gather(*sends)
+    for deadletter_id in dead:
+        await worker.dedup.mark_delivered(deadletter_id)
 
 
 def _bodies(field: str, items: list, runs: list, limit: int) -> list[bytes]:
@@ -438,10 +473,19 @@ async def _forward(events, validate, field: str, source) -> None:
     """
     routing = asyncio.ensure_future(_route_until_sent(events, validate, field, source))
     try:
-        await asyncio.shield(routing)
+        routed = await asyncio.shield(routing)
     except asyncio.CancelledError:
         await asyncio.wait({routing}, timeout=10.0)
+        if routing.done() and not routing.cancelled():
+            _handled(routing.result())
         raise
+    _handled(routed)
+
+
+def _handled(events) -> None:
+    for event in events:
+        message = event.message
+        worker.ledger.handled((message.topic, message.partition), message.offset)
 
 
 async def _route_until_sent(events, validate, field: str, source) -> None:
@@ -450,7 +494,8 @@ async def _route_until_sent(events, validate, field: str, source) -> None:
         try:
             if filled is None:   # once: a retry must send the records re-read from a gap too
                 filled = await gaps.fill(events)
-            return await _route(filled, validate, field, source)
+            await _route(filled, validate, field, source)
+            return filled
         except Exception as exc:
             log.warning("forwarding %d messages from %s failed (%r); retrying in %.1fs",
                         len(events), source, exc, delay)
@@ -539,9 +584,7 @@ async def _monitor_one(event) -> None:
                                            message.partition, message.offset)
         await deadletter_topic.send(key=event.key, value=orjson.dumps(record))
     if worker.outbox or time.monotonic() - worker.last_checkpoint >= settings.checkpoint_seconds:
-        worker.checkpoint()
-        await worker.deliver()
-        worker.ack_held()
+        await worker.commit()
 
 
 @app.timer(interval=settings.tick_seconds)
@@ -596,11 +639,14 @@ def _exit_if_stuck(timeout: float) -> None:
 
 @app.on_before_shutdown.connect
 async def flush_on_shutdown(app, **kwargs) -> None:
-    """SIGTERM: deliver what is pending, then let Faust commit what is safe."""
+    """SIGTERM: checkpoint and deliver what the monitor holds, so the commit Faust makes when its
+    consumer stops covers everything handled; the next worker re-reads only what was in flight."""
     _exit_if_stuck(settings.shutdown_timeout)
     try:
-        if worker.dirty or worker.outbox:
-            log.info("shutdown: %d unsent outputs, %d held events", len(worker.outbox), len(worker.held))
+        if worker.dirty or worker.outbox or worker.held:
+            log.info("shutdown: checkpointing %d models, %d unsent outputs, %d held events",
+                     len(worker.dirty), len(worker.outbox), len(worker.held))
+            await asyncio.wait_for(worker.commit(), timeout=max(1.0, settings.shutdown_timeout / 2))
         await asyncio.wait_for(worker.router.stop(flush_timeout=5), timeout=8)
         await worker.status.close()
         await worker.dedup.close()
