@@ -380,11 +380,14 @@ def _gap_consumer():
         **credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context))
 
 
-def _committed_position(topic: str, partition: int) -> int | None:
-    """The group's committed offset of a partition, as Faust read it at the assignment."""
-    from faust.types import TP
+async def _committed_position(topic: str, partition: int) -> int | None:
+    """The group's committed offset of a partition, asked of the broker (Faust's own copy of it
+    can still be unset for a partition that just moved here from another worker)."""
+    from aiokafka import TopicPartition
 
-    return app.consumer._committed_offset.get(TP(topic, partition))
+    thread = app.consumer._thread          # Faust's aiokafka consumer lives in its own thread
+    consumer = thread._ensure_consumer()
+    return await thread.call_thread(consumer.committed, TopicPartition(topic, partition))
 
 
 app.commit_ledger = worker.ledger      # read by streams.transport.Consumer when it commits

@@ -90,7 +90,7 @@ class GapFiller:
 
     async def _start(self, topic: str, partition: int) -> int:
         """Where this assignment of the partition starts: its committed position."""
-        position = self._committed(topic, partition)
+        position = await self._committed(topic, partition)
         if position is None or position < 0:
             position = await self._log_start(topic, partition)
         if self._ledger is not None:
