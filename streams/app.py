@@ -196,6 +196,10 @@ def load_checkpoint(data: bytes) -> dict:
     return _CheckpointUnpickler(io.BytesIO(data)).load()
 
 
+class ModelLimitReached(Exception):
+    """A new model key past ``max_models``: its events are dead-lettered, the worker's memory stays flat."""
+
+
 class Worker:
     """In-memory side of the monitor stage: live monitors, held acks, sinks, counters."""
 
@@ -212,7 +216,8 @@ class Worker:
         self.last_event_at: dict[str, float] = {}
         self.counts = {"predictions": 0, "labels": 0, "deadletter": 0, "alerts_sent": 0,
                        "alerts_deduplicated": 0, "deadletter_deduplicated": 0, "retrain_sent": 0, "replayed_skipped": 0, "redelivered_skipped": 0,
-                       "checkpoints": 0, "status_write_failures": 0, "processing_errors": 0, "log_restarts": 0}
+                       "checkpoints": 0, "status_write_failures": 0, "processing_errors": 0, "log_restarts": 0,
+                       "models_rejected": 0}
         self.router = build_sinks(
             [({**s, "url": s.get("url") or settings.redis_url} if s["type"] == "redis" else s)
              for s in settings.sinks if s["type"] != "kafka"])
@@ -234,6 +239,9 @@ class Worker:
             log.info("restored %s from checkpoint (offsets %s, %d unsent)", model,
                      monitor.applied_offsets, len(outbox))
             self.outbox.extend(outbox)
+        elif len(self.monitors) >= settings.max_models:
+            raise ModelLimitReached(f"model limit reached: this worker monitors max_models={settings.max_models} "
+                                    f"models already")
         else:
             monitor = ModelMonitor(model, settings.for_model(model), settings.version_hash)
         self.monitors[model] = (partition, monitor)
@@ -337,6 +345,7 @@ class Worker:
         for version, version_status in status["versions"].items():
             await self.status.write_status(model, version, {
                 **version_status, "join": status["join"], "pending_labels": status["pending_labels"],
+                "early_labels": status["early_labels"],
                 "worker": status["worker"]})
 
     async def ensure_reference(self, monitor: ModelMonitor, events: list) -> None:
@@ -580,14 +589,29 @@ async def _monitor_one(event) -> None:
             worker.dirty.add(model)
             worker.outbox.extend((kind, record, message.partition) for kind, record in out)
         worker.schedule_status(model, mon)
+    except ModelLimitReached as exc:
+        worker.counts["models_rejected"] += 1
+        if worker.counts["models_rejected"] in (1, 10, 100) or not worker.counts["models_rejected"] % 1000:
+            log.warning("%s: events of %s dead-lettered (%d messages so far)", exc, model,
+                        worker.counts["models_rejected"])
+        await _dead_letter(event, str(exc))
     except Exception as exc:  # a bug must not stop the stream: park the message, keep going
         worker.counts["processing_errors"] += 1
         log.exception("processing %s@%s failed", model, message.offset)
-        record = records.deadletter_record(event.value, f"processing error: {exc!r}", settings.internal_topic,
-                                           message.partition, message.offset)
-        await deadletter_topic.send(key=event.key, value=orjson.dumps(record))
+        await _dead_letter(event, f"processing error: {exc!r}")
     if worker.outbox or time.monotonic() - worker.last_checkpoint >= settings.checkpoint_seconds:
         await worker.commit()
+
+
+async def _dead_letter(event, reason: str) -> None:
+    """Park an internal message the monitor could not fold in, once per id."""
+    message = event.message
+    record = records.deadletter_record(event.value, reason, settings.internal_topic, message.partition, message.offset)
+    if await worker.dedup.delivered_before(record["deadletter_id"]):
+        worker.counts["deadletter_deduplicated"] += 1
+        return
+    await (await deadletter_topic.send(key=event.key, value=orjson.dumps(record)))
+    await worker.dedup.mark_delivered(record["deadletter_id"])
 
 
 @app.timer(interval=settings.tick_seconds)
