@@ -403,6 +403,16 @@ app.commit_ledger = worker.ledger      # read by streams.transport.Consumer when
 gaps = GapFiller(_gap_consumer, worker.ledger, _committed_position)
 
 
+def _log_recreated(tp, first_offset: int) -> None:
+    """Called by streams.transport.Consumer: a partition's log started again (new offsets)."""
+    log.warning("%s[%d] was recreated (offsets start again at %d): positions of the old log forgotten",
+                tp.topic, tp.partition, first_offset)
+    gaps.restart(tp.topic, tp.partition, first_offset)
+
+
+app.on_log_recreated = _log_recreated
+
+
 @app.on_partitions_revoked.connect
 async def on_revoked(app, revoked, **kwargs) -> None:
     gaps.forget(revoked)

@@ -71,6 +71,12 @@ class GapFiller:
         if self._ledger is not None:
             self._ledger.forget((tp.topic, tp.partition) for tp in partitions)
 
+    def restart(self, topic: str, partition: int, first_offset: int) -> None:
+        """The partition's log was recreated: it starts again at ``first_offset``."""
+        self._last[(topic, partition)] = first_offset - 1
+        if self._ledger is not None:
+            self._ledger.start((topic, partition), first_offset)
+
     async def fill(self, events: list) -> list:
         """``events`` in delivery order, with records missing between them put back in."""
         out, last = [], self._last

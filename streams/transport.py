@@ -33,6 +33,29 @@ class Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def getmany(self, timeout: float):
+        """Faust's records, with a recreated log noticed before Faust drops it.
+
+        Faust drops every record below its read offset of a partition. When the log itself was
+        recreated (a memory-only broker restarted, the topic deleted) without a rebalance, the
+        new log's offsets start again at 0 and each record is dropped until they pass the old
+        read offset (seen: a broker restart whose first events never reached the monitor). A
+        record below the read offset whose partition's log now ends at or before that offset
+        is from a new log: forget the old positions (Faust's, the ledger's, the GapFiller's).
+        """
+        read_offset = self._read_offset
+        async for tp, message in super().getmany(timeout):
+            previous = read_offset[tp]
+            if previous is not None and message.offset < previous:
+                highwater = self.highwater(tp)
+                if highwater is not None and 0 <= highwater <= previous:
+                    read_offset[tp] = None
+                    self._committed_offset[tp] = None
+                    on_recreated = getattr(self.app, "on_log_recreated", None)
+                    if on_recreated is not None:
+                        on_recreated(tp, message.offset)
+            yield tp, message
+
     def _new_offset(self, tp):
         ledger = getattr(self.app, "commit_ledger", None)
         if ledger is None:
