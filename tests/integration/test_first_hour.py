@@ -119,7 +119,7 @@ def test_audit_takes_short_ids_and_recomputes_every_window_kind(shared_worker, b
     produce(broker_url, topic(env, "predictions"), [events[i:i + 100] for i in range(0, n, 100)])
     wanted = {"input_drift", "data_quality", "multivariate_drift", "segment_drift"}
     reader = Reader(broker_url, topic(env, "alerts"))
-    alerts = reader.poll_until(lambda r: wanted <= {a["kind"] for a in r if a["model"] == model}, timeout=120)
+    alerts = reader.poll_until(lambda r: wanted <= {a["kind"] for a in r if a["model"] == model}, timeout=240)
     reader.close()
     mine = [a for a in alerts if a["model"] == model]
     kinds = {a["kind"] for a in mine}
