@@ -438,6 +438,8 @@ async def _route(events, validate, field: str, source) -> None:
                 runs[-1][3] += 1
             else:
                 runs.append([message.partition, message.offset, 0, 1])
+        if bad and not worker.ledger.started((message.topic, message.partition)):
+            continue    # revoked while this batch was in flight: the next owner re-reads and dead-letters it
         for index, reason in bad:
             record = records.deadletter_record(event.value, reason, source, message.partition,
                                                message.offset, index)
@@ -445,16 +447,18 @@ async def _route(events, validate, field: str, source) -> None:
                 worker.counts["deadletter_deduplicated"] += 1    # re-read after a crash: sent before
                 continue
             worker.counts["deadletter"] += 1
-            dead.append(record["deadletter_id"])
-            sends.append(await deadletter_topic.send(key=message.key, value=orjson.dumps(record)))
+            dead.append((record["deadletter_id"], await deadletter_topic.send(key=message.key,
+                                                                             value=orjson.dumps(record))))
     for key, (items, runs) in by_key.items():
         for body in _bodies(field, items, runs, settings.max_message_bytes):
             sends.append(await events_topic.send(key=key.encode(), value=body))
+    # A dead letter is marked sent as soon as it is (a crash in between re-sends it: same id).
+    for deadletter_id, sent in dead:
+        await sent
+        await worker.dedup.mark_delivered(deadletter_id)
     # Wait for delivery before the ledger marks the source messages handled: at-least-once.
     if sends:
         await asyncio.gather(*sends)
-    for deadletter_id in dead:
-        await worker.dedup.mark_delivered(deadletter_id)
 
 
 def _bodies(field: str, items: list, runs: list, limit: int) -> list[bytes]:
