@@ -265,12 +265,11 @@ class Worker:
         self.counts["checkpoints"] += 1
         self.last_checkpoint = time.monotonic()
 
-    def ack_held(self) -> None:
-        for event in self.held:
+    def ack(self, events: list) -> None:
+        for event in events:
             message = event.message
             self.ledger.handled((message.topic, message.partition), message.offset)
             event.ack()
-        self.held.clear()
 
     async def commit(self) -> None:
         """Persist, deliver, acknowledge: the order that makes a crash at any step lose nothing.
@@ -283,9 +282,11 @@ class Worker:
         and re-sends the outbox (dropped by id); a crash after 2 only re-reads.
         """
         async with self.commit_lock:
+            # only what this checkpoint holds: the monitor may fold in more while outputs are sent
+            held, self.held = self.held, []
             self.checkpoint()
             await self.deliver()
-            self.ack_held()
+            self.ack(held)
 
     def forget_partitions(self, partitions: set[int]) -> None:
         """Partitions moved away: drop their monitors and held events (the new owner replays)."""
@@ -440,6 +441,8 @@ async def _route(events, validate, field: str, source) -> None:
                 runs[-1][3] += 1
             else:
                 runs.append([message.partition, message.offset, 0, 1])
+        if bad and not worker.ledger.started((message.topic, message.partition)):
+            continue    # revoked while this batch was in flight: the next owner re-reads and dead-letters it
         for index, reason in bad:
             record = records.deadletter_record(event.value, reason, source, message.partition,
                                                message.offset, index)
@@ -448,16 +451,18 @@ async def _route(events, validate, field: str, source) -> None:
                 continue
             worker.counts["deadletter"] += 1
             deadletters.record(reason, source, message.partition, message.offset, index)
-            dead.append(record["deadletter_id"])
-            sends.append(await deadletter_topic.send(key=message.key, value=orjson.dumps(record)))
+            dead.append((record["deadletter_id"], await deadletter_topic.send(key=message.key,
+                                                                             value=orjson.dumps(record))))
     for key, (items, runs) in by_key.items():
         for body in _bodies(field, items, runs, records.MAX_MESSAGE_BYTES):   # under Kafka's default 1 MB
             sends.append(await events_topic.send(key=key.encode(), value=body))
+    # A dead letter is marked sent as soon as it is (a crash in between re-sends it: same id).
+    for deadletter_id, sent in dead:
+        await sent
+        await worker.dedup.mark_delivered(deadletter_id)
     # Wait for delivery before the ledger marks the source messages handled: at-least-once.
     if sends:
         await asyncio.gather(*sends)
-    for deadletter_id in dead:
-        await worker.dedup.mark_delivered(deadletter_id)
 
 
 def _bodies(field: str, items: list, runs: list, limit: int) -> list[bytes]:
@@ -565,43 +570,24 @@ def _log_restarted(message, applied: int) -> bool:
 
 
 async def _monitor_one(event) -> None:
-    """Fold one internal message into its model's monitor; checkpoint, deliver and ack when due."""
-    worker.held.append(event)
+    """Fold one internal message into its model's monitor; checkpoint, deliver and ack when due.
+
+    Everything that can wait (a reference look-up in Redis, a dead letter) happens before the
+    state changes or after it is whole: a checkpoint taken meanwhile (the shutdown hook's)
+    sees the message applied entirely or not at all, and only then is it held for its ack.
+    """
     message = event.message
     model = event.key.decode()
     try:
         mon = worker.monitor_for(model, message.partition)
-        applied = mon.applied_offsets.get(message.partition, -1)
-        if message.offset <= applied and _log_restarted(message, applied):
-            log.warning("%s[%d] ends before offset %d, which %s's state has applied: the log was recreated "
-                        "(a memory-only broker restarted, or the topic was deleted); counting from its start",
-                        message.topic, message.partition, applied, model)
-            mon.applied_offsets.clear()     # internal offsets and source positions are from the lost log
-            worker.counts["log_restarts"] += 1
-        if message.offset <= mon.applied_offsets.get(message.partition, -1):
-            worker.counts["replayed_skipped"] += 1
-        else:
+        if not _replayed(mon, message):
             body = orjson.loads(event.value)
-            out: list = []
             if "p" in body:
-                predictions, sources = _fresh(mon, "p", body)
-                await worker.ensure_reference(mon, predictions)
-                out = mon.add_predictions(predictions, offset=message.offset, partition=message.partition,
-                                          sources=sources)
-                for entry in mon.archive():
-                    worker.spawn(worker.status.archive_reference(entry), "reference archive")
-                worker.counts["predictions"] += len(predictions)
-            elif "l" in body:
-                labels, _ = _fresh(mon, "l", body)
-                out = mon.add_labels(labels)
-                worker.counts["labels"] += len(labels)
-            elif "tick" in body:
-                out = mon.tick(body["tick"])
-            if "tick" not in body:
-                worker.last_event_at[model] = time.monotonic()
-            mon.applied_offsets[message.partition] = message.offset
-            worker.dirty.add(model)
-            worker.outbox.extend((kind, record, message.partition) for kind, record in out)
+                await worker.ensure_reference(mon, body["p"])
+                if worker.monitors.get(model, (None, None))[1] is not mon:
+                    return       # its partition was revoked meanwhile: the next owner replays the message
+            _fold(mon, model, message, body)
+        worker.held.append(event)
         worker.schedule_status(model, mon)
     except ModelLimitReached as exc:
         worker.counts["models_rejected"] += 1
@@ -609,12 +595,51 @@ async def _monitor_one(event) -> None:
             log.warning("%s: events of %s dead-lettered (%d messages so far)", exc, model,
                         worker.counts["models_rejected"])
         await _dead_letter(event, str(exc))
+        worker.held.append(event)
     except Exception as exc:  # a bug must not stop the stream: park the message, keep going
         worker.counts["processing_errors"] += 1
         log.exception("processing %s@%s failed", model, message.offset)
         await _dead_letter(event, f"processing error: {exc!r}")
+        worker.held.append(event)
     if worker.outbox or time.monotonic() - worker.last_checkpoint >= settings.checkpoint_seconds:
         await worker.commit()
+
+
+def _replayed(mon: ModelMonitor, message) -> bool:
+    """Whether the state has applied this internal message already (a replay after a restore)."""
+    applied = mon.applied_offsets.get(message.partition, -1)
+    if message.offset <= applied and _log_restarted(message, applied):
+        log.warning("%s[%d] ends before offset %d, which %s's state has applied: the log was recreated "
+                    "(a memory-only broker restarted, or the topic was deleted); counting from its start",
+                    message.topic, message.partition, applied, mon.model)
+        mon.applied_offsets.clear()     # internal offsets and source positions are from the lost log
+        worker.counts["log_restarts"] += 1
+    if message.offset <= mon.applied_offsets.get(message.partition, -1):
+        worker.counts["replayed_skipped"] += 1
+        return True
+    return False
+
+
+def _fold(mon: ModelMonitor, model: str, message, body: dict) -> None:
+    """Apply a message's fresh events and queue what they emit (no awaits: one step for a checkpoint)."""
+    out: list = []
+    if "p" in body:
+        predictions, sources = _fresh(mon, "p", body)
+        out = mon.add_predictions(predictions, offset=message.offset, partition=message.partition, sources=sources)
+        for entry in mon.archive():
+            worker.spawn(worker.status.archive_reference(entry), "reference archive")
+        worker.counts["predictions"] += len(predictions)
+    elif "l" in body:
+        labels, _ = _fresh(mon, "l", body)
+        out = mon.add_labels(labels)
+        worker.counts["labels"] += len(labels)
+    elif "tick" in body:
+        out = mon.tick(body["tick"])
+    if "tick" not in body:
+        worker.last_event_at[model] = time.monotonic()
+    mon.applied_offsets[message.partition] = message.offset
+    worker.dirty.add(model)
+    worker.outbox.extend((kind, record, message.partition) for kind, record in out)
 
 
 async def _dead_letter(event, reason: str) -> None:
