@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sinks.base import redact_url
-from streams import config
+from streams import config, preflight
 from streams.producer import bootstrap_of
 
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -69,7 +69,6 @@ class _Group(click.Group):
         from sinks import StoreUnavailable
         from streams.audit import AmbiguousId
         from streams.config_check import ConfigError
-        from streams.preflight import Unusable
 
         try:
             return super().invoke(ctx)
@@ -80,7 +79,7 @@ class _Group(click.Group):
                 raise
             if isinstance(exc, ConfigError):
                 raise _Failed("configuration error:\n" + "\n".join(exc.lines), exit_code=2) from None
-            if isinstance(exc, (Unusable, StoreUnavailable, AmbiguousId)):
+            if isinstance(exc, (preflight.Unusable, StoreUnavailable, AmbiguousId)):
                 raise _Failed(str(exc)) from None
             if isinstance(exc, OSError) and exc.filename:
                 raise _Failed(f"{exc.filename}: {exc.strerror}") from None
@@ -101,8 +100,6 @@ def main(ctx: click.Context) -> None:
 # -- services ------------------------------------------------------------------------------
 def _serve(start, port: int, what: str, note: str) -> None:
     """Start a local service on 127.0.0.1:``port`` and keep it until Ctrl-C (stopped by its PID)."""
-    from streams import preflight
-
     if not preflight.port_free("127.0.0.1", port):
         raise preflight.Unusable(f"port 127.0.0.1:{port} is in use (a {what} already running?); choose --port")
     service = start(port)
@@ -144,8 +141,6 @@ def worker(ctx: click.Context, loglevel: str, web_port: int | None) -> None:
     """Run a monitoring worker. Start several with the same app id to share the partitions."""
     import dataclasses
 
-    from streams import preflight
-
     settings = _settings(ctx)
     preflight.check_broker(settings.broker)
     preflight.check_redis(settings.redis_url)
@@ -186,7 +181,6 @@ def worker(ctx: click.Context, loglevel: str, web_port: int | None) -> None:
 @click.pass_context
 def simulate(ctx, events, batch, rate, shift_at, concept_at, model, model_version, seed) -> None:
     """Publish traffic from a real model, with a covariate shift and a concept drift injected."""
-    from streams import preflight
     from streams.simulator import Scenario, publish
 
     settings = _settings(ctx)
@@ -209,8 +203,6 @@ def status(ctx, as_json: bool) -> None:
     """Latest status of every monitored model version (from Redis)."""
     from sinks import read_status_sync
     from streams.render import join_line, labels_cell, metric_cell
-
-    from streams import preflight
 
     settings = _settings(ctx)
     preflight.check_redis(settings.redis_url)
@@ -256,7 +248,6 @@ def tail(ctx, what: str, from_beginning: bool, max_messages, timeout, as_json: b
     """Print alerts, retrain requests or dead letters, one line each (--json: the records)."""
     from kafka import KafkaConsumer
 
-    from streams import preflight
     from streams.render import record_line
 
     settings = _settings(ctx)
@@ -303,8 +294,6 @@ def reference_build(ctx, model, model_version, label_column, output, path) -> No
     from sinks import put_reference_sync
     from streams.files import read_rows
 
-    from streams import preflight
-
     settings = _settings(ctx)
     preflight.check_redis(settings.redis_url)
     columns = read_rows(Path(path), exclude={label_column, "prediction", "score", "prediction_id"})
@@ -329,8 +318,6 @@ def audit(ctx, alert_id: str, recompute: bool) -> None:
     from streams import audit as audit_
 
     settings = _settings(ctx)
-    from streams import preflight
-
     preflight.check_redis(settings.redis_url)
     alert = audit_.load_alert(settings.redis_url, alert_id, prefix=settings.redis_prefix)
     if alert is None:
