@@ -73,7 +73,8 @@ def test_a_worker_leaves_nothing_where_it_starts(broker_url, redis_url, tmp_path
     cwd, state = tmp_path / "cwd", tmp_path / "state"
     cwd.mkdir()
     # DRIFTLINE_DATA_DIR empty: the default data folder, under XDG_STATE_HOME
-    env = isolated_env(broker_url, redis_url, DRIFTLINE_DATA_DIR="", XDG_STATE_HOME=state)
+    # PYTHONPATH: this tree's driftline, whatever an installed one would be, outside the repository
+    env = isolated_env(broker_url, redis_url, DRIFTLINE_DATA_DIR="", XDG_STATE_HOME=state, PYTHONPATH=ROOT)
     before = sorted(p.name for p in ROOT.iterdir())
     worker = WorkerProcess(env, tmp_path, cwd=cwd)
     try:
