@@ -235,6 +235,7 @@ def run(predictions: int = 200_000, models: int = 4, cycles: int = 20, seed: int
     from tests.integration.harness import drift_traffic, duplicates, isolated_env, model_statuses, topic
 
     rng = random.Random(seed)
+    keep = True
     folder = Path(tempfile.mkdtemp(prefix="driftline-soak-"))
     broker = start_broker(log_path=folder / "tansu.log")
     redis = PersistentRedis(folder / "redis")
@@ -307,11 +308,13 @@ def run(predictions: int = 200_000, models: int = 4, cycles: int = 20, seed: int
             "workers_started": len(soak.workers),
             "exit_codes": [f["exit"] for f in soak.faults if "exit" in f],
         }
+        result["folder"] = str(folder)
         result["ok"] = bool(not result["lost"] and not result["double_counted"]
                             and not result["labels_not_joined_once"] and not result["duplicate_alert_ids"]
                             and not result["duplicate_retrain_ids"] and not result["duplicate_dead_letter_ids"]
                             and result["dead_letters"] == traffic.bad_elements
                             and ks and all(c["equal"] for c in ks))
+        keep = not result["ok"]
         return result
     finally:
         if soak is not None:
@@ -319,7 +322,10 @@ def run(predictions: int = 200_000, models: int = 4, cycles: int = 20, seed: int
                 worker.terminate(timeout=30)
         redis.stop()
         broker.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        if keep:        # the workers' and the broker's logs, to find what went wrong
+            log(f"soak: logs kept in {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv=None) -> dict:
