@@ -62,7 +62,8 @@ class GapFiller:
         self._lock = asyncio.Lock()
         self._last: dict[tuple[str, int], int] = {}
         self.read_timeout = read_timeout
-        self.counts = {"input_gaps": 0, "gap_records_recovered": 0, "gap_reads_incomplete": 0}
+        self.counts = {"input_gaps": 0, "gap_records_recovered": 0, "gap_reads_incomplete": 0,
+                       "redelivered_dropped": 0}
 
     def forget(self, partitions) -> None:
         """Partitions revoked: the next owner (maybe us again) starts from the committed offset."""
@@ -87,10 +88,14 @@ class GapFiller:
             if previous is None and self._committed is not None:
                 position = await self._start(message.topic, message.partition)
                 previous = last[tp] = position - 1
+            if previous is not None and message.offset <= previous:
+                # passed on already in this assignment (re-read from a gap, or delivered twice):
+                # a second copy would be handled twice, its dead letters sent twice in one batch
+                self.counts["redelivered_dropped"] += 1
+                continue
             if previous is not None and message.offset > previous + 1:
                 out.extend(await self.read(message.topic, message.partition, previous + 1, message.offset))
-            if previous is None or message.offset > previous:
-                last[tp] = message.offset
+            last[tp] = message.offset
             out.append(event)
         return out
 
