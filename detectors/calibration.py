@@ -124,7 +124,7 @@ def bootstrap_min_p_values(reference_columns: Mapping[str, Sequence | np.ndarray
     rng = np.random.default_rng(seed)
     p_values = []
     for name, fp in profile.features.items():
-        codes, k = _codes(to_column(reference_columns[name], fp.kind), fp.kind)
+        codes, k = _codes(to_column(reference_columns[name], fp.value_type), fp.kind)
         ref = _batched_counts(codes, rng.integers(0, n, size=(n_bootstrap, n_ref)), k)
         cur = _batched_counts(codes, rng.integers(0, n, size=(n_bootstrap, window_size)), k)
         tests = settings.numeric_tests if fp.kind == "numeric" else settings.categorical_tests

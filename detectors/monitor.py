@@ -315,7 +315,7 @@ class VersionMonitor:
         """The window's columns, those the reference knows as :class:`WindowColumn`: every
         check of the window (drift, data quality, domain classifier) shares one conversion."""
         kinds = self.reference.features
-        return {name: WindowColumn(values, kinds[name].kind) if name in kinds else values
+        return {name: WindowColumn(values, kinds[name].value_type) if name in kinds else values
                 for name, values in columns.items()}
 
     def close_window(self, out: list) -> None:

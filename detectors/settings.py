@@ -14,7 +14,7 @@ class ModelSettings:
     window_seconds: float = 300.0       # a window also closes when this much event time passed...
     min_window_size: int = 100          # ...if it holds at least this many predictions
     reference_size: int = 2000          # first N predictions form the reference, unless one was built
-    feature_types: dict = field(default_factory=dict)   # name -> "numeric" | "categorical"
+    feature_types: dict = field(default_factory=dict)   # name -> "numeric" | "categorical" | "boolean"
     drift: dict = field(default_factory=dict)           # detectors.WindowSettings fields
     label_ttl_seconds: float = 3600.0   # unlabelled predictions expire after this (event time)
     max_pending_labels: int = 50_000    # hard cap on predictions waiting for a label
@@ -37,7 +37,8 @@ class ModelSettings:
     retrain_drift_windows: int = 3      # ...or when input drift persists this many consecutive windows
     # segments and fairness
     segment_min_size: int = 100         # per segment value and window, before a gap or drift is judged
-    segment_drift: bool = True          # input drift tests inside each segment value, per window
+    segment_drift: bool = True          # input drift tests inside each segment value, per window...
+    segment_reference_min_size: int = 200  # ...against that value's own reference rows, if it has this many
     fairness_tolerance: float = 0.1     # accuracy / positive-rate / TPR gap that alerts
     fairness_alpha: float = 0.01
     # champion/challenger

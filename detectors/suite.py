@@ -186,7 +186,7 @@ def evaluate_window(
         raw = window.get(name)
         if raw is None:
             raw = np.full(n, np.nan) if fp.kind == "numeric" else np.full(n, None, dtype=object)
-        column = WindowColumn.of(raw, fp.kind)  # converted, counted and binned once for every test below
+        column = WindowColumn.of(raw, fp.value_type)  # converted, counted and binned once for every test below
         summaries[name] = column.summary
         primary, distances, _ = _feature_results(fp, column, settings)
         missing = missing_test.test(fp, column) if settings.missing_rate else None

@@ -54,7 +54,7 @@ def test_bonferroni():
 def test_data_quality_checks():
     rng = np.random.default_rng(0)
     ref = ReferenceProfile.from_columns({"x": rng.uniform(0, 1, 1000), "c": rng.choice(["a", "b"], 1000), "gone": rng.normal(size=1000)})
-    window = {"x": list(rng.uniform(0, 1, 95)) + [5.0, -1.0, "oops", None, True],
+    window = {"x": list(rng.uniform(0, 1, 95)) + [5.0, -1.0, "oops", None, "n/a"],
               "c": ["a"] * 90 + ["zzz"] * 10, "extra": [1] * 100}
     results = {(r.detector, r.feature): r for r in DataQuality().check(ref, window)}
     oor = results[("data_quality.out_of_range", "x")]
