@@ -19,7 +19,7 @@ from operator import itemgetter
 from river import metrics, utils
 
 from detectors.alerts import AlertLifecycle, make_alert, make_retrain_request
-from detectors.calibration import calibrate
+from detectors.calibration import calibrate, calibrate_family
 from detectors.cbpe import CBPE
 from detectors.comparison import compare_versions
 from detectors.concept import make_concept_detector
@@ -28,7 +28,7 @@ from detectors.fairness import SegmentStats
 from detectors.profile import ReferenceProfile, WindowColumn
 from detectors.quality import DataQuality
 from detectors.settings import ModelSettings
-from detectors.suite import WindowSettings, evaluate_window
+from detectors.suite import WindowSettings, decide_family, evaluate_window
 from detectors.alerts import SEVERITIES
 
 PREDICTION = "__prediction__"
@@ -177,6 +177,10 @@ class VersionMonitor:
         self.reference: ReferenceProfile | None = None
         self.reference_info: dict = {}
         self._reference_rows = ColumnBuffer()
+        self._reference_segments: list = []    # each reference row's segment, for per-segment references
+        self.segment_window_settings = self.window_settings   # how segment x feature families are judged
+        self.segment_calibration: dict | None = None
+        self._segment_report: dict = {}
         self.window = ColumnBuffer()
         self.window_index = 0
         self._window_start = self._window_end = None
@@ -212,7 +216,12 @@ class VersionMonitor:
         self._suspect_left = 0
 
     def __setstate__(self, state: dict) -> None:
-        """Checkpoints from before the shared confusion matrices get them on restore."""
+        """Checkpoints from before the shared confusion matrices get them on restore; those from
+        before per-segment references get no segment references (their segments stay untested)."""
+        state.setdefault("_reference_segments", None)
+        state.setdefault("segment_window_settings", state.get("window_settings"))
+        state.setdefault("segment_calibration", None)
+        state.setdefault("_segment_report", {})
         self.__dict__.update(state)
         if self.task == "classification" and self._metrics is not None:
             _share_confusion_matrices(self._metrics, self._rolling)
@@ -220,6 +229,7 @@ class VersionMonitor:
     # -- reference ---------------------------------------------------------------
     def set_reference(self, profile: ReferenceProfile, source: str) -> None:
         self.reference = profile
+        self.segment_window_settings = self.window_settings
         self.reference_info = {"reference_id": profile.reference_id, "source": source, "n": profile.n,
                                "calibration": self.calibration,
                                "alpha": self.window_settings.alpha, "correction": self.window_settings.correction}
@@ -228,8 +238,12 @@ class VersionMonitor:
     def _build_reference(self) -> None:
         n = self._reference_rows.n
         columns = self._reference_rows.columns()
+        segments = self._reference_segments
+        if segments is not None and (len(segments) != n or not any(segments)):
+            segments = None   # restored from a checkpoint that did not record them, or no segments at all
         profile = ReferenceProfile.from_columns(
-            columns, kinds=self.settings.feature_types, reference_id=f"{self.model}:{self.version}:first-{n}")
+            columns, kinds=self.settings.feature_types, reference_id=f"{self.model}:{self.version}:first-{n}",
+            segments=segments, segment_min_size=self.settings.segment_reference_min_size)
         if self.settings.calibrate_ert_windows:
             # Bootstrap windows from the reference: the threshold that gives ~1 false alarm per ERT windows.
             calibration = calibrate(columns, self.settings.window_size, self.settings.calibrate_ert_windows,
@@ -237,8 +251,30 @@ class VersionMonitor:
             self.window_settings = calibration.settings(self.window_settings)
             self.calibration = calibration.to_dict()
         self._reference_rows = ColumnBuffer()
+        self._reference_segments = []
         self.set_reference(profile, source="first_predictions")
+        if self.settings.calibrate_ert_windows and profile.segments and self.settings.segment_drift:
+            self._calibrate_segments(columns, segments, profile)
         self.unpublished_reference = True   # the stream layer archives it (audits recompute from it)
+
+    def _calibrate_segments(self, columns: dict, segments: list, profile: ReferenceProfile) -> None:
+        """ERT calibration of the segment x feature family: null windows drawn per segment value
+        from its own reference rows, sized by its share of the reference, corrected together."""
+        groups = []
+        for key, sub in profile.segments.items():
+            attr, _, value = key.partition("=")
+            rows = [i for i, segment in enumerate(segments) if segment and segment.get(attr) == value]
+            window_rows = round(self.settings.window_size * len(rows) / profile.n)
+            if window_rows < self.settings.segment_min_size:
+                continue   # a window would rarely hold enough of them to be tested
+            groups.append(({name: [values[i] for i in rows] for name, values in columns.items()
+                            if name not in OUTPUT_COLUMNS}, window_rows))
+        if not groups:
+            return
+        calibration = calibrate_family(groups, self.settings.calibrate_ert_windows, settings=self.segment_window_settings,
+                                       kinds={k: v for k, v in profile.types.items() if k not in OUTPUT_COLUMNS})
+        self.segment_window_settings = calibration.settings(self.segment_window_settings)
+        self.segment_calibration = calibration.to_dict()
 
     # -- predictions -------------------------------------------------------------
     def add_prediction(self, event: dict, offset, out: list) -> bool:
@@ -270,6 +306,8 @@ class VersionMonitor:
             self._maybe_scheduled_retrain(ts, out)
         if self.reference is None:
             self._reference_rows.append(row)
+            if self._reference_segments is not None:
+                self._reference_segments.append(event["segment"])
             if self._reference_rows.n >= self.settings.reference_size:
                 self._build_reference()
             return True
@@ -370,6 +408,7 @@ class VersionMonitor:
         for result in self._checked("fairness", lambda: self.segments.test(
                 self.settings.segment_min_size, self.settings.fairness_tolerance, self.settings.fairness_alpha)):
             findings["fairness"][result.feature] = result
+        self._segment_report = {}
         if self.settings.segment_drift:
             findings["segment_drift"] = self._checked("segment_drift", lambda: self._segment_drift(raw), {})
         emitted = []
@@ -396,6 +435,7 @@ class VersionMonitor:
             "drifted_features": sorted(k for kind in ("input_drift", "prediction_drift") for k in findings[kind]),
             "findings": {kind: sorted(keys) for kind, keys in findings.items() if keys},
             "segments": self.segments.summary(),
+            "segment_drift": dict(self._segment_report),
             "errors": dict(self._check_errors),
         }
 
@@ -411,22 +451,56 @@ class VersionMonitor:
         self._score_out_of_range = 0
 
     def _segment_drift(self, columns: dict) -> dict:
-        """Input drift inside each segment value with enough rows (at most 20 values per window)."""
+        """Input drift inside each segment value: its window rows against its own reference rows.
+
+        A segment value differs from the population by definition (a region has its own
+        countries), so it is compared with the reference rows of the same value, kept when
+        the reference was built. Values with at least ``segment_min_size`` window rows are
+        tested (at most 20 per window, the largest); those without a reference of their own
+        are reported untested in ``last_window["segment_drift"]``. Every segment x feature test
+        of the window is one family, corrected together and ERT-calibrated like the main tests.
+        """
         groups: dict = {}
         for index, segment in enumerate(self._window_segments):
             for key in (segment or {}).items():
                 groups.setdefault(key, []).append(index)
-        large = [(key, rows) for key, rows in groups.items() if len(rows) >= self.settings.segment_min_size]
+        large = sorted(((key, rows) for key, rows in groups.items() if len(rows) >= self.settings.segment_min_size),
+                       key=lambda item: (-len(item[1]), item[0]))
+        references = self.reference.segments or {}
+        sizes = self.reference.segment_sizes
+        settings = self.segment_window_settings
+        uncorrected = dataclasses.replace(settings, correction="none")
+        untested, tested, family = {}, {}, []
+        for rank, ((attr, value), rows) in enumerate(large):
+            key = f"{attr}={value}"
+            sub = references.get(key)
+            if rank >= 20:
+                untested[key] = "more than 20 segment values in the window"
+                continue
+            if sub is None:
+                have = (sizes or {}).get(key, 0)
+                untested[key] = ("the reference has no segments" if sizes is None else
+                                 f"{have} reference rows < segment_reference_min_size "
+                                 f"{self.settings.segment_reference_min_size}")
+                continue
+            tested[key] = len(rows)
+            subset = {name: [columns[name][i] for i in rows] for name in sub.features if name in columns}
+            for result in evaluate_window(sub, subset, uncorrected).results:
+                if (result.feature not in OUTPUT_COLUMNS and result.p_value is not None
+                        and "reason" not in result.evidence
+                        and result.detector in ("ks", "chi_squared", "missing_rate")):
+                    family.append((key, len(rows), sub.n, result))
         found = {}
-        for (attr, value), rows in sorted(large, key=lambda item: -len(item[1]))[:20]:
-            subset = {name: [columns[name][i] for i in rows] for name in self.reference.features if name in columns}
-            for result in evaluate_window(self.reference, subset, self.window_settings).drifted:
-                # the attribute itself (often also a feature) is constant inside its own segment
-                if result.feature not in OUTPUT_COLUMNS and result.feature != attr:
-                    key = f"{attr}={value}:{result.feature}"
-                    found[key] = dataclasses.replace(result, feature=key,
-                                                     evidence={**result.evidence, "segment": {attr: value},
-                                                               "segment_rows": len(rows)})
+        decided = decide_family([r for *_, r in family], settings)
+        for (key, n_rows, n_reference, _), result in zip(family, decided):
+            if result.drifted:
+                attr, _, value = key.partition("=")
+                name = f"{key}:{result.feature}"
+                found[name] = dataclasses.replace(result, feature=name, evidence={
+                    **result.evidence, "segment": {attr: value}, "segment_rows": n_rows,
+                    "segment_reference_rows": n_reference, "family_size": len(family),
+                    "calibration": self.segment_calibration})
+        self._segment_report = {"tested": tested, "untested": untested, "family_size": len(family)}
         return found
 
     def _guardrail_result(self):
