@@ -207,7 +207,7 @@ class VersionMonitor:
         self.quality = DataQuality(**settings.quality)
         self.domain = DomainClassifier(**{k: v for k, v in settings.multivariate.items() if k not in ("enabled", "every")})
         self.cbpe: CBPE | None = None
-        self._cbpe_fit: list = []           # (score, label) pairs from the first labelled events
+        self._cbpe_fit: list = []           # (score, label, prediction) of the first labelled events
         self.segments = SegmentStats()
         self.recent_errors: deque = deque(maxlen=settings.performance_window)
         self._drift_streak = 0
@@ -222,6 +222,11 @@ class VersionMonitor:
         state.setdefault("segment_window_settings", state.get("window_settings"))
         state.setdefault("segment_calibration", None)
         state.setdefault("_segment_report", {})
+        cbpe = state.get("cbpe")
+        if cbpe is not None and "_calibration_x" not in cbpe.__dict__:
+            # fitted on raw scores at a 0.5 threshold: refit, calibrated, from the next labelled events
+            state["cbpe"], state["_cbpe_fit"] = None, []
+        state["_cbpe_fit"] = [item for item in state.get("_cbpe_fit", []) if len(item) == 3]
         self.__dict__.update(state)
         if self.task == "classification" and self._metrics is not None:
             _share_confusion_matrices(self._metrics, self._rolling)
@@ -402,7 +407,9 @@ class VersionMonitor:
             if result is not None and result.drifted:
                 findings["multivariate_drift"]["__rows__"] = result
         if self.cbpe is not None and self.window.n:
-            result = self._checked("estimated_performance", lambda: self.cbpe.test(raw.get(SCORE, [])), None)
+            predictions = [_as_class(p) for p in raw.get(PREDICTION, [])]
+            result = self._checked("estimated_performance",
+                                   lambda: self.cbpe.test(raw.get(SCORE, []), predictions=predictions), None)
             if result is not None and result.drifted:
                 findings["estimated_performance"]["__score__"] = result
         for result in self._checked("fairness", lambda: self.segments.test(
@@ -595,11 +602,11 @@ class VersionMonitor:
             if segment:
                 self.segments.add_label(segment, y_true, y_pred)
             if (self.settings.estimate_performance and self.cbpe is None and score is not None
-                    and isinstance(y_true, bool) and 0.0 <= score <= 1.0):
-                self._cbpe_fit.append((score, y_true))
-                if len(self._cbpe_fit) >= self.settings.performance_window:
-                    scores, labels = zip(*self._cbpe_fit)
-                    self.cbpe = CBPE(max_drop=self.settings.performance_tolerance).fit(scores, labels)
+                    and isinstance(y_true, bool) and isinstance(y_pred, bool) and 0.0 <= score <= 1.0):
+                self._cbpe_fit.append((score, y_true, y_pred))
+                if len(self._cbpe_fit) >= self.settings.cbpe_reference_labels:
+                    scores, labels, predictions = zip(*self._cbpe_fit)
+                    self.cbpe = CBPE(max_drop=self.settings.performance_tolerance).fit(scores, labels, predictions)
                     self._cbpe_fit = []
         else:
             try:

@@ -29,7 +29,8 @@ class ModelSettings:
     quality: dict = field(default_factory=dict)         # detectors.DataQuality parameters
     output_range: list | None = None    # regression guardrail: [low, high] for predictions
     multivariate: dict = field(default_factory=lambda: {"enabled": True, "every": 1, "max_rows": 500, "alpha": 0.001})
-    estimate_performance: bool = True   # CBPE on calibrated scores while labels are delayed
+    estimate_performance: bool = True   # CBPE on calibrated scores while labels are delayed...
+    cbpe_reference_labels: int = 5000   # ...calibrated (isotonic) on the first this many labelled events
     # retrain policy (event time, so replays and tests are deterministic)
     retrain_min_interval: float = 3600.0  # never request retraining sooner than this after the last request
     retrain_max_interval: float = 0.0   # request at least this often, alerts or not (0: off)

@@ -97,7 +97,7 @@ def test_cbpe_contract():
     rng = np.random.default_rng(4)
     s = rng.beta(0.5, 0.5, size=2000)
     cbpe = CBPE(max_drop=0.05).fit(s, rng.random(2000) < s)
-    assert repr(cbpe) == "CBPE(max_drop=0.05, decision_threshold=0.5)"
+    assert repr(cbpe) == "CBPE(max_drop=0.05, decision_threshold=0.5, z=2.0)"
     assert not cbpe.test(rng.beta(0.5, 0.5, size=1000)).drifted
     window = rng.beta(4, 4, size=1000)
     r = cbpe.test(window)
