@@ -81,7 +81,11 @@ class SegmentStats:
             groups.setdefault(attr, {})[value] = (x, n)
         return groups
 
-    def test(self, min_size: int, tolerance: float, alpha: float) -> list[DriftResult]:
+    def test(self, min_size: int, tolerance: float, alpha: float, active: set = frozenset(),
+             hold: float = 1.0) -> list[DriftResult]:
+        """Findings of one window. A gap in ``active`` (already announced, as ``"attr.metric"``)
+        holds while it exceeds ``hold * tolerance``, significant or not: hysteresis, so a gap
+        that hovers at the tolerance is not resolved and announced again window after window."""
         results = []
         for metric in METRICS:
             for attr, values in sorted(self._groups(metric).items()):
@@ -94,13 +98,17 @@ class SegmentStats:
                 p = two_proportion_p(rates[best][1], rates[best][2], rates[worst][1], rates[worst][2])
                 # best-vs-worst is the most extreme of k(k-1)/2 pairs, over three metrics: Bonferroni
                 pairs = len(rates) * (len(rates) - 1) // 2
-                if gap > tolerance and p < alpha / (pairs * len(METRICS)):
+                key = f"{attr}.{metric}"
+                holds = key in active and gap > hold * tolerance
+                if holds or (gap > tolerance and p < alpha / (pairs * len(METRICS))):
                     results.append(DriftResult(
-                        f"fairness.{metric}", f"{attr}.{metric}", gap, p, tolerance, "statistic", True,
+                        f"fairness.{metric}", key, gap, p, tolerance, "statistic", True,
                         effect_size=gap, effect_name=f"{metric}_gap",
                         evidence={"attribute": attr, "metric": metric, "best": best, "worst": worst,
                                   "rates": {v: r[0] for v, r in rates.items()},
-                                  "n": {v: r[2] for v, r in rates.items()}, "alpha": alpha}))
+                                  "n": {v: r[2] for v, r in rates.items()}, "alpha": alpha,
+                                  "held": bool(holds and not (gap > tolerance and p < alpha / (pairs * len(METRICS)))),
+                                  "hold_threshold": hold * tolerance}))
         return results
 
     def summary(self) -> dict:

@@ -25,6 +25,7 @@ from detectors.comparison import compare_versions
 from detectors.concept import make_concept_detector
 from detectors.domain_classifier import DomainClassifier
 from detectors.fairness import SegmentStats
+from detectors.performance import drop_test
 from detectors.profile import ReferenceProfile, WindowColumn
 from detectors.quality import DataQuality
 from detectors.settings import ModelSettings
@@ -213,6 +214,9 @@ class VersionMonitor:
         self._drift_streak = 0
         self._scheduled_retrains = 0
         self._performance_announced: int | None = None
+        self._performance_active = False    # announced and not resolved (hysteresis)
+        self._performance_clear = 0         # consecutive window closes with the gap below the hold level
+        self._baseline_errors: list | None = []   # errors of the labels the baseline is computed on
         self._suspect_left = 0
 
     def __setstate__(self, state: dict) -> None:
@@ -222,6 +226,9 @@ class VersionMonitor:
         state.setdefault("segment_window_settings", state.get("window_settings"))
         state.setdefault("segment_calibration", None)
         state.setdefault("_segment_report", {})
+        state.setdefault("_performance_active", False)
+        state.setdefault("_performance_clear", 0)
+        state.setdefault("_baseline_errors", None)   # the drop test then uses the baseline value
         cbpe = state.get("cbpe")
         if cbpe is not None and "_calibration_x" not in cbpe.__dict__:
             # fitted on raw scores at a 0.5 threshold: refit, calibrated, from the next labelled events
@@ -412,8 +419,10 @@ class VersionMonitor:
                                    lambda: self.cbpe.test(raw.get(SCORE, []), predictions=predictions), None)
             if result is not None and result.drifted:
                 findings["estimated_performance"]["__score__"] = result
+        active_gaps = {feature for kind, feature in self.lifecycle.active() if kind == "fairness"}
         for result in self._checked("fairness", lambda: self.segments.test(
-                self.settings.segment_min_size, self.settings.fairness_tolerance, self.settings.fairness_alpha)):
+                self.settings.segment_min_size, self.settings.fairness_tolerance, self.settings.fairness_alpha,
+                active=active_gaps, hold=self.settings.hysteresis)):
             findings["fairness"][result.feature] = result
         self._segment_report = {}
         if self.settings.segment_drift:
@@ -619,6 +628,8 @@ class VersionMonitor:
             baseline_pair = (y_true, y_pred)
         if self.baseline is None:
             self._baseline_metric.update(*baseline_pair)
+            if self._baseline_errors is not None:
+                self._baseline_errors.append(error)
             if self.counts["labelled"] >= self.settings.performance_window:
                 self.baseline = _metric_value(self._baseline_metric)
         self.recent_errors.append(error)
@@ -636,32 +647,54 @@ class VersionMonitor:
                                           ts, out)
 
     def _check_performance(self, ts: float, out: list, trigger: str) -> dict | None:
-        """A performance alert when the rolling metric is worse than baseline by the tolerance."""
+        """A performance alert when the rolling metric is worse than baseline by the tolerance,
+        and a one-sided test given both sample sizes finds the drop significant
+        (:func:`detectors.performance.drop_test`).
+
+        Hysteresis: once announced, the condition holds while the gap stays above
+        ``hysteresis`` x tolerance, and is resolved after ``resolve_windows`` window closes
+        below it; it is re-announced at most every ``realert_windows`` windows.
+        """
         rolling = _metric_value(self._rolling[self._primary])
-        if rolling is None:
+        if rolling is None or not self.recent_errors:
             return
+        tol = self.settings.performance_tolerance
+        test = drop_test(self._primary, self._baseline_errors, list(self.recent_errors), tol,
+                         self.settings.performance_alpha, baseline=self.baseline,
+                         n_baseline=self.settings.performance_window)
+        if self._performance_active and trigger == "rolling_window":
+            if test.gap > self.settings.hysteresis * tol:
+                self._performance_clear = 0
+            else:
+                self._performance_clear += 1
+                if self._performance_clear >= self.settings.resolve_windows:
+                    self._performance_active = False
+                    self._performance_clear = 0
+                    self._resolved_alert("performance", self._primary, self._window_bounds(), out)
+                    return
         if self._performance_announced is not None and \
                 self.window_index - self._performance_announced < self.settings.realert_windows:
             return  # cooldown: one performance alert per realert_windows windows
-        tol = self.settings.performance_tolerance
-        bigger_is_better = self._rolling[self._primary].bigger_is_better
-        gap = (self.baseline - rolling) if bigger_is_better else (rolling - self.baseline) / max(abs(self.baseline), 1e-12)
-        if gap <= tol:
+        if not test.drifted:
             return
+        bigger_is_better = self._rolling[self._primary].bigger_is_better
+        gap = test.gap
         severity = "critical" if gap > 2 * tol else "warning"
         self._performance_announced = self.window_index
+        self._performance_active, self._performance_clear = True, 0
         n = self.counts["labelled"]
         alert = make_alert(
             model=self.model, model_version=self.version, kind="performance", severity=severity,
-            detector=f"{trigger}+{self._primary}", feature=None, statistic=rolling,
-            p_value=None, threshold=(self.baseline - tol) if bigger_is_better else self.baseline * (1 + tol),
+            detector=f"{trigger}+{self._primary}", feature=None, statistic=test.rolling,
+            p_value=test.p_value, threshold=(test.baseline - tol) if bigger_is_better else test.baseline * (1 + tol),
             window={"index": self.window_index, "labelled": n, "size": self.settings.performance_window,
-                    "end": ts, "start": None, "n": self.settings.performance_window},
+                    "end": ts, "start": None, "n": test.n_rolling},
             reference=self.reference_info,
-            evidence={"metric": self._primary, "baseline": self.baseline, "rolling": rolling, "gap": gap,
-                      "tolerance": tol, "rolling_metrics": self.rolling_metrics()},
+            evidence={"metric": self._primary, "baseline": test.baseline, "rolling": test.rolling, "gap": gap,
+                      "tolerance": tol, **test.evidence(), "rolling_metrics": self.rolling_metrics()},
             id_parts=("labelled", n), config_version=self.config_version,
-            message=f"{self._primary} {rolling:.3f} vs baseline {self.baseline:.3f} ({trigger})")
+            message=f"{self._primary} {test.rolling:.3f} vs baseline {test.baseline:.3f} "
+                    f"(±{1.96 * test.baseline_se:.3f}; p={test.p_value:.2g}, {trigger})")
         self._emit(out, alert)
         return alert
 

@@ -19,7 +19,9 @@ class ModelSettings:
     label_ttl_seconds: float = 3600.0   # unlabelled predictions expire after this (event time)
     max_pending_labels: int = 50_000    # hard cap on predictions waiting for a label
     performance_window: int = 500       # rolling-metric window (labelled events)
-    performance_tolerance: float = 0.05 # alert when rolling metric is this much worse than baseline
+    performance_tolerance: float = 0.05 # alert when rolling metric is this much worse than baseline...
+    performance_alpha: float = 0.001    # ...and a one-sided test of "no drop" rejects at this level
+    hysteresis: float = 0.5             # an announced fairness/performance gap holds until below this x tolerance
     concept_detector: str = "adwin"     # detector on the error stream
     concept_params: dict = field(default_factory=dict)
     realert_windows: int = 10           # a persisting condition is re-announced every N windows
