@@ -723,7 +723,9 @@ class VersionMonitor:
         out.append(("alert", alert))
 
     def rolling_metrics(self) -> dict:
-        return {name: _metric_value(m) for name, m in (self._rolling or {}).items()}
+        """None for every metric until a label came (river reports an empty accuracy as 0)."""
+        labelled = self.counts["labelled"] > 0
+        return {name: _metric_value(m) if labelled else None for name, m in (self._rolling or {}).items()}
 
     def status(self) -> dict:
         return {
@@ -733,7 +735,8 @@ class VersionMonitor:
             "counts": dict(self.counts),
             "reference": self.reference_info or {"source": "building", "n": self._reference_rows.n},
             "baseline": {self._primary: self.baseline} if self._primary else {},
-            "metrics": {name: _metric_value(m) for name, m in (self._metrics or {}).items()},
+            "metrics": {name: _metric_value(m) if self.counts["labelled"] else None
+                        for name, m in (self._metrics or {}).items()},
             "rolling_metrics": self.rolling_metrics(),
             "open_window": {"index": self.window_index, "n": self.window.n},
             "last_window": self.last_window,

@@ -116,7 +116,8 @@ def status(ctx, as_json: bool) -> None:
         primary = next(iter(rolling.items()), (None, None))
         table.add_row(str(s.get("model")), str(s.get("model_version")), str(counts.get("predictions")),
                       str(counts.get("labelled")), str(counts.get("windows")), str(counts.get("alerts")),
-                      f"{primary[0]}={primary[1]:.3f}" if primary[1] is not None else "-",
+                      f"{primary[0]}={primary[1]:.3f}" if primary[1] is not None else
+                      ("no labels yet" if not counts.get("labelled") else "-"),
                       ", ".join((s.get("last_window") or {}).get("drifted_features", [])) or "-",
                       ", ".join(f"{k}:{f}" for k, f in s.get("active_conditions", [])) or "-")
     console.print(table)

@@ -120,3 +120,13 @@ def test_a_persisting_fairness_gap_is_announced_once_not_again_and_again():
     resolved = [a for a in of_kind(out, "resolved") if a["feature"] == "region.accuracy"]
     assert len(fairness) == 1 and resolved == []
     assert ("fairness", "region.accuracy") in {tuple(c) for c in monitor.status()["versions"]["1"]["active_conditions"]}
+
+
+def test_a_model_without_labels_reports_no_metric_rather_than_zero():
+    events, _ = calibrated_traffic(3000, seed=9)
+    monitor = ModelMonitor("m", settings())
+    for i in range(0, 3000, 100):
+        monitor.add_predictions(events[i:i + 100])
+    status = monitor.status()["versions"]["1"]
+    assert status["counts"]["labelled"] == 0
+    assert status["rolling_metrics"]["accuracy"] is None and status["metrics"]["accuracy"] is None
