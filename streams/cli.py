@@ -194,26 +194,19 @@ def _parse_types(specs: tuple) -> dict:
 @click.pass_context
 def reference_build(ctx, model, model_version, label_column, type_specs, segment_columns, output, path) -> None:
     """Build a reference profile from a CSV or JSONL file of feature rows and store it in Redis."""
-    from detectors.profile import ReferenceProfile
     from sinks import put_reference_sync
-    from streams.files import read_rows
+    from streams.files import reference_from_file
 
     settings = _settings(ctx)
     model_settings = settings.for_model(model)
     declared = {**model_settings.feature_types, **_parse_types(type_specs)}
-    columns = read_rows(Path(path), exclude={label_column, "prediction", "score", "prediction_id"}, types=declared)
-    segment_values = [columns.pop(name, None) for name in segment_columns]
-    missing = [name for name, values in zip(segment_columns, segment_values) if values is None]
-    if missing:
-        raise click.ClickException(f"no segment column {', '.join(missing)} in {path}")
-    segments = None
-    if segment_columns:
-        segments = [{name: str(value) for name, value in zip(segment_columns, row) if value is not None} or None
-                    for row in zip(*segment_values)]
     reference_id = f"{model}:{model_version}:{Path(path).name}"
-    profile = ReferenceProfile.from_columns(columns, kinds={k: v for k, v in declared.items() if k in columns},
-                                            reference_id=reference_id, segments=segments,
-                                            segment_min_size=model_settings.segment_reference_min_size)
+    try:
+        profile = reference_from_file(Path(path), reference_id, types=declared, segment_columns=segment_columns,
+                                      exclude={label_column, "prediction", "score", "prediction_id"},
+                                      segment_min_size=model_settings.segment_reference_min_size)
+    except KeyError as exc:
+        raise click.ClickException(exc.args[0]) from None
     data = profile.to_dict()
     put_reference_sync(settings.redis_url, model, model_version, data)
     if output:

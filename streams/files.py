@@ -53,3 +53,24 @@ def read_rows(path: Path, exclude: set = frozenset(), types: dict | None = None)
                 rows.append({name: _cell(text, kind) for name, text, kind in zip(names, record, kinds)})
     names = [n for n in dict.fromkeys(k for row in rows for k in row) if n not in exclude]
     return {name: [row.get(name) for row in rows] for name in names}
+
+
+def reference_from_file(path: Path, reference_id: str, types: dict | None = None, segment_columns=(),
+                        exclude: set = frozenset(), segment_min_size: int = 200):
+    """The profile ``driftline reference build`` stores: columns of ``path`` typed by ``types``,
+    ``segment_columns`` taken out of the features and used as each row's segment."""
+    from detectors.profile import ReferenceProfile
+
+    types = types or {}
+    columns = read_rows(path, exclude=set(exclude), types=types)
+    segment_values = [columns.pop(name, None) for name in segment_columns]
+    missing = [name for name, values in zip(segment_columns, segment_values) if values is None]
+    if missing:
+        raise KeyError(f"no segment column {', '.join(missing)} in {path}")
+    segments = None
+    if segment_columns:
+        segments = [{name: str(value) for name, value in zip(segment_columns, row) if value is not None} or None
+                    for row in zip(*segment_values)]
+    return ReferenceProfile.from_columns(columns, kinds={k: v for k, v in types.items() if k in columns},
+                                         reference_id=reference_id, segments=segments,
+                                         segment_min_size=segment_min_size)
