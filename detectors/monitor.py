@@ -427,9 +427,11 @@ class VersionMonitor:
         self._segment_report = {}
         if self.settings.segment_drift:
             findings["segment_drift"] = self._checked("segment_drift", lambda: self._segment_drift(raw), {})
+        undecided = {"fairness": self.segments.undecided(self.settings.segment_min_size, active_gaps)}
         emitted = []
         for kind, results in findings.items():
-            announce, resolved = self.lifecycle.observe(self.window_index, kind, set(results))
+            announce, resolved = self.lifecycle.observe(self.window_index, kind, set(results),
+                                                        undecided.get(kind, frozenset()))
             if announce:
                 ordered = sorted(results.values(), key=lambda r: (r.p_value if r.p_value is not None else 1.0,
                                                                    -(r.effect_size or 0.0)))
