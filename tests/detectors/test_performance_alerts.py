@@ -138,3 +138,30 @@ def test_a_model_without_labels_reports_no_metric_rather_than_zero():
     status = monitor.status()["versions"]["1"]
     assert status["counts"]["labelled"] == 0
     assert status["rolling_metrics"]["accuracy"] is None and status["metrics"]["accuracy"] is None
+
+
+def test_a_checkpoint_from_before_the_drop_test_and_calibrated_cbpe_restores_and_keeps_working():
+    import pickle
+
+    events, labels = calibrated_traffic(14_000, seed=10, flip_from=9000, flip_rate=0.3)
+    monitor = ModelMonitor("m", settings(estimate_performance=True, cbpe_reference_labels=1000))
+    run(monitor, events[:3000], labels[:3000])
+    version = monitor.versions["1"]
+    assert version.cbpe is not None and version.baseline is not None
+    # what an old checkpoint held: no drop-test or hysteresis fields, a CBPE fitted on raw scores
+    state = version.__dict__.copy()
+    for name in ("_performance_active", "_performance_clear", "_baseline_errors"):
+        del state[name]
+    old_cbpe = pickle.loads(pickle.dumps(state["cbpe"]))
+    del old_cbpe.__dict__["_calibration_x"], old_cbpe.__dict__["_calibration_y"]
+    state["cbpe"], state["_cbpe_fit"] = old_cbpe, [(0.5, True)]
+    restored = pickle.loads(pickle.dumps(monitor))
+    restored.versions["1"].__dict__.clear()
+    restored.versions["1"].__setstate__(state)
+    again = restored.versions["1"]
+    assert again.cbpe is None and again._cbpe_fit == [] and again._baseline_errors is None
+    out = run(restored, events[3000:], labels[3000:])
+    assert again.cbpe is not None and again.cbpe.calibrated([0.5]).size == 1   # refitted, calibrated
+    perf = of_kind(out, "performance")
+    assert len(perf) == 1 and perf[0]["window"]["end"] > 9000
+    assert perf[0]["evidence"]["test"] == "two_proportion_z" and perf[0]["p_value"] < 0.001
