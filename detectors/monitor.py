@@ -35,6 +35,7 @@ from detectors.alerts import SEVERITIES
 PREDICTION = "__prediction__"
 SCORE = "__score__"
 OUTPUT_COLUMNS = (PREDICTION, SCORE)
+SEGMENT_BOOTSTRAP = 1000   # null windows drawn to calibrate the segment x feature family
 
 
 class ColumnBuffer:
@@ -283,7 +284,10 @@ class VersionMonitor:
                             if name not in OUTPUT_COLUMNS}, window_rows))
         if not groups:
             return
+        # 1,000 null windows, not 200: the 1/ERT quantile of 200 sits between their 2nd and 3rd
+        # smallest values and came out about twice too high (segment windows are small: this is cheap)
         calibration = calibrate_family(groups, self.settings.calibrate_ert_windows, settings=self.segment_window_settings,
+                                       n_bootstrap=SEGMENT_BOOTSTRAP,
                                        kinds={k: v for k, v in profile.types.items() if k not in OUTPUT_COLUMNS})
         self.segment_window_settings = calibration.settings(self.segment_window_settings)
         self.segment_calibration = calibration.to_dict()
