@@ -31,7 +31,9 @@ TYPES = ("numeric", "categorical", "boolean")
 TRUE_TEXT = frozenset({"true", "True", "TRUE"})
 FALSE_TEXT = frozenset({"false", "False", "FALSE"})
 BOOL_TEXT = TRUE_TEXT | FALSE_TEXT
-_MISSING_TEXT = frozenset({"", "nan", "NaN", "NA", "N/A", "null", "None"})
+# what pandas (NaN as an empty cell) and Python's csv module (None as "", float NaN as "nan") write;
+# not "NA" and the like: live JSON carries those as text (a country code, a category)
+_MISSING_TEXT = frozenset({"", "nan", "NaN"})
 
 
 def bool_text(value) -> str | None:
@@ -80,8 +82,8 @@ def as_boolean(value):
 def parse_text(text: str):
     """A CSV cell as the value JSON would have carried.
 
-    >>> [parse_text(t) for t in ("", "True", "false", "3", "3.50", "1e3", "NaN", "US", " 7 ")]
-    [None, True, False, 3, 3.5, 1000.0, None, 'US', 7]
+    >>> [parse_text(t) for t in ("", "True", "false", "3", "3.50", "1e3", "NaN", "US", " 7 ", "NA")]
+    [None, True, False, 3, 3.5, 1000.0, None, 'US', 7, 'NA']
     """
     stripped = text.strip()
     if stripped in _MISSING_TEXT:
