@@ -95,8 +95,12 @@ class AlertLifecycle:
     resolve_windows: int = 3
     _conditions: dict = field(default_factory=dict, repr=False)
 
-    def observe(self, window_index: int, kind: str, firing: set) -> tuple[list, list]:
-        """Return (features to announce now, features resolved now) for one kind in one window."""
+    def observe(self, window_index: int, kind: str, firing: set, undecided: set = frozenset()) -> tuple[list, list]:
+        """Return (features to announce now, features resolved now) for one kind in one window.
+
+        ``undecided`` features could not be judged in this window (too little data): an active
+        one neither counts as clear nor as firing.
+        """
         announce, resolved = [], []
         for feature in sorted(firing, key=str):
             cond = self._conditions.setdefault((kind, feature), Condition())
@@ -105,7 +109,7 @@ class AlertLifecycle:
                 cond.active, cond.announced_at = True, window_index
                 announce.append(feature)
         for (k, feature), cond in self._conditions.items():
-            if k != kind or feature in firing or not cond.active:
+            if k != kind or feature in firing or not cond.active or feature in undecided:
                 continue
             cond.clear_streak += 1
             if cond.clear_streak >= self.resolve_windows:

@@ -16,7 +16,8 @@ own sampling noise, as it does in production.
 
 Approximations, stated: KS p-values here are scipy's asymptotic ones
 (``kstwo.sf(D, round(n m / (n + m)))``, as ``ks_2samp(method="asymp")``) while
-the suite uses scipy's exact ones for samples up to 10,000; the effect-size gate
+the suite uses scipy's exact ones for samples up to 10,000; bootstrap
+reference samples are capped at 10,000 rows (the profile keeps up to 100,000); the effect-size gate
 is ignored (it can only remove alarms); with ``ert > n_bootstrap`` the quantile
 is extrapolated from the few smallest values (flagged in ``extrapolated``).
 """
@@ -30,10 +31,14 @@ import numpy as np
 from scipy import stats
 
 from detectors.base import json_safe
-from detectors.profile import MAX_SAMPLE, ReferenceProfile, to_column
+from detectors.profile import ReferenceProfile, to_column
 from detectors.suite import WindowSettings
 
-__all__ = ["Calibration", "calibrate", "bootstrap_min_p_values"]
+__all__ = ["Calibration", "calibrate", "calibrate_family", "bootstrap_min_p_values"]
+
+# Bootstrap reference samples are capped here (not at the profile's 100,000): 200 samples of
+# a 100,000-row reference would take 160 MB, and the null p-values barely depend on it.
+CALIBRATION_SAMPLE = 10_000
 
 
 @dataclass(frozen=True)
@@ -114,17 +119,16 @@ def _missing_p(x1: np.ndarray, n1: int, x2: np.ndarray, n2: int) -> np.ndarray:
     return 2 * stats.norm.sf(np.abs(z))
 
 
-def bootstrap_min_p_values(reference_columns: Mapping[str, Sequence | np.ndarray], window_size: int,
-                           settings: WindowSettings = WindowSettings(), n_bootstrap: int = 200, seed: int = 0,
-                           kinds: Mapping[str, str] | None = None, max_sample: int = MAX_SAMPLE) -> np.ndarray:
-    """Minimum adjusted primary p-value of each of ``n_bootstrap`` null windows."""
+def _null_p_values(reference_columns: Mapping[str, Sequence | np.ndarray], window_size: int,
+                   settings: WindowSettings, n_bootstrap: int, rng: np.random.Generator,
+                   kinds: Mapping[str, str] | None, max_sample: int) -> list[np.ndarray]:
+    """Primary and missing-rate p-values of ``n_bootstrap`` null windows, one array per test."""
     profile = ReferenceProfile.from_columns(reference_columns, kinds=kinds, joint_sample_size=0)
     n = profile.n
     n_ref = min(n, max_sample)
-    rng = np.random.default_rng(seed)
     p_values = []
     for name, fp in profile.features.items():
-        codes, k = _codes(to_column(reference_columns[name], fp.kind), fp.kind)
+        codes, k = _codes(to_column(reference_columns[name], fp.value_type), fp.kind)
         ref = _batched_counts(codes, rng.integers(0, n, size=(n_bootstrap, n_ref)), k)
         cur = _batched_counts(codes, rng.integers(0, n, size=(n_bootstrap, window_size)), k)
         tests = settings.numeric_tests if fp.kind == "numeric" else settings.categorical_tests
@@ -134,20 +138,60 @@ def bootstrap_min_p_values(reference_columns: Mapping[str, Sequence | np.ndarray
             p_values.append(_chi2_p(ref[:, :k], cur[:, :k]))
         if settings.missing_rate:
             p_values.append(_missing_p(ref[:, k], n_ref, cur[:, k], window_size))
+    return p_values
+
+
+def _min_adjusted(p_values: list[np.ndarray], n_bootstrap: int, correction: str) -> np.ndarray:
+    """Each null window's minimum adjusted p-value, the family corrected as the suite does."""
     if not p_values:
         return np.ones(n_bootstrap)
     p = np.sort(np.column_stack(p_values), axis=1)
     m = p.shape[1]
-    if settings.correction == "bh":
+    if correction == "bh":
         return np.minimum(1.0, (p * m / np.arange(1, m + 1)).min(1))
-    if settings.correction == "bonferroni":
+    if correction == "bonferroni":
         return np.minimum(1.0, p[:, 0] * m)
     return p[:, 0]
 
 
+def bootstrap_min_p_values(reference_columns: Mapping[str, Sequence | np.ndarray], window_size: int,
+                           settings: WindowSettings = WindowSettings(), n_bootstrap: int = 200, seed: int = 0,
+                           kinds: Mapping[str, str] | None = None, max_sample: int = CALIBRATION_SAMPLE) -> np.ndarray:
+    """Minimum adjusted primary p-value of each of ``n_bootstrap`` null windows."""
+    rng = np.random.default_rng(seed)
+    p_values = _null_p_values(reference_columns, window_size, settings, n_bootstrap, rng, kinds, max_sample)
+    return _min_adjusted(p_values, n_bootstrap, settings.correction)
+
+
+def calibrate_family(groups: Sequence[tuple[Mapping[str, Sequence | np.ndarray], int]], ert: float,
+                     settings: WindowSettings = WindowSettings(), n_bootstrap: int = 200, seed: int = 0,
+                     kinds: Mapping[str, str] | None = None, max_sample: int = CALIBRATION_SAMPLE) -> Calibration:
+    """As :func:`calibrate`, for a family made of several groups tested in the same window.
+
+    Each group is ``(reference columns, window rows)``: segment drift tests every segment
+    value's window rows against that value's reference rows, and corrects all those tests
+    as one family, so the null windows are drawn per group and corrected together.
+
+    >>> rng = np.random.default_rng(0)
+    >>> groups = [({"x": rng.normal(size=600)}, 300), ({"x": rng.normal(2, size=400)}, 200)]
+    >>> cal = calibrate_family(groups, ert=50)
+    >>> cal.window_size, 0.0 < cal.threshold < 0.1
+    (500, True)
+    """
+    if ert <= 1:
+        raise ValueError("ert is in windows and must be > 1")
+    rng = np.random.default_rng(seed)
+    p_values = [p for columns, rows in groups
+                for p in _null_p_values(columns, rows, settings, n_bootstrap, rng, kinds, max_sample)]
+    min_p = _min_adjusted(p_values, n_bootstrap, settings.correction)
+    return Calibration(threshold=float(np.quantile(min_p, 1.0 / ert)), ert=ert, n_bootstrap=n_bootstrap,
+                       window_size=int(sum(rows for _, rows in groups)), correction=settings.correction,
+                       extrapolated=bool(ert > n_bootstrap), seed=seed)
+
+
 def calibrate(reference_columns: Mapping[str, Sequence | np.ndarray], window_size: int, ert: float,
               settings: WindowSettings = WindowSettings(), n_bootstrap: int = 200, seed: int = 0,
-              kinds: Mapping[str, str] | None = None, max_sample: int = MAX_SAMPLE) -> Calibration:
+              kinds: Mapping[str, str] | None = None, max_sample: int = CALIBRATION_SAMPLE) -> Calibration:
     """Threshold on the min adjusted p-value so a stationary stream alarms about once per ``ert`` windows.
 
     Examples

@@ -1,4 +1,10 @@
-"""Confidence-based performance estimation (CBPE): expected accuracy without labels."""
+"""Confidence-based performance estimation (CBPE): expected accuracy without labels.
+
+Scores are calibrated on the reference period's labelled events before they are
+read as probabilities, and the estimate is for the model's own predicted labels
+(its decision threshold, whatever it is), so it estimates the accuracy that the
+labels will show for this model.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import numpy as np
 from detectors.base import DriftResult, Estimator, empty_result, json_safe
 from detectors.profile import to_column
 
-__all__ = ["CBPE", "expected_accuracy", "expected_roc_auc"]
+__all__ = ["CBPE", "expected_accuracy", "expected_accuracy_of", "expected_roc_auc"]
 
 
 def expected_accuracy(scores: np.ndarray, decision_threshold: float = 0.5) -> tuple[float, float]:
@@ -21,6 +27,18 @@ def expected_accuracy(scores: np.ndarray, decision_threshold: float = 0.5) -> tu
     s = np.asarray(scores, dtype=np.float64)
     p_correct = np.where(s >= decision_threshold, s, 1.0 - s)
     return float(p_correct.mean()), float(np.sqrt(np.sum(p_correct * (1 - p_correct))) / s.size)
+
+
+def expected_accuracy_of(probabilities: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
+    """Expected accuracy of the predicted labels ``predicted`` when row ``i`` is positive with
+    probability ``probabilities[i]``, and its standard error (the realised accuracy's spread).
+
+    >>> [round(v, 4) for v in expected_accuracy_of(np.array([0.9, 0.6, 0.3]), np.array([True, False, False]))]
+    [0.6667, 0.2449]
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    p_correct = np.where(np.asarray(predicted, dtype=bool), p, 1.0 - p)
+    return float(p_correct.mean()), float(np.sqrt(np.sum(p_correct * (1 - p_correct))) / p.size)
 
 
 def expected_roc_auc(scores: np.ndarray) -> float | None:
@@ -48,89 +66,144 @@ def expected_roc_auc(scores: np.ndarray) -> float | None:
 
 
 class CBPE(Estimator):
-    """Estimate a binary classifier's accuracy (and ROC AUC) from calibrated scores, without labels.
+    """Estimate a binary classifier's accuracy (and ROC AUC) from its scores, without labels.
 
-    Fit on the reference period's scores *and* labels (realised performance),
-    then :meth:`test` a window of scores: drift when the estimated accuracy is
-    more than ``max_drop`` below the reference's realised accuracy. Only valid
-    when scores are calibrated probabilities of the positive class and the
-    relation between features and label did not change (covariate shift only);
-    results carry ``evidence["estimated"] = True``.
+    :meth:`fit` learns, on the reference period's labelled events, a calibration
+    map from the model's scores to ``P(y = 1)`` (isotonic regression,
+    ``scipy.optimize.isotonic_regression``: monotone, so it fixes over- and
+    under-confident scores alike) and the realised accuracy of the model's own
+    predictions. :meth:`test` then estimates a window's accuracy for the labels
+    the model predicted: row ``i`` is right with probability ``c_i`` if it
+    predicted positive, ``1 - c_i`` if not (``c`` the calibrated score). Its
+    sampling error is ``sqrt(sum p_i (1 - p_i)) / n`` (``p_i`` = probability that
+    row ``i`` is right), the spread of the realised accuracy around the estimate;
+    the reference accuracy's own error ``sqrt(a (1 - a) / n_ref)`` is combined
+    with it. Drift when the estimated drop exceeds ``max_drop`` by more than
+    ``z`` times that combined error. Valid while the relation between features
+    and label holds (covariate shift only); results carry ``evidence["estimated"] = True``.
 
     Parameters
     ----------
     max_drop
-        Drift when ``reference_accuracy - estimated_accuracy > max_drop``.
+        Tolerated drop of accuracy below the reference's realised accuracy.
     decision_threshold
-        Scores at or above it are predicted positive.
+        Only when predictions are not given: scores at or above it are predicted positive.
+    z
+        How many combined standard errors the drop must exceed ``max_drop`` by.
 
     Examples
     --------
     >>> rng = np.random.default_rng(0)
-    >>> ref_scores = rng.beta(0.5, 0.5, size=2000)
-    >>> ref_labels = rng.random(2000) < ref_scores   # calibrated by construction
-    >>> cbpe = CBPE(max_drop=0.05).fit(ref_scores, ref_labels)
-    >>> cbpe.test(rng.beta(0.5, 0.5, size=1000)).drifted
+    >>> p = rng.beta(0.5, 0.5, size=5000)            # P(y = 1)
+    >>> scores = p ** 2                              # miscalibrated (monotone) scores...
+    >>> cbpe = CBPE(max_drop=0.05).fit(scores, rng.random(5000) < p, predictions=scores >= 0.3)  # ...own threshold
+    >>> q = rng.beta(0.5, 0.5, size=5000)
+    >>> cbpe.test(q ** 2, predictions=q ** 2 >= 0.3).drifted
     False
-    >>> r = cbpe.test(rng.beta(3, 3, size=1000))   # scores pile up near 0.5: less confident
-    >>> r.drifted, r.evidence["estimated"], round(r.evidence["estimated_accuracy"], 2)
-    (True, True, 0.66)
+    >>> q = rng.beta(3, 3, size=5000)                # less confident: accuracy drops
+    >>> r = cbpe.test(q ** 2, predictions=q ** 2 >= 0.3)
+    >>> realised = np.mean((q ** 2 >= 0.3) == (rng.random(5000) < q))
+    >>> r.drifted, round(r.evidence["estimated_accuracy"], 2), round(float(realised), 2)
+    (True, 0.66, 0.64)
     """
 
     name = "cbpe"
 
-    def __init__(self, max_drop: float = 0.05, decision_threshold: float = 0.5):
+    def __init__(self, max_drop: float = 0.05, decision_threshold: float = 0.5, z: float = 2.0):
         self.max_drop = max_drop
         self.decision_threshold = decision_threshold
+        self.z = z
         self._reset()
 
     def _reset(self) -> None:
         self._reference: dict | None = None
+        self._calibration_x: np.ndarray | None = None   # distinct reference scores, sorted
+        self._calibration_y: np.ndarray | None = None   # isotonic P(y = 1) at each of them
 
-    @staticmethod
-    def _scores(values) -> tuple[np.ndarray, int]:
-        """The window's scores in [0, 1], and how many fell outside (not probabilities: left out
-        here, and reported by the output-range guardrail)."""
-        column = to_column(values, "numeric")
-        column = column[~np.isnan(column)]
-        inside = (column >= 0) & (column <= 1)
-        return column[inside], int(column.size - inside.sum())
-
-    def fit(self, scores, labels) -> "CBPE":
-        """Learn the reference period's realised and estimated performance."""
+    def _rows(self, scores, predictions) -> tuple[np.ndarray, np.ndarray, int]:
+        """Scores in [0, 1] and the predicted labels of the same rows, and how many scores fell
+        outside (not probabilities: left out here, and reported by the output-range guardrail)."""
         s = to_column(scores, "numeric")
-        y = np.asarray([bool(v) for v in labels])
-        keep = ~np.isnan(s)
-        s, y = s[keep], y[keep]
-        if np.any((s < 0) | (s > 1)):
-            raise ValueError("CBPE needs calibrated scores in [0, 1]")
-        pred = s >= self.decision_threshold
+        if predictions is None:
+            pred = s >= self.decision_threshold
+            known = np.ones(s.size, dtype=bool)
+        else:
+            predictions = list(predictions)
+            if len(predictions) != s.size:
+                raise ValueError(f"{len(predictions)} predictions for {s.size} scores")
+            known = np.array([isinstance(v, (bool, np.bool_)) for v in predictions], dtype=bool)
+            pred = np.array([bool(v) if k else False for v, k in zip(predictions, known)], dtype=bool)
+        present = ~np.isnan(s) & known
+        inside = present & (s >= 0) & (s <= 1)
+        return s[inside], pred[inside], int(present.sum() - inside.sum())
+
+    def calibrated(self, scores) -> np.ndarray:
+        """``P(y = 1)`` for each score, by the isotonic map fitted on the reference (linear between
+        the fitted points, constant beyond them)."""
+        if self._calibration_x is None:
+            raise RuntimeError("call fit(reference_scores, reference_labels, predictions) first")
+        return np.interp(np.asarray(scores, dtype=np.float64), self._calibration_x, self._calibration_y)
+
+    def fit(self, scores, labels, predictions=None) -> "CBPE":
+        """Learn the calibration map and the reference period's realised performance.
+
+        ``predictions`` are the model's own predicted labels (bools); without them, scores at
+        or above ``decision_threshold`` count as predicted positive.
+        """
+        from scipy.optimize import isotonic_regression
         from scipy.stats import mannwhitneyu
 
+        raw = to_column(scores, "numeric")
+        labels = list(labels)
+        if len(labels) != raw.size:
+            raise ValueError(f"{len(labels)} labels for {raw.size} scores")
+        keep = ~np.isnan(raw)
+        if np.any((raw[keep] < 0) | (raw[keep] > 1)):
+            raise ValueError("CBPE needs scores in [0, 1]")
+        s, pred, _ = self._rows(raw, predictions)
+        y_all = np.asarray([bool(v) for v in labels])
+        if predictions is None:
+            y = y_all[keep]
+        else:
+            known = np.array([isinstance(v, (bool, np.bool_)) for v in predictions], dtype=bool)
+            y = y_all[keep & known]
+        if s.size == 0:
+            raise ValueError("CBPE needs labelled scores")
+        # isotonic regression of the labels on the scores, ties pooled first (one point per distinct score)
+        x, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+        means = np.bincount(inverse, weights=y.astype(np.float64)) / counts
+        self._calibration_x = x
+        self._calibration_y = isotonic_regression(means, weights=counts.astype(np.float64), increasing=True).x
+        accuracy = float(np.mean(pred == y))
         auc = None
         if 0 < y.sum() < y.size:
             auc = float(mannwhitneyu(s[y], s[~y]).statistic / (y.sum() * (~y).sum()))
-        estimated, _ = expected_accuracy(s, self.decision_threshold)
-        self._reference = {"n": int(s.size), "accuracy": float(np.mean(pred == y)), "roc_auc": auc,
-                           "estimated_accuracy": estimated, "estimated_roc_auc": expected_roc_auc(s)}
+        calibrated = self.calibrated(s)
+        self._reference = {"n": int(s.size), "accuracy": accuracy,
+                           "accuracy_se": float(np.sqrt(accuracy * (1 - accuracy) / s.size)), "roc_auc": auc,
+                           "estimated_accuracy": expected_accuracy_of(calibrated, pred)[0],
+                           "estimated_roc_auc": expected_roc_auc(calibrated),
+                           "calibration": "isotonic", "calibration_points": int(x.size)}
         return self
 
-    def test(self, values) -> DriftResult:
-        if self._reference is None:
-            raise RuntimeError("call fit(reference_scores, reference_labels) first")
-        s, outside = self._scores(values)
+    def test(self, values, predictions=None) -> DriftResult:
+        """Estimate the window's accuracy from its scores and the model's ``predictions`` (bools)."""
+        if self._reference is None or self._calibration_x is None:
+            raise RuntimeError("call fit(reference_scores, reference_labels, predictions) first")
+        s, pred, outside = self._rows(values, predictions)
         ref = self._reference
         evidence = {"estimated": True, "reference": ref, "n": int(s.size), "scores_out_of_range": outside}
         if s.size == 0:
             return empty_result(self.name, "__score__", self.max_drop, "statistic", "no scores in window", evidence)
-        estimated, se = expected_accuracy(s, self.decision_threshold)
-        # Compare like with like: the window's expected accuracy against the reference period's
-        # expected accuracy (both from scores). Scores that are not perfectly calibrated then
-        # shift both sides alike instead of raising a false alarm; the realised reference
-        # accuracy plus the change is reported as the estimate of what labels will show.
-        drop = ref["estimated_accuracy"] - estimated
-        evidence.update(estimated_accuracy=estimated, estimated_accuracy_se=se, estimated_roc_auc=expected_roc_auc(s),
-                        reference_accuracy=ref["accuracy"], reference_estimated_accuracy=ref["estimated_accuracy"],
-                        expected_realised_accuracy=ref["accuracy"] - drop)
-        return DriftResult(self.name, "__score__", float(drop), None, self.max_drop, "statistic", bool(drop > self.max_drop),
-                           effect_size=float(drop), effect_name="accuracy_drop", evidence=json_safe(evidence))
+        calibrated = self.calibrated(s)
+        estimated, se = expected_accuracy_of(calibrated, pred)
+        drop = ref["accuracy"] - estimated
+        error = float(np.hypot(se, ref["accuracy_se"]))
+        margin = self.z * error
+        evidence.update(estimated_accuracy=estimated, estimated_accuracy_se=se, drop_se=error, z=self.z,
+                        margin=margin, estimated_roc_auc=expected_roc_auc(calibrated),
+                        reference_accuracy=ref["accuracy"], reference_accuracy_se=ref["accuracy_se"],
+                        predicted_positive_rate=float(pred.mean()))
+        return DriftResult(self.name, "__score__", float(drop), None, self.max_drop, "statistic",
+                           bool(drop - self.max_drop > margin), effect_size=float(drop), effect_name="accuracy_drop",
+                           evidence=json_safe(evidence))

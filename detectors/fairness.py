@@ -3,10 +3,16 @@
 Counts accumulate per window from the ``segment`` attributes of predictions
 (positive-prediction rate) and of labelled predictions (accuracy, true-positive
 rate). For each attribute, the best and the worst segment values with at least
-``min_size`` events are compared: a gap above ``tolerance`` that a
-two-proportion z-test also finds significant is a finding. The best-vs-worst
-pair is the most extreme of all pairs, so ``alpha`` is Bonferroni-divided by the
-number of pairs and metrics.
+``min_size`` events are compared: a finding is a gap that *significantly
+exceeds* ``tolerance`` (one-sided z-test of H0: gap <= tolerance, unpooled
+standard error, :func:`excess_gap_p`), not merely a gap above it: a population
+gap just under the tolerance would otherwise be announced whenever a window's
+noise pushes it over. The best-vs-worst pair is the most extreme of all pairs,
+so ``alpha`` is Bonferroni-divided by the number of pairs and metrics.
+
+Hysteresis: an announced gap holds while it stays above ``hold`` x tolerance;
+a window where it cannot be judged (fewer than two values with ``min_size``
+events) is :meth:`SegmentStats.undecided`, neither firing nor clear.
 """
 from __future__ import annotations
 
@@ -32,6 +38,19 @@ def two_proportion_p(x1: int, n1: int, x2: int, n2: int) -> float:
     if se == 0:
         return 1.0
     return float(2 * norm.sf(abs(x1 / n1 - x2 / n2) / se))
+
+
+def excess_gap_p(x1: int, n1: int, x2: int, n2: int, tolerance: float) -> float:
+    """One-sided p-value of H0: x1/n1 - x2/n2 <= tolerance (z-test, unpooled standard error).
+
+    >>> round(excess_gap_p(90, 100, 60, 100, 0.1), 6), round(excess_gap_p(70, 100, 60, 100, 0.1), 3)
+    (0.000249, 0.5)
+    """
+    p1, p2 = x1 / n1, x2 / n2
+    se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+    if se == 0:
+        return 0.0 if p1 - p2 > tolerance else 1.0
+    return float(norm.sf((p1 - p2 - tolerance) / se))
 
 
 class SegmentStats:
@@ -81,7 +100,11 @@ class SegmentStats:
             groups.setdefault(attr, {})[value] = (x, n)
         return groups
 
-    def test(self, min_size: int, tolerance: float, alpha: float) -> list[DriftResult]:
+    def test(self, min_size: int, tolerance: float, alpha: float, active: set = frozenset(),
+             hold: float = 1.0) -> list[DriftResult]:
+        """Findings of one window. A gap in ``active`` (already announced, as ``"attr.metric"``)
+        holds while it exceeds ``hold * tolerance``, significant or not: hysteresis, so a gap
+        that hovers at the tolerance is not resolved and announced again window after window."""
         results = []
         for metric in METRICS:
             for attr, values in sorted(self._groups(metric).items()):
@@ -91,17 +114,29 @@ class SegmentStats:
                 best = max(rates, key=lambda v: rates[v][0])
                 worst = min(rates, key=lambda v: rates[v][0])
                 gap = rates[best][0] - rates[worst][0]
-                p = two_proportion_p(rates[best][1], rates[best][2], rates[worst][1], rates[worst][2])
+                p = excess_gap_p(rates[best][1], rates[best][2], rates[worst][1], rates[worst][2], tolerance)
                 # best-vs-worst is the most extreme of k(k-1)/2 pairs, over three metrics: Bonferroni
                 pairs = len(rates) * (len(rates) - 1) // 2
-                if gap > tolerance and p < alpha / (pairs * len(METRICS)):
+                key = f"{attr}.{metric}"
+                found = gap > tolerance and p < alpha / (pairs * len(METRICS))
+                holds = key in active and gap > hold * tolerance
+                if found or holds:
                     results.append(DriftResult(
-                        f"fairness.{metric}", f"{attr}.{metric}", gap, p, tolerance, "statistic", True,
+                        f"fairness.{metric}", key, gap, p, tolerance, "statistic", True,
                         effect_size=gap, effect_name=f"{metric}_gap",
                         evidence={"attribute": attr, "metric": metric, "best": best, "worst": worst,
                                   "rates": {v: r[0] for v, r in rates.items()},
-                                  "n": {v: r[2] for v, r in rates.items()}, "alpha": alpha}))
+                                  "n": {v: r[2] for v, r in rates.items()}, "alpha": alpha,
+                                  "test": "excess_gap_z", "held": bool(holds and not found),
+                                  "hold_threshold": hold * tolerance}))
         return results
+
+    def undecided(self, min_size: int, keys) -> set:
+        """Those of ``keys`` (``"attr.metric"``) this window cannot judge: fewer than two values
+        of the attribute have ``min_size`` events for the metric (e.g. too few actual positives)."""
+        judged = {f"{attr}.{metric}" for metric in METRICS for attr, values in self._groups(metric).items()
+                  if sum(1 for _, n in values.values() if n >= min_size) >= 2}
+        return {key for key in keys if key not in judged}
 
     def summary(self) -> dict:
         out: dict = {}

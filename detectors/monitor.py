@@ -19,21 +19,23 @@ from operator import itemgetter
 from river import metrics, utils
 
 from detectors.alerts import AlertLifecycle, make_alert, make_retrain_request
-from detectors.calibration import calibrate
+from detectors.calibration import calibrate, calibrate_family
 from detectors.cbpe import CBPE
 from detectors.comparison import compare_versions
 from detectors.concept import make_concept_detector
 from detectors.domain_classifier import DomainClassifier
 from detectors.fairness import SegmentStats
+from detectors.performance import drop_test
 from detectors.profile import ReferenceProfile, WindowColumn
 from detectors.quality import DataQuality
 from detectors.settings import ModelSettings
-from detectors.suite import WindowSettings, evaluate_window
+from detectors.suite import WindowSettings, decide_family, evaluate_window
 from detectors.alerts import SEVERITIES
 
 PREDICTION = "__prediction__"
 SCORE = "__score__"
 OUTPUT_COLUMNS = (PREDICTION, SCORE)
+SEGMENT_BOOTSTRAP = 1000   # null windows drawn to calibrate the segment x feature family
 
 
 class ColumnBuffer:
@@ -177,6 +179,10 @@ class VersionMonitor:
         self.reference: ReferenceProfile | None = None
         self.reference_info: dict = {}
         self._reference_rows = ColumnBuffer()
+        self._reference_segments: list = []    # each reference row's segment, for per-segment references
+        self.segment_window_settings = self.window_settings   # how segment x feature families are judged
+        self.segment_calibration: dict | None = None
+        self._segment_report: dict = {}
         self.window = ColumnBuffer()
         self.window_index = 0
         self._window_start = self._window_end = None
@@ -205,20 +211,36 @@ class VersionMonitor:
         self.quality = DataQuality(**settings.quality)
         self.domain = DomainClassifier(**{k: v for k, v in settings.multivariate.items() if k not in ("enabled", "every")})
         self.cbpe: CBPE | None = None
-        self._cbpe_fit: list = []           # (score, label) pairs from the first labelled events
+        self._cbpe_fit: list = []           # (score, label, prediction) of the first labelled events
         self.segments = SegmentStats()
         self.recent_errors: deque = deque(maxlen=settings.performance_window)
         self._drift_streak = 0
         self._scheduled_retrains = 0
         self._performance_announced: int | None = None
+        self._performance_active = False    # announced and not resolved (hysteresis)
+        self._performance_clear = 0         # consecutive window closes with the gap below the hold level
+        self._baseline_errors: list | None = []   # errors of the labels the baseline is computed on
         self._suspect_left = 0
 
     def __setstate__(self, state: dict) -> None:
-        """Checkpoints from before the shared confusion matrices get them on restore."""
+        """Checkpoints from before the shared confusion matrices get them on restore; those from
+        before per-segment references get no segment references (their segments stay untested)."""
         if "_feature_names" not in state:     # checkpoints from before max_features
             state["_feature_names"] = {name for name in state["reference"].features if name not in OUTPUT_COLUMNS} \
                 if state.get("reference") else set()
             state["counts"].setdefault("features_dropped", 0)
+        state.setdefault("_reference_segments", None)
+        state.setdefault("segment_window_settings", state.get("window_settings"))
+        state.setdefault("segment_calibration", None)
+        state.setdefault("_segment_report", {})
+        state.setdefault("_performance_active", False)
+        state.setdefault("_performance_clear", 0)
+        state.setdefault("_baseline_errors", None)   # the drop test then uses the baseline value
+        cbpe = state.get("cbpe")
+        if cbpe is not None and "_calibration_x" not in cbpe.__dict__:
+            # fitted on raw scores at a 0.5 threshold: refit, calibrated, from the next labelled events
+            state["cbpe"], state["_cbpe_fit"] = None, []
+        state["_cbpe_fit"] = [item for item in state.get("_cbpe_fit", []) if len(item) == 3]
         self.__dict__.update(state)
         if self.task == "classification" and self._metrics is not None:
             _share_confusion_matrices(self._metrics, self._rolling)
@@ -226,6 +248,7 @@ class VersionMonitor:
     # -- reference ---------------------------------------------------------------
     def set_reference(self, profile: ReferenceProfile, source: str) -> None:
         self.reference = profile
+        self.segment_window_settings = self.window_settings
         self.reference_info = {"reference_id": profile.reference_id, "source": source, "n": profile.n,
                                "calibration": self.calibration,
                                "alpha": self.window_settings.alpha, "correction": self.window_settings.correction}
@@ -235,8 +258,12 @@ class VersionMonitor:
     def _build_reference(self) -> None:
         n = self._reference_rows.n
         columns = self._reference_rows.columns()
+        segments = self._reference_segments
+        if segments is not None and (len(segments) != n or not any(segments)):
+            segments = None   # restored from a checkpoint that did not record them, or no segments at all
         profile = ReferenceProfile.from_columns(
-            columns, kinds=self.settings.feature_types, reference_id=f"{self.model}:{self.version}:first-{n}")
+            columns, kinds=self.settings.feature_types, reference_id=f"{self.model}:{self.version}:first-{n}",
+            segments=segments, segment_min_size=self.settings.segment_reference_min_size)
         if self.settings.calibrate_ert_windows:
             # Bootstrap windows from the reference: the threshold that gives ~1 false alarm per ERT windows.
             calibration = calibrate(columns, self.settings.window_size, self.settings.calibrate_ert_windows,
@@ -244,8 +271,33 @@ class VersionMonitor:
             self.window_settings = calibration.settings(self.window_settings)
             self.calibration = calibration.to_dict()
         self._reference_rows = ColumnBuffer()
+        self._reference_segments = []
         self.set_reference(profile, source="first_predictions")
+        if self.settings.calibrate_ert_windows and profile.segments and self.settings.segment_drift:
+            self._calibrate_segments(columns, segments, profile)
         self.unpublished_reference = True   # the stream layer archives it (audits recompute from it)
+
+    def _calibrate_segments(self, columns: dict, segments: list, profile: ReferenceProfile) -> None:
+        """ERT calibration of the segment x feature family: null windows drawn per segment value
+        from its own reference rows, sized by its share of the reference, corrected together."""
+        groups = []
+        for key, sub in profile.segments.items():
+            attr, _, value = key.partition("=")
+            rows = [i for i, segment in enumerate(segments) if segment and segment.get(attr) == value]
+            window_rows = round(self.settings.window_size * len(rows) / profile.n)
+            if window_rows < self.settings.segment_min_size:
+                continue   # a window would rarely hold enough of them to be tested
+            groups.append(({name: [values[i] for i in rows] for name, values in columns.items()
+                            if name not in OUTPUT_COLUMNS}, window_rows))
+        if not groups:
+            return
+        # 1,000 null windows, not 200: the 1/ERT quantile of 200 sits between their 2nd and 3rd
+        # smallest values and came out about twice too high (segment windows are small: this is cheap)
+        calibration = calibrate_family(groups, self.settings.calibrate_ert_windows, settings=self.segment_window_settings,
+                                       n_bootstrap=SEGMENT_BOOTSTRAP,
+                                       kinds={k: v for k, v in profile.types.items() if k not in OUTPUT_COLUMNS})
+        self.segment_window_settings = calibration.settings(self.segment_window_settings)
+        self.segment_calibration = calibration.to_dict()
 
     # -- predictions -------------------------------------------------------------
     def add_prediction(self, event: dict, offset, out: list) -> bool:
@@ -278,6 +330,8 @@ class VersionMonitor:
             self._maybe_scheduled_retrain(ts, out)
         if self.reference is None:
             self._reference_rows.append(row)
+            if self._reference_segments is not None:
+                self._reference_segments.append(event["segment"])
             if self._reference_rows.n >= self.settings.reference_size:
                 self._build_reference()
             return True
@@ -338,7 +392,7 @@ class VersionMonitor:
         """The window's columns, those the reference knows as :class:`WindowColumn`: every
         check of the window (drift, data quality, domain classifier) shares one conversion."""
         kinds = self.reference.features
-        return {name: WindowColumn(values, kinds[name].kind) if name in kinds else values
+        return {name: WindowColumn(values, kinds[name].value_type) if name in kinds else values
                 for name, values in columns.items()}
 
     def close_window(self, out: list) -> None:
@@ -387,17 +441,24 @@ class VersionMonitor:
             if result is not None and result.drifted:
                 findings["multivariate_drift"]["__rows__"] = result
         if self.cbpe is not None and self.window.n:
-            result = self._checked("estimated_performance", lambda: self.cbpe.test(raw.get(SCORE, [])), None)
+            predictions = [_as_class(p) for p in raw.get(PREDICTION, [])]
+            result = self._checked("estimated_performance",
+                                   lambda: self.cbpe.test(raw.get(SCORE, []), predictions=predictions), None)
             if result is not None and result.drifted:
                 findings["estimated_performance"]["__score__"] = result
+        active_gaps = {feature for kind, feature in self.lifecycle.active() if kind == "fairness"}
         for result in self._checked("fairness", lambda: self.segments.test(
-                self.settings.segment_min_size, self.settings.fairness_tolerance, self.settings.fairness_alpha)):
+                self.settings.segment_min_size, self.settings.fairness_tolerance, self.settings.fairness_alpha,
+                active=active_gaps, hold=self.settings.hysteresis)):
             findings["fairness"][result.feature] = result
+        self._segment_report = {}
         if self.settings.segment_drift:
             findings["segment_drift"] = self._checked("segment_drift", lambda: self._segment_drift(raw), {})
+        undecided = {"fairness": self.segments.undecided(self.settings.segment_min_size, active_gaps)}
         emitted = []
         for kind, results in findings.items():
-            announce, resolved = self.lifecycle.observe(self.window_index, kind, set(results))
+            announce, resolved = self.lifecycle.observe(self.window_index, kind, set(results),
+                                                        undecided.get(kind, frozenset()))
             if announce:
                 ordered = sorted(results.values(), key=lambda r: (r.p_value if r.p_value is not None else 1.0,
                                                                    -(r.effect_size or 0.0)))
@@ -419,6 +480,7 @@ class VersionMonitor:
             "drifted_features": sorted(k for kind in ("input_drift", "prediction_drift") for k in findings[kind]),
             "findings": {kind: sorted(keys) for kind, keys in findings.items() if keys},
             "segments": self.segments.summary(),
+            "segment_drift": dict(self._segment_report),
             "errors": dict(self._check_errors),
         }
 
@@ -434,22 +496,56 @@ class VersionMonitor:
         self._score_out_of_range = 0
 
     def _segment_drift(self, columns: dict) -> dict:
-        """Input drift inside each segment value with enough rows (at most 20 values per window)."""
+        """Input drift inside each segment value: its window rows against its own reference rows.
+
+        A segment value differs from the population by definition (a region has its own
+        countries), so it is compared with the reference rows of the same value, kept when
+        the reference was built. Values with at least ``segment_min_size`` window rows are
+        tested (at most 20 per window, the largest); those without a reference of their own
+        are reported untested in ``last_window["segment_drift"]``. Every segment x feature test
+        of the window is one family, corrected together and ERT-calibrated like the main tests.
+        """
         groups: dict = {}
         for index, segment in enumerate(self._window_segments):
             for key in (segment or {}).items():
                 groups.setdefault(key, []).append(index)
-        large = [(key, rows) for key, rows in groups.items() if len(rows) >= self.settings.segment_min_size]
+        large = sorted(((key, rows) for key, rows in groups.items() if len(rows) >= self.settings.segment_min_size),
+                       key=lambda item: (-len(item[1]), item[0]))
+        references = self.reference.segments or {}
+        sizes = self.reference.segment_sizes
+        settings = self.segment_window_settings
+        uncorrected = dataclasses.replace(settings, correction="none")
+        untested, tested, family = {}, {}, []
+        for rank, ((attr, value), rows) in enumerate(large):
+            key = f"{attr}={value}"
+            sub = references.get(key)
+            if rank >= 20:
+                untested[key] = "more than 20 segment values in the window"
+                continue
+            if sub is None:
+                have = (sizes or {}).get(key, 0)
+                untested[key] = ("the reference has no segments" if sizes is None else
+                                 f"{have} reference rows < segment_reference_min_size "
+                                 f"{self.settings.segment_reference_min_size}")
+                continue
+            tested[key] = len(rows)
+            subset = {name: [columns[name][i] for i in rows] for name in sub.features if name in columns}
+            for result in evaluate_window(sub, subset, uncorrected).results:
+                if (result.feature not in OUTPUT_COLUMNS and result.p_value is not None
+                        and "reason" not in result.evidence
+                        and result.detector in ("ks", "chi_squared", "missing_rate")):
+                    family.append((key, len(rows), sub.n, result))
         found = {}
-        for (attr, value), rows in sorted(large, key=lambda item: -len(item[1]))[:20]:
-            subset = {name: [columns[name][i] for i in rows] for name in self.reference.features if name in columns}
-            for result in evaluate_window(self.reference, subset, self.window_settings).drifted:
-                # the attribute itself (often also a feature) is constant inside its own segment
-                if result.feature not in OUTPUT_COLUMNS and result.feature != attr:
-                    key = f"{attr}={value}:{result.feature}"
-                    found[key] = dataclasses.replace(result, feature=key,
-                                                     evidence={**result.evidence, "segment": {attr: value},
-                                                               "segment_rows": len(rows)})
+        decided = decide_family([r for *_, r in family], settings)
+        for (key, n_rows, n_reference, _), result in zip(family, decided):
+            if result.drifted:
+                attr, _, value = key.partition("=")
+                name = f"{key}:{result.feature}"
+                found[name] = dataclasses.replace(result, feature=name, evidence={
+                    **result.evidence, "segment": {attr: value}, "segment_rows": n_rows,
+                    "segment_reference_rows": n_reference, "family_size": len(family),
+                    "calibration": self.segment_calibration})
+        self._segment_report = {"tested": tested, "untested": untested, "family_size": len(family)}
         return found
 
     def _guardrail_result(self):
@@ -544,11 +640,11 @@ class VersionMonitor:
             if segment:
                 self.segments.add_label(segment, y_true, y_pred)
             if (self.settings.estimate_performance and self.cbpe is None and score is not None
-                    and isinstance(y_true, bool) and 0.0 <= score <= 1.0):
-                self._cbpe_fit.append((score, y_true))
-                if len(self._cbpe_fit) >= self.settings.performance_window:
-                    scores, labels = zip(*self._cbpe_fit)
-                    self.cbpe = CBPE(max_drop=self.settings.performance_tolerance).fit(scores, labels)
+                    and isinstance(y_true, bool) and isinstance(y_pred, bool) and 0.0 <= score <= 1.0):
+                self._cbpe_fit.append((score, y_true, y_pred))
+                if len(self._cbpe_fit) >= self.settings.cbpe_reference_labels:
+                    scores, labels, predictions = zip(*self._cbpe_fit)
+                    self.cbpe = CBPE(max_drop=self.settings.performance_tolerance).fit(scores, labels, predictions)
                     self._cbpe_fit = []
         else:
             try:
@@ -561,6 +657,8 @@ class VersionMonitor:
             baseline_pair = (y_true, y_pred)
         if self.baseline is None:
             self._baseline_metric.update(*baseline_pair)
+            if self._baseline_errors is not None:
+                self._baseline_errors.append(error)
             if self.counts["labelled"] >= self.settings.performance_window:
                 self.baseline = _metric_value(self._baseline_metric)
         self.recent_errors.append(error)
@@ -578,32 +676,54 @@ class VersionMonitor:
                                           ts, out)
 
     def _check_performance(self, ts: float, out: list, trigger: str) -> dict | None:
-        """A performance alert when the rolling metric is worse than baseline by the tolerance."""
+        """A performance alert when the rolling metric is worse than baseline by the tolerance,
+        and a one-sided test given both sample sizes finds the drop significant
+        (:func:`detectors.performance.drop_test`).
+
+        Hysteresis: once announced, the condition holds while the gap stays above
+        ``hysteresis`` x tolerance, and is resolved after ``resolve_windows`` window closes
+        below it; it is re-announced at most every ``realert_windows`` windows.
+        """
         rolling = _metric_value(self._rolling[self._primary])
-        if rolling is None:
+        if rolling is None or not self.recent_errors:
             return
+        tol = self.settings.performance_tolerance
+        test = drop_test(self._primary, self._baseline_errors, list(self.recent_errors), tol,
+                         self.settings.performance_alpha, baseline=self.baseline,
+                         n_baseline=self.settings.performance_window)
+        if self._performance_active and trigger == "rolling_window":
+            if test.gap > self.settings.hysteresis * tol:
+                self._performance_clear = 0
+            else:
+                self._performance_clear += 1
+                if self._performance_clear >= self.settings.resolve_windows:
+                    self._performance_active = False
+                    self._performance_clear = 0
+                    self._resolved_alert("performance", self._primary, self._window_bounds(), out)
+                    return
         if self._performance_announced is not None and \
                 self.window_index - self._performance_announced < self.settings.realert_windows:
             return  # cooldown: one performance alert per realert_windows windows
-        tol = self.settings.performance_tolerance
-        bigger_is_better = self._rolling[self._primary].bigger_is_better
-        gap = (self.baseline - rolling) if bigger_is_better else (rolling - self.baseline) / max(abs(self.baseline), 1e-12)
-        if gap <= tol:
+        if not test.drifted:
             return
+        bigger_is_better = self._rolling[self._primary].bigger_is_better
+        gap = test.gap
         severity = "critical" if gap > 2 * tol else "warning"
         self._performance_announced = self.window_index
+        self._performance_active, self._performance_clear = True, 0
         n = self.counts["labelled"]
         alert = make_alert(
             model=self.model, model_version=self.version, kind="performance", severity=severity,
-            detector=f"{trigger}+{self._primary}", feature=None, statistic=rolling,
-            p_value=None, threshold=(self.baseline - tol) if bigger_is_better else self.baseline * (1 + tol),
+            detector=f"{trigger}+{self._primary}", feature=None, statistic=test.rolling,
+            p_value=test.p_value, threshold=(test.baseline - tol) if bigger_is_better else test.baseline * (1 + tol),
             window={"index": self.window_index, "labelled": n, "size": self.settings.performance_window,
-                    "end": ts, "start": None, "n": self.settings.performance_window},
+                    "end": ts, "start": None, "n": test.n_rolling},
             reference=self.reference_info,
-            evidence={"metric": self._primary, "baseline": self.baseline, "rolling": rolling, "gap": gap,
-                      "tolerance": tol, "rolling_metrics": self.rolling_metrics()},
+            evidence={"metric": self._primary, "baseline": test.baseline, "rolling": test.rolling, "gap": gap,
+                      "tolerance": tol, **test.evidence(), "rolling_metrics": self.rolling_metrics()},
             id_parts=("labelled", n), config_version=self.config_version,
-            message=f"{self._primary} {rolling:.3f} vs baseline {self.baseline:.3f} ({trigger})")
+            message=f"{self._primary} {test.rolling:.3f} vs baseline {test.baseline:.3f} "
+                    f"(±{1.96 * test.baseline_se:.3f}; p={test.p_value:.2g}, {trigger})")
         self._emit(out, alert)
         return alert
 
@@ -632,7 +752,9 @@ class VersionMonitor:
         out.append(("alert", alert))
 
     def rolling_metrics(self) -> dict:
-        return {name: _metric_value(m) for name, m in (self._rolling or {}).items()}
+        """None for every metric until a label came (river reports an empty accuracy as 0)."""
+        labelled = self.counts["labelled"] > 0
+        return {name: _metric_value(m) if labelled else None for name, m in (self._rolling or {}).items()}
 
     def status(self) -> dict:
         return {
@@ -642,7 +764,8 @@ class VersionMonitor:
             "counts": dict(self.counts),
             "reference": self.reference_info or {"source": "building", "n": self._reference_rows.n},
             "baseline": {self._primary: self.baseline} if self._primary else {},
-            "metrics": {name: _metric_value(m) for name, m in (self._metrics or {}).items()},
+            "metrics": {name: _metric_value(m) if self.counts["labelled"] else None
+                        for name, m in (self._metrics or {}).items()},
             "rolling_metrics": self.rolling_metrics(),
             "open_window": {"index": self.window_index, "n": self.window.n},
             "last_window": self.last_window,

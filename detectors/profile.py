@@ -5,16 +5,27 @@ baseline) data and stored as JSON; every window is then tested against it
 without touching the raw reference again. Per feature it keeps the kind, the
 row count, the missing rate, a summary, and the precomputed inputs of the tests:
 
-* numeric: the sorted non-missing sample (at most ``max_sample`` values; larger
-  references are thinned deterministically to evenly spaced order statistics,
-  which keeps every quantile and makes the KS p-value slightly conservative),
+* numeric: the sorted non-missing sample: the whole reference up to
+  ``max_sample`` (100,000) values, so KS p-values are scipy's on the full data;
+  larger references are thinned deterministically to ``max_sample`` evenly
+  spaced order statistics, which keeps every quantile to 1/100,000 but counts
+  the reference as 100,000 values, so the KS p-value is then somewhat
+  conservative (it is scipy's for a 100,000-value reference);
   quantile bin edges fixed on the full reference (for PSI and Jensen-Shannon)
   and the reference standard deviation (for the normalised Wasserstein distance);
 * categorical: the category counts.
 
-Missing values are None or float NaN. Numeric features treat anything that is
-not a finite real number (strings, bools, infinities) as missing; the data
-quality checks (:mod:`detectors.quality`) count those as type mismatches.
+Values are typed as :mod:`detectors.values` says (booleans in any spelling,
+bools as 0/1 in numeric features). Missing values are None or float NaN.
+Numeric features treat anything else that is not a finite real number
+(strings, infinities) as missing; the data quality checks
+(:mod:`detectors.quality`) count those as type mismatches. A *boolean* feature
+is a categorical one (categories ``"true"``/``"false"``) with
+``extra["type"] == "boolean"``: its windows read 1/0 as true/false.
+
+A profile may also hold one sub-profile per segment value (``segments``, keyed
+``"attribute=value"``): the reference rows of that segment value alone, which is
+what segment drift compares a segment's window with.
 """
 
 from __future__ import annotations
@@ -28,11 +39,12 @@ import numpy as np
 
 from detectors.base import json_safe
 from detectors.summary import summarize, summarize_present
+from detectors.values import TYPES, BOOL_TEXT, as_boolean, bool_text, infer_type
 
 __all__ = ["FeatureProfile", "ReferenceProfile", "WindowColumn", "to_column", "infer_kind", "KINDS"]
 
 KINDS = ("numeric", "categorical")
-MAX_SAMPLE = 10_000
+MAX_SAMPLE = 100_000  # KS is exact against the full reference up to this many values
 N_BINS = 10
 
 
@@ -68,7 +80,7 @@ def _category(v) -> str | None:
     if v is None:
         return None
     if isinstance(v, str):
-        return v
+        return bool_text(v) or v
     if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
     if isinstance(v, (int, np.integer)):
@@ -84,6 +96,8 @@ def _category(v) -> str | None:
 def _number(v) -> float:
     if type(v) is float or type(v) is int:
         x = float(v)
+    elif isinstance(v, (bool, np.bool_)):
+        return 1.0 if v else 0.0   # a bool where a number is expected is 1/0 (detectors.values)
     elif _is_number(v):
         try:
             x = float(v)
@@ -102,16 +116,19 @@ def to_column(values, kind: str) -> np.ndarray:
     """Convert raw values to the array a test works on.
 
     numeric -> float64 with NaN for missing and for anything that is not a finite
-    real number; categorical -> object array of str with None for missing
-    (bools become ``"true"``/``"false"``, numbers their string form, integral
-    floats without ``.0``).
+    real number (bools are 1/0); categorical -> object array of str with None for
+    missing (bools and their spellings become ``"true"``/``"false"``, numbers their
+    string form, integral floats without ``.0``); boolean -> as categorical, with
+    1/0 read as ``"true"``/``"false"`` (:func:`detectors.values.as_boolean`).
 
     Examples
     --------
     >>> to_column([1, None, 2.5, "junk", True], "numeric")
-    array([1. , nan, 2.5, nan, nan])
-    >>> to_column([True, "a", 3, 3.0, 0.5, None, float("nan")], "categorical")
-    array(['true', 'a', '3', '3', '0.5', None, None], dtype=object)
+    array([1. , nan, 2.5, nan, 1. ])
+    >>> to_column([True, "a", 3, 3.0, 0.5, None, float("nan"), "False"], "categorical")
+    array(['true', 'a', '3', '3', '0.5', None, None, 'false'], dtype=object)
+    >>> to_column([True, "False", 1, 0.0, None], "boolean")
+    array(['true', 'false', 'true', 'false', None], dtype=object)
     """
     if kind == "numeric":
         if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
@@ -128,12 +145,17 @@ def to_column(values, kind: str) -> np.ndarray:
     if kind == "categorical":
         seq = values.tolist() if isinstance(values, np.ndarray) else list(values)
         out = np.empty(len(seq), dtype=object)
-        if _PLAIN_CATEGORIES.issuperset(map(type, seq)):
+        if _PLAIN_CATEGORIES.issuperset(map(type, seq)) and BOOL_TEXT.isdisjoint(seq):
             out[:] = seq
         else:
-            out[:] = [v if type(v) is str else _category(v) for v in seq]
+            out[:] = [_category(v) for v in seq]
         return out
-    raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+    if kind == "boolean":
+        seq = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        out = np.empty(len(seq), dtype=object)
+        out[:] = [as_boolean(v) for v in seq]
+        return out
+    raise ValueError(f"unknown kind {kind!r}; expected one of {TYPES}")
 
 
 def _present_counts(column: np.ndarray) -> Counter:
@@ -169,11 +191,12 @@ class WindowColumn:
     [1.0, 3.0]
     """
 
-    __slots__ = ("kind", "raw", "values", "_present", "_sorted_present", "_counts", "_category_counts", "_summary",
+    __slots__ = ("kind", "type", "raw", "values", "_present", "_sorted_present", "_counts", "_category_counts", "_summary",
                  "_shared")
 
     def __init__(self, values, kind: str):
-        self.kind = kind
+        self.type = kind   # "boolean" converts 1/0 too, and is a categorical column for every test
+        self.kind = "categorical" if kind == "boolean" else kind
         self.raw = values  # as given: the data-quality checks look at the types the conversion hides
         self.values = to_column(values, kind)
         self._present = self._sorted_present = self._counts = self._category_counts = self._summary = None
@@ -183,7 +206,7 @@ class WindowColumn:
     def of(cls, values, kind: str) -> "WindowColumn":
         """``values`` itself when it is already a converted column of this kind, else a new one."""
         if isinstance(values, WindowColumn):
-            return values if values.kind == kind else cls(values.raw, kind)
+            return values if kind in (values.type, values.kind) else cls(values.raw, kind)
         return cls(values, kind)
 
     def __len__(self) -> int:
@@ -282,10 +305,13 @@ class FeatureProfile:
         n_bins: int = N_BINS,
         max_sample: int = MAX_SAMPLE,
     ) -> "FeatureProfile":
-        kind = kind or infer_kind(values)
-        column = to_column(values, kind)
+        value_type = kind or infer_type(values)
+        column = to_column(values, value_type)
+        kind = "categorical" if value_type == "boolean" else value_type
         summary = summarize(column, kind)
         profile = cls(name=name, kind=kind, n=summary["n"], missing_rate=summary["missing_rate"], summary=summary)
+        if value_type == "boolean":
+            profile.extra["type"] = "boolean"
         if kind == "numeric":
             present = np.sort(column[~np.isnan(column)])
             profile.n_present = int(present.size)
@@ -343,6 +369,11 @@ class FeatureProfile:
             extra=dict(d.get("extra") or {}),
         )
 
+    @property
+    def value_type(self) -> str:
+        """``kind``, or ``"boolean"`` for a categorical feature of booleans: how its windows are converted."""
+        return self.extra.get("type", self.kind)
+
     def __repr__(self) -> str:
         return f"FeatureProfile(name={self.name!r}, kind={self.kind!r}, n={self.n}, missing_rate={self.missing_rate:.4g})"
 
@@ -369,6 +400,9 @@ class ReferenceProfile:
     n_bins: int = N_BINS
     max_sample: int = MAX_SAMPLE
     joint_sample: dict[str, np.ndarray] | None = None  # same rows for every feature (multivariate tests)
+    # "attribute=value" -> the profile of that segment value's reference rows (those with enough rows)
+    segments: dict | None = None
+    segment_sizes: dict | None = None  # "attribute=value" -> reference rows, for every value seen
 
     @classmethod
     def from_columns(
@@ -379,13 +413,25 @@ class ReferenceProfile:
         n_bins: int = N_BINS,
         max_sample: int = MAX_SAMPLE,
         joint_sample_size: int = 1000,
+        segments: Sequence[Mapping | None] | None = None,
+        segment_min_size: int = 200,
+        max_segment_values: int = 50,
     ) -> "ReferenceProfile":
         """Profile every column; ``joint_sample_size`` rows (seeded, 0 = none) are kept whole for
-        multivariate tests such as :class:`~detectors.domain_classifier.DomainClassifier`."""
+        multivariate tests such as :class:`~detectors.domain_classifier.DomainClassifier`.
+
+        ``segments`` gives each row's segment attributes (``{"region": "us"}`` or None): every
+        segment value with at least ``segment_min_size`` rows (the ``max_segment_values``
+        largest) also gets a profile of its own rows, with the same types.
+
+        >>> ref = ReferenceProfile.from_columns({"x": list(range(300))}, segments=[{"r": "a"}] * 250 + [{"r": "b"}] * 50)
+        >>> sorted(ref.segments), ref.segment_sizes, ref.segments["r=a"].n
+        (['r=a'], {'r=a': 250, 'r=b': 50}, 250)
+        """
         kinds = dict(kinds or {})
-        unknown = set(kinds.values()) - set(KINDS)
+        unknown = set(kinds.values()) - set(TYPES)
         if unknown:
-            raise ValueError(f"unknown kinds {sorted(unknown)}; expected one of {KINDS}")
+            raise ValueError(f"unknown kinds {sorted(unknown)}; expected one of {TYPES}")
         lengths = {len(v) for v in columns.values()}
         if len(lengths) > 1:
             raise ValueError(f"reference columns have different lengths: {sorted(lengths)}")
@@ -398,9 +444,29 @@ class ReferenceProfile:
         if joint_sample_size and n:
             rows = np.random.default_rng(0).permutation(n)[:joint_sample_size]
             rows.sort()
-            joint = {name: to_column(values, fp.kind)[rows] for (name, values), fp in zip(columns.items(), features.values())}
-        return cls(features=features, reference_id=reference_id, n=n, n_bins=n_bins, max_sample=max_sample,
-                   joint_sample=joint)
+            joint = {name: to_column(values, fp.value_type)[rows]
+                     for (name, values), fp in zip(columns.items(), features.values())}
+        profile = cls(features=features, reference_id=reference_id, n=n, n_bins=n_bins, max_sample=max_sample,
+                      joint_sample=joint)
+        if segments is not None:
+            if len(segments) != n:
+                raise ValueError(f"{len(segments)} segment rows for {n} reference rows")
+            groups: dict[str, list[int]] = {}
+            for index, segment in enumerate(segments):
+                for attr, value in (segment or {}).items():
+                    groups.setdefault(f"{attr}={value}", []).append(index)
+            profile.segment_sizes = {key: len(rows) for key, rows in sorted(groups.items())}
+            large = sorted((item for item in groups.items() if len(item[1]) >= segment_min_size),
+                           key=lambda item: -len(item[1]))[:max_segment_values]
+            types = {name: fp.value_type for name, fp in features.items()}
+            profile.segments = {}
+            for key, rows in sorted(large):
+                take = np.asarray(rows)
+                subset = {name: (values[take] if isinstance(values, np.ndarray) else [values[i] for i in rows])
+                          for name, values in columns.items()}
+                profile.segments[key] = cls.from_columns(subset, kinds=types, reference_id=f"{reference_id}[{key}]",
+                                                         n_bins=n_bins, max_sample=max_sample, joint_sample_size=0)
+        return profile
 
     def to_dict(self) -> dict:
         return {
@@ -411,6 +477,8 @@ class ReferenceProfile:
             "max_sample": int(self.max_sample),
             "features": {name: fp.to_dict() for name, fp in self.features.items()},
             "joint_sample": None if self.joint_sample is None else json_safe(self.joint_sample),
+            "segments": None if self.segments is None else {k: v.to_dict() for k, v in self.segments.items()},
+            "segment_sizes": self.segment_sizes,
         }
 
     @classmethod
@@ -423,11 +491,20 @@ class ReferenceProfile:
             max_sample=int(d.get("max_sample", MAX_SAMPLE)),
             joint_sample=None if d.get("joint_sample") is None else {
                 name: to_column(values, d["features"][name]["kind"]) for name, values in d["joint_sample"].items()},
+            segments=None if d.get("segments") is None else {
+                key: cls.from_dict(sub) for key, sub in d["segments"].items()},
+            segment_sizes=None if d.get("segment_sizes") is None else {
+                str(k): int(v) for k, v in d["segment_sizes"].items()},
         )
 
     @property
     def kinds(self) -> dict[str, str]:
         return {name: fp.kind for name, fp in self.features.items()}
+
+    @property
+    def types(self) -> dict[str, str]:
+        """Per feature ``"numeric"``, ``"categorical"`` or ``"boolean"`` (see :mod:`detectors.values`)."""
+        return {name: fp.value_type for name, fp in self.features.items()}
 
     def __repr__(self) -> str:
         return f"ReferenceProfile(reference_id={self.reference_id!r}, n={self.n}, features={list(self.features)})"

@@ -6,7 +6,7 @@ travel the same path as drift:
 
 * ``out_of_range``: rate of non-missing numeric values outside the reference [min, max];
 * ``type_mismatch``: rate of values that are not finite real numbers (strings,
-  bools, infinities) in a numeric feature; such values count as missing in the
+  infinities; a bool is 1/0, see :mod:`detectors.values`) in a numeric feature; such values count as missing in the
   drift tests, so this check is what names them;
 * ``unseen_categories``: rate of categorical values absent from the reference;
 * ``new_feature``: a feature in the window that the reference does not know;
@@ -32,7 +32,7 @@ def type_mismatch_count(values) -> tuple[int, list]:
     """Values of a numeric feature that are neither missing nor finite real numbers, and a few examples.
 
     >>> type_mismatch_count([1, None, "3", True, float("inf"), float("nan")])
-    (3, ['3', True, inf])
+    (2, ['3', inf])
     >>> type_mismatch_count([1, None, 2.5])
     (0, [])
     """
@@ -44,7 +44,8 @@ def type_mismatch_count(values) -> tuple[int, list]:
     seq = values.tolist() if isinstance(values, np.ndarray) else values
     if _PLAIN_NUMBERS.issuperset(map(type, seq)) and math.inf not in seq and -math.inf not in seq:
         return 0, []  # the usual window, checked at C speed: only floats, ints and None, none infinite
-    bad = [v for v in seq if not _is_missing(v) and not (_is_number(v) and math.isfinite(v))]
+    bad = [v for v in seq if not _is_missing(v) and not isinstance(v, (bool, np.bool_))
+           and not (_is_number(v) and math.isfinite(v))]
     return len(bad), bad[:MAX_EXAMPLES]
 
 
@@ -88,7 +89,7 @@ class DataQuality(Estimator):
                 results.append(self._result("missing_feature", name, 1.0, 0.0, {"reason": "feature absent from window"}))
                 continue
             n = len(raw)
-            column = WindowColumn.of(raw, fp.kind)  # shared with the drift tests when the caller built it
+            column = WindowColumn.of(raw, fp.value_type)  # shared with the drift tests when the caller built it
             if fp.kind == "numeric":
                 present = column.present
                 lo, hi = fp.summary.get("min"), fp.summary.get("max")

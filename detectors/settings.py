@@ -14,13 +14,15 @@ class ModelSettings:
     window_seconds: float = 300.0       # a window also closes when this much event time passed...
     min_window_size: int = 100          # ...if it holds at least this many predictions
     reference_size: int = 2000          # first N predictions form the reference, unless one was built
-    feature_types: dict = field(default_factory=dict)   # name -> "numeric" | "categorical"
+    feature_types: dict = field(default_factory=dict)   # name -> "numeric" | "categorical" | "boolean"
     drift: dict = field(default_factory=dict)           # detectors.WindowSettings fields
     label_ttl_seconds: float = 3600.0   # unlabelled predictions expire after this (event time)
     max_pending_labels: int = 50_000    # hard cap on predictions waiting for a label
     max_features: int = 1000            # distinct feature names kept per model version; others dropped, counted
     performance_window: int = 500       # rolling-metric window (labelled events)
-    performance_tolerance: float = 0.05 # alert when rolling metric is this much worse than baseline
+    performance_tolerance: float = 0.05 # alert when rolling metric is this much worse than baseline...
+    performance_alpha: float = 0.001    # ...and a one-sided test of "no drop" rejects at this level
+    hysteresis: float = 0.5             # an announced fairness/performance gap holds until below this x tolerance
     concept_detector: str = "adwin"     # detector on the error stream
     concept_params: dict = field(default_factory=dict)
     realert_windows: int = 10           # a persisting condition is re-announced every N windows
@@ -30,7 +32,8 @@ class ModelSettings:
     quality: dict = field(default_factory=dict)         # detectors.DataQuality parameters
     output_range: list | None = None    # regression guardrail: [low, high] for predictions
     multivariate: dict = field(default_factory=lambda: {"enabled": True, "every": 1, "max_rows": 500, "alpha": 0.001})
-    estimate_performance: bool = True   # CBPE on calibrated scores while labels are delayed
+    estimate_performance: bool = True   # CBPE on calibrated scores while labels are delayed...
+    cbpe_reference_labels: int = 5000   # ...calibrated (isotonic) on the first this many labelled events
     # retrain policy (event time, so replays and tests are deterministic)
     retrain_min_interval: float = 3600.0  # never request retraining sooner than this after the last request
     retrain_max_interval: float = 0.0   # request at least this often, alerts or not (0: off)
@@ -38,7 +41,8 @@ class ModelSettings:
     retrain_drift_windows: int = 3      # ...or when input drift persists this many consecutive windows
     # segments and fairness
     segment_min_size: int = 100         # per segment value and window, before a gap or drift is judged
-    segment_drift: bool = True          # input drift tests inside each segment value, per window
+    segment_drift: bool = True          # input drift tests inside each segment value, per window...
+    segment_reference_min_size: int = 200  # ...against that value's own reference rows, if it has this many
     fairness_tolerance: float = 0.1     # accuracy / positive-rate / TPR gap that alerts
     fairness_alpha: float = 0.01
     # champion/challenger

@@ -36,7 +36,7 @@ from detectors.profile import FeatureProfile, ReferenceProfile, WindowColumn
 from detectors.psi import PopulationStabilityIndex
 from detectors.wasserstein import Wasserstein
 
-__all__ = ["WindowSettings", "WindowReport", "evaluate_window", "evaluate_predictions", "PREDICTION_COLUMNS"]
+__all__ = ["WindowSettings", "WindowReport", "evaluate_window", "decide_family", "evaluate_predictions", "PREDICTION_COLUMNS"]
 
 PREDICTION_COLUMNS = ("__prediction__", "__score__")
 PRIMARY = {"numeric": "ks", "categorical": "chi_squared"}
@@ -153,6 +153,24 @@ def _decide(result: DriftResult, adjusted: float, significant: bool, threshold: 
     return _replace(result, threshold=float(threshold), drifted=bool(significant and effect_ok), evidence=evidence)
 
 
+def decide_family(family: Sequence[DriftResult], settings: WindowSettings) -> list[DriftResult]:
+    """Correct the p-values of one family of tests together, then apply the effect-size gate.
+
+    The window's primary and missing-rate tests are one family; segment drift makes
+    every segment x feature test of a window another one.
+
+    >>> from detectors.base import DriftResult
+    >>> family = [DriftResult("ks", f, 0.1, p, 0.01, "p_value", False, effect_size=0.2)
+    ...           for f, p in (("a", 0.001), ("b", 0.004), ("c", 0.5))]
+    >>> [(r.feature, r.drifted, round(r.evidence["p_value_adjusted"], 3)) for r in decide_family(family, WindowSettings())]
+    [('a', True, 0.003), ('b', True, 0.006), ('c', False, 0.5)]
+    """
+    p_values = np.array([r.p_value for r in family], dtype=np.float64)
+    adjusted, reject = correct(p_values, settings.alpha, settings.correction)
+    threshold = raw_threshold(p_values, settings.alpha, settings.correction)
+    return [_decide(r, a, s, threshold, settings) for r, a, s in zip(family, adjusted, reject)]
+
+
 def evaluate_window(
     reference: ReferenceProfile,
     window: Mapping[str, Sequence | np.ndarray],
@@ -186,7 +204,7 @@ def evaluate_window(
         raw = window.get(name)
         if raw is None:
             raw = np.full(n, np.nan) if fp.kind == "numeric" else np.full(n, None, dtype=object)
-        column = WindowColumn.of(raw, fp.kind)  # converted, counted and binned once for every test below
+        column = WindowColumn.of(raw, fp.value_type)  # converted, counted and binned once for every test below
         summaries[name] = column.summary
         primary, distances, _ = _feature_results(fp, column, settings)
         missing = missing_test.test(fp, column) if settings.missing_rate else None
@@ -194,10 +212,7 @@ def evaluate_window(
 
     # The family: every primary and missing-rate test that actually ran.
     family = [r for p, m, _ in per_feature for r in (p, m) if r is not None and "reason" not in r.evidence]
-    p_values = np.array([r.p_value for r in family], dtype=np.float64)
-    adjusted, reject = correct(p_values, settings.alpha, settings.correction)
-    threshold = raw_threshold(p_values, settings.alpha, settings.correction)
-    decided = {id(r): _decide(r, a, s, threshold, settings) for r, a, s in zip(family, adjusted, reject)}
+    decided = {id(r): d for r, d in zip(family, decide_family(family, settings))}
 
     results: list[DriftResult] = []
     drifted: list[DriftResult] = []

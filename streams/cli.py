@@ -280,32 +280,65 @@ def reference() -> None:
     """Reference profiles (what a model's inputs should look like)."""
 
 
+def _parse_types(specs: tuple) -> dict:
+    """``--types a=numeric,b=boolean`` (repeatable) as {name: type}."""
+    from detectors.values import TYPES
+
+    types = {}
+    for spec in specs:
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            name, sep, kind = item.partition("=")
+            if not sep or kind not in TYPES:
+                raise click.BadParameter(f"{item!r}: expected NAME=TYPE with TYPE one of {', '.join(TYPES)}",
+                                         param_hint="--types")
+            types[name.strip()] = kind
+    return types
+
+
 @reference.command("build")
 @click.option("--model", required=True)
 @click.option("--version", "model_version", default="0", show_default=True)
 @click.option("--label-column", default="label", show_default=True, help="Left out of the features.")
+@click.option("--types", "type_specs", multiple=True, metavar="NAME=TYPE,...",
+              help="Column types (numeric, categorical, boolean); override feature_types in the config.")
+@click.option("--segment-column", "segment_columns", multiple=True, metavar="NAME",
+              help="A column holding a segment attribute (as in events' `segment`): left out of the features, "
+                   "used to keep a reference per segment value for segment drift. Repeatable.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Also write the profile as JSON here.")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @global_options
 @click.pass_context
-def reference_build(ctx, model, model_version, label_column, output, path) -> None:
+def reference_build(ctx, model, model_version, label_column, type_specs, segment_columns, output, path) -> None:
     """Build a reference profile from a CSV or JSONL file of feature rows and store it in Redis."""
-    from detectors.profile import ReferenceProfile
     from sinks import put_reference_sync
-    from streams.files import read_rows
+    from streams.files import reference_from_file
 
     settings = _settings(ctx)
     preflight.check_redis(settings.redis_url)
-    columns = read_rows(Path(path), exclude={label_column, "prediction", "score", "prediction_id"})
-    kinds = settings.for_model(model).feature_types
+    model_settings = settings.for_model(model)
+    declared = {**model_settings.feature_types, **_parse_types(type_specs)}
     reference_id = f"{model}:{model_version}:{Path(path).name}"
-    profile = ReferenceProfile.from_columns(columns, kinds=kinds, reference_id=reference_id)
+    try:
+        profile = reference_from_file(Path(path), reference_id, types=declared, segment_columns=segment_columns,
+                                      exclude={label_column, "prediction", "score", "prediction_id"},
+                                      segment_min_size=model_settings.segment_reference_min_size)
+    except KeyError as exc:
+        raise click.ClickException(exc.args[0]) from None
     data = profile.to_dict()
     put_reference_sync(settings.redis_url, model, model_version, data, timeout=2.0, prefix=settings.redis_prefix)
     if output:
         Path(output).write_bytes(orjson.dumps(data))
+    table = Table("column", "type", "from", "rows", "missing", title=f"reference {reference_id}")
+    for name, fp in profile.features.items():
+        table.add_row(name, fp.value_type, "declared" if name in declared else "inferred", str(fp.n),
+                      f"{fp.missing_rate:.1%}")
+    console.print(table)
+    if profile.segment_sizes is not None:
+        console.print(f"segment references: {', '.join(profile.segments) or 'none'} "
+                      f"(at least {model_settings.segment_reference_min_size} rows; "
+                      f"{len(profile.segment_sizes) - len(profile.segments)} values with fewer stay untested)")
     console.print(f"stored reference [bold]{reference_id}[/]: {profile.n} rows, "
-                  f"{len(profile.features)} features ({', '.join(f'{k}:{v}' for k, v in profile.kinds.items())})")
+                  f"{len(profile.features)} features ({', '.join(f'{k}:{v}' for k, v in profile.types.items())})")
 
 
 @main.command()

@@ -10,7 +10,7 @@ from detectors import DriftResult, FeatureProfile, ReferenceProfile, infer_kind,
 def test_to_column_numeric_and_categorical():
     col = to_column([1, 2.5, None, float("nan"), "x", True, np.int64(4), float("inf")], "numeric")
     assert col.dtype == np.float64
-    np.testing.assert_array_equal(col, [1.0, 2.5, np.nan, np.nan, np.nan, np.nan, 4.0, np.nan])
+    np.testing.assert_array_equal(col, [1.0, 2.5, np.nan, np.nan, np.nan, 1.0, 4.0, np.nan])  # a bool is 1/0
     cat = to_column([True, False, "a", 7, 7.0, 2.5, None, np.nan], "categorical")
     assert cat.dtype == object
     assert cat.tolist() == ["true", "false", "a", "7", "7", "2.5", None, None]

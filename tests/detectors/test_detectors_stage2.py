@@ -54,7 +54,7 @@ def test_bonferroni():
 def test_data_quality_checks():
     rng = np.random.default_rng(0)
     ref = ReferenceProfile.from_columns({"x": rng.uniform(0, 1, 1000), "c": rng.choice(["a", "b"], 1000), "gone": rng.normal(size=1000)})
-    window = {"x": list(rng.uniform(0, 1, 95)) + [5.0, -1.0, "oops", None, True],
+    window = {"x": list(rng.uniform(0, 1, 95)) + [5.0, -1.0, "oops", None, "n/a"],
               "c": ["a"] * 90 + ["zzz"] * 10, "extra": [1] * 100}
     results = {(r.detector, r.feature): r for r in DataQuality().check(ref, window)}
     oor = results[("data_quality.out_of_range", "x")]
@@ -97,7 +97,7 @@ def test_cbpe_contract():
     rng = np.random.default_rng(4)
     s = rng.beta(0.5, 0.5, size=2000)
     cbpe = CBPE(max_drop=0.05).fit(s, rng.random(2000) < s)
-    assert repr(cbpe) == "CBPE(max_drop=0.05, decision_threshold=0.5)"
+    assert repr(cbpe) == "CBPE(max_drop=0.05, decision_threshold=0.5, z=2.0)"
     assert not cbpe.test(rng.beta(0.5, 0.5, size=1000)).drifted
     window = rng.beta(4, 4, size=1000)
     r = cbpe.test(window)

@@ -14,7 +14,7 @@ import pytest
 from detectors.monitor import ModelMonitor
 from detectors.settings import ModelSettings
 
-FAST = dict(reference_size=500, window_size=250, calibrate_ert_windows=0, performance_window=200,
+FAST = dict(reference_size=500, window_size=250, calibrate_ert_windows=0, performance_window=200, cbpe_reference_labels=500,
             multivariate={"enabled": False}, window_seconds=1e9)
 
 
