@@ -26,6 +26,7 @@ import io
 import logging
 import pickle
 import time
+from operator import itemgetter
 
 import faust
 import orjson
@@ -426,21 +427,12 @@ async def on_revoked(app, revoked, **kwargs) -> None:
 async def _route(events, validate, field: str, source) -> None:
     """Validate a batch of raw messages; forward valid events per model (or model shard), dead-letter
     the rest."""
-    by_key: dict[str, tuple[list, list]] = {}
-    sends, dead = [], []
+    sends, dead, decoded = [], [], []
     monitor_key = settings.monitor_key if settings.shards else None
     for event in events:
         message = event.message
         good, bad = records.decode(event.value, message.timestamp, validate, settings.max_message_bytes)
-        for item in good:
-            key = monitor_key(item["model"], item["prediction_id"]) if monitor_key else item["model"]
-            items, runs = by_key.setdefault(key, ([], []))
-            items.append(item)
-            # source position of each item, as runs [partition, offset, first index, count]: see _fresh
-            if runs and runs[-1][0] == message.partition and runs[-1][1] == message.offset:
-                runs[-1][3] += 1
-            else:
-                runs.append([message.partition, message.offset, 0, 1])
+        decoded.append((message.partition, message.offset, good))
         if bad and not worker.ledger.started((message.topic, message.partition)):
             continue    # revoked while this batch was in flight: the next owner re-reads and dead-letters it
         for index, reason in bad:
@@ -453,7 +445,8 @@ async def _route(events, validate, field: str, source) -> None:
             deadletters.record(reason, source, message.partition, message.offset, index)
             dead.append((record["deadletter_id"], await deadletter_topic.send(key=message.key,
                                                                              value=orjson.dumps(record))))
-    for key, (items, runs) in by_key.items():
+    key_of = (lambda e: monitor_key(e["model"], e["prediction_id"])) if monitor_key else itemgetter("model")
+    for key, (items, runs) in positions.by_key(decoded, key_of).items():
         for body in _bodies(field, items, runs, records.MAX_MESSAGE_BYTES):   # under Kafka's default 1 MB
             sends.append(await events_topic.send(key=key.encode(), value=body))
     # A dead letter is marked sent as soon as it is (a crash in between re-sends it: same id).

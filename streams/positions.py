@@ -35,3 +35,33 @@ def fresh(marks: dict, field: str, items: list, runs: list | None) -> tuple[list
             marks[key] = (offset, first + count - 1)
         start += count
     return found, sources
+
+
+def by_key(messages, key_of) -> dict:
+    """Group the valid events of a batch by monitor key: ``{key: (items, runs)}``, ``runs`` being
+    each item's source position ``[partition, offset, first index, count]``.
+
+    ``messages`` yields ``(partition, offset, items)`` per source message. A message delivered
+    twice in one batch gets a run per copy, so :func:`fresh` keeps it once; merging the copies
+    into one run of twice the count (as a check on "same offset as the last run" did) made
+    both copies look fresh, and a model counted one message twice.
+
+    >>> grouped = by_key([(0, 7, ["a", "b"]), (0, 7, ["a", "b"]), (1, 3, ["c"])], key_of=lambda e: "m")
+    >>> grouped["m"][1]
+    [[0, 7, 0, 2], [0, 7, 0, 2], [1, 3, 0, 1]]
+    >>> fresh({}, "p", *grouped["m"])
+    (['a', 'b', 'c'], [(0, 2), (1, 1)])
+    """
+    grouped: dict = {}
+    for partition, offset, items in messages:
+        started = set()
+        for item in items:
+            key = key_of(item)
+            entries, runs = grouped.setdefault(key, ([], []))
+            entries.append(item)
+            if key in started:
+                runs[-1][3] += 1
+            else:
+                started.add(key)
+                runs.append([partition, offset, 0, 1])
+    return grouped
