@@ -26,6 +26,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -336,6 +337,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
+    # SIGTERM ends the run through its `finally`: the broker, Redis and workers are stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args.predictions, args.models, args.cycles, args.seed)
     summary = {k: result[k] for k in ("lost", "double_counted", "labels_not_joined_once", "duplicate_alert_ids",
                                       "duplicate_retrain_ids", "duplicate_dead_letter_ids")}
