@@ -405,7 +405,13 @@ async def _committed_position(topic: str, partition: int) -> int | None:
 
 
 app.commit_ledger = worker.ledger      # read by streams.transport.Consumer when it commits
-gaps = GapFiller(_gap_consumer, worker.ledger, _committed_position)
+def _highwater(topic: str, partition: int) -> int | None:
+    from faust.types import TP
+
+    return app.consumer.highwater(TP(topic, partition))
+
+
+gaps = GapFiller(_gap_consumer, worker.ledger, _committed_position, _highwater)
 
 
 def _log_recreated(tp, first_offset: int) -> None:

@@ -51,13 +51,14 @@ class RereadEvent:
 
 
 class GapFiller:
-    def __init__(self, consumer_factory, ledger=None, committed=None, read_timeout: float = 30.0):
+    def __init__(self, consumer_factory, ledger=None, committed=None, highwater=None, read_timeout: float = 30.0):
         """``consumer_factory()`` returns an unstarted group-less ``AIOKafkaConsumer``;
         ``committed(topic, partition)`` the group's committed position (``None``: nothing
         committed yet, the log's first offset applies); ``ledger`` is started at it."""
         self._factory = consumer_factory
         self._ledger = ledger
         self._committed = committed
+        self._highwater = highwater    # (topic, partition) -> the log's end as last fetched, or None
         self._consumer = None
         self._lock = asyncio.Lock()
         self._last: dict[tuple[str, int], int] = {}
@@ -71,6 +72,17 @@ class GapFiller:
             self._last.pop((tp.topic, tp.partition), None)
         if self._ledger is not None:
             self._ledger.forget((tp.topic, tp.partition) for tp in partitions)
+
+    def _recreated(self, tp: tuple, previous: int) -> bool:
+        """A record at or below the last offset passed on, on a log that now ends at or before
+        that offset: the log was recreated (memory-only broker restarted), not re-delivered."""
+        if self._highwater is None:
+            return False
+        try:
+            highwater = self._highwater(*tp)
+        except Exception:          # not fetched yet since the assignment
+            return False
+        return highwater is not None and 0 <= highwater <= previous
 
     def restart(self, topic: str, partition: int, first_offset: int) -> None:
         """The partition's log was recreated: it starts again at ``first_offset``."""
@@ -88,6 +100,9 @@ class GapFiller:
             if previous is None and self._committed is not None:
                 position = await self._start(message.topic, message.partition)
                 previous = last[tp] = position - 1
+            if previous is not None and message.offset <= previous and self._recreated(tp, previous):
+                self.restart(message.topic, message.partition, message.offset)
+                previous = message.offset - 1
             if previous is not None and message.offset <= previous:
                 # passed on already in this assignment (re-read from a gap, or delivered twice):
                 # a second copy would be handled twice, its dead letters sent twice in one batch

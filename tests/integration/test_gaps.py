@@ -83,3 +83,33 @@ def test_an_assignment_starts_at_the_committed_position_and_starts_the_ledger(br
     committed.clear()                                # never committed: from the log start
     offsets, _ = asyncio.run(run(3))
     assert offsets == [0, 1, 2, 3]
+
+
+def test_a_recreated_log_is_passed_on_not_dropped_as_a_copy(broker_url, unique):
+    """After a memory-only broker restart the log starts again at 0: records below the last
+    offset passed on are a new log (its end is at or before that offset), not copies."""
+    from streams.ledger import CommitLedger
+
+    topic = f"gaps-recreated-{unique}"
+    ends = {(topic, 0): 500}
+
+    async def position(t, p):
+        return 200
+
+    async def run():
+        ledger = CommitLedger()
+        filler = GapFiller(lambda: AIOKafkaConsumer(bootstrap_servers=bootstrap(broker_url), group_id=None,
+                                                    enable_auto_commit=False), ledger, position,
+                           highwater=lambda t, p: ends[(t, p)])
+        try:
+            first = await filler.fill([delivered(topic, 200), delivered(topic, 201)])
+            copy = await filler.fill([delivered(topic, 150)])           # the log still ends at 500
+            ends[(topic, 0)] = 3                                       # recreated: ends at 3
+            new = await filler.fill([delivered(topic, 0), delivered(topic, 1)])
+            return [[e.message.offset for e in b] for b in (first, copy, new)], ledger
+        finally:
+            await filler.close()
+
+    batches, ledger = asyncio.run(run())
+    assert batches == [[200, 201], [], [0, 1]]
+    assert ledger.started((topic, 0))
