@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections import OrderedDict, deque
 from operator import itemgetter
 
 from river import metrics, utils
 
 from detectors.alerts import AlertLifecycle, make_alert, make_retrain_request
+from detectors.buckets import DELAY_BUCKETS, DURATION_BUCKETS, BucketCounts
 from detectors.calibration import calibrate
 from detectors.cbpe import CBPE
 from detectors.comparison import compare_versions
@@ -210,9 +212,13 @@ class VersionMonitor:
         self._scheduled_retrains = 0
         self._performance_announced: int | None = None
         self._suspect_left = 0
+        self.window_test_seconds = BucketCounts(DURATION_BUCKETS)   # exposed as a Prometheus histogram
+        self.estimate: dict = {}            # CBPE's estimate of the last window (before labels come)
 
     def __setstate__(self, state: dict) -> None:
         """Checkpoints from before the shared confusion matrices get them on restore."""
+        state.setdefault("window_test_seconds", BucketCounts(DURATION_BUCKETS))
+        state.setdefault("estimate", {})
         self.__dict__.update(state)
         if self.task == "classification" and self._metrics is not None:
             _share_confusion_matrices(self._metrics, self._rolling)
@@ -325,9 +331,11 @@ class VersionMonitor:
         cannot handle) is recorded in ``last_window["errors"]`` and the other checks still
         run, so one bad value can never stop a model's monitoring.
         """
+        started = time.perf_counter()
         try:
             self._test_window(out)
         finally:
+            self.window_test_seconds.observe(time.perf_counter() - started)
             self._next_window()
 
     def _checked(self, name: str, check, default=()):
@@ -365,6 +373,9 @@ class VersionMonitor:
                 findings["multivariate_drift"]["__rows__"] = result
         if self.cbpe is not None and self.window.n:
             result = self._checked("estimated_performance", lambda: self.cbpe.test(raw.get(SCORE, [])), None)
+            if result is not None and "estimated_accuracy" in result.evidence:
+                self.estimate = {"accuracy": result.evidence["expected_realised_accuracy"],
+                                 "window": self.window_index}
             if result is not None and result.drifted:
                 findings["estimated_performance"]["__score__"] = result
         for result in self._checked("fairness", lambda: self.segments.test(
@@ -390,7 +401,7 @@ class VersionMonitor:
         self.last_window = {
             **bounds,
             "drift": {r.feature: {"detector": r.detector, "statistic": r.statistic, "p_value": r.p_value,
-                                  "effect_size": r.effect_size, "drifted": r.drifted}
+                                  "threshold": r.threshold, "effect_size": r.effect_size, "drifted": r.drifted}
                       for r in report.results if r.detector in ("ks", "chi_squared", "prediction_ks",
                                                                 "prediction_chi_squared")},
             "drifted_features": sorted(k for kind in ("input_drift", "prediction_drift") for k in findings[kind]),
@@ -651,10 +662,12 @@ class ModelMonitor:
                        "duplicate_predictions": 0, "unknown_version_labels": 0}
         self.applied_offsets: dict = {}             # partition -> last offset folded into this state
         self._last_comparison: dict = {}
+        self.label_delay = BucketCounts(DELAY_BUCKETS)   # label time - prediction time, joined labels
 
     def __setstate__(self, state: dict) -> None:
         """Checkpoints written before the watermark join get its fields on restore."""
         state.setdefault("source_clocks", {})
+        state.setdefault("label_delay", BucketCounts(DELAY_BUCKETS))
         state["_early_labels"] = OrderedDict(   # was (label, label time): wait from the old clock
             (pid, [label[0], state["clock"], False] if isinstance(label, tuple) else label)
             for pid, label in state["_early_labels"].items())
@@ -757,6 +770,9 @@ class ModelMonitor:
             if entries is None:
                 self._early_labels[event["prediction_id"]] = [event["label"], watermark, False]
                 continue
+            delay = event["timestamp"] - entries[0][4]
+            if delay >= 0:   # a label stamped before its prediction is another clock's doing, not a delay
+                self.label_delay.observe(delay)
             for name, prediction, score, segment, _ in entries:
                 self.versions[name].add_label(prediction, score, event["label"], clock, out, segment)
         self._expire()

@@ -108,6 +108,10 @@ class StatusStore:
                 await self._reset()
                 raise
 
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless Redis answers (readiness probe)."""
+        await self._run(self.client.ping())
+
     async def write_status(self, model: str, version, status: dict) -> None:
         async def write():
             async with self.client.pipeline(transaction=True) as pipe:

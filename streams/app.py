@@ -34,7 +34,7 @@ from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile
 from sinks import StatusStore, build_sinks
 from sinks.dedup import DedupGuard
-from streams import config, positions, records, transport
+from streams import config, positions, records, transport, web
 from streams.gaps import GapFiller
 
 log = logging.getLogger("driftline")
@@ -277,6 +277,7 @@ class Worker:
                 await fut
                 await self.dedup.mark_delivered(record_id)
                 self.counts["alerts_sent" if kind == "alert" else "retrain_sent"] += 1
+                metrics.instruments.sent(kind, record)
                 self.router.publish(record)
                 log.warning("%s %s %s/%s %s", kind.upper(), record.get("kind"), record["model"],
                             record["model_version"], record.get("message") or record.get("reason"))
@@ -360,6 +361,7 @@ def _gap_consumer():
 
 
 gaps = GapFiller(_gap_consumer)
+metrics = web.install(app, worker, settings, lambda: gaps.counts)   # /metrics, /healthz, /readyz
 
 
 @app.on_partitions_revoked.connect
@@ -388,6 +390,7 @@ async def _route(events, validate, field: str, source) -> None:
                 runs.append([message.partition, message.offset, 0, 1])
         for index, reason in bad:
             worker.counts["deadletter"] += 1
+            metrics.instruments.deadlettered(reason)
             record = records.deadletter_record(event.value, reason, source, message.partition,
                                                message.offset, index)
             sends.append(await deadletter_topic.send(key=message.key, value=orjson.dumps(record)))
@@ -534,6 +537,7 @@ async def _monitor_one(event) -> None:
         worker.schedule_status(model, mon)
     except Exception as exc:  # a bug must not stop the stream: park the message, keep going
         worker.counts["processing_errors"] += 1
+        metrics.instruments.deadlettered("processing error")
         log.exception("processing %s@%s failed", model, message.offset)
         record = records.deadletter_record(event.value, f"processing error: {exc!r}", settings.internal_topic,
                                            message.partition, message.offset)

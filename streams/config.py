@@ -59,6 +59,10 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_enabled: bool = True
+    # /metrics: per-feature gauges (p-value, statistic, effect size, threshold) are opt-in and
+    # capped, so a wide model cannot blow up the scrape (README, "Operating driftline")
+    metrics_feature_gauges: bool = False
+    metrics_max_feature_series: int = 2000
     checkpoint_seconds: float = 2.0      # monitor state is checkpointed at least this often
     tick_seconds: float = 5.0            # idle models get a tick this often (closes stale windows)
     ingest_batch: int = 1000             # predictions gathered per repartition message
@@ -168,7 +172,7 @@ def _build(data: dict, source: str) -> Settings:
     models = data.pop("models", {})
     for name, overrides in models.items():
         defaults.merged(overrides)  # validate early: a typo fails at start-up, not mid-stream
-    for key in ("web_port", "partitions", "ingest_batch", "replication_factor"):
+    for key in ("web_port", "partitions", "ingest_batch", "replication_factor", "metrics_max_feature_series"):
         if key in data:
             data[key] = int(data[key])
     return Settings(topics=topics, defaults=defaults, models=models, source=source, **data)
