@@ -651,7 +651,7 @@ class ModelMonitor:
         self.config_version = config_version
         self.versions: dict[str, VersionMonitor] = {}
         self._pending: OrderedDict = OrderedDict()   # prediction_id -> [(version, prediction, score, segment, ts)]
-        # prediction_id -> [label, watermark when it came, joined yet]: the label came first
+        # prediction_id -> [label, watermark when it came, joined yet, label time]: the label came first
         self._early_labels: OrderedDict = OrderedDict()
         # Event time comes from the predictions only. Label timestamps come from another clock
         # (often when the label was recorded, days later): a label stamped "now" during a replay
@@ -753,6 +753,8 @@ class ModelMonitor:
             version.add_prediction(event, None if offset is None else [offset, index], out)
             label = early.get(pid)
             if label is not None:   # kept until its TTL: a shadow version's prediction may still come
+                if not label[2] and len(label) > 3 and label[3] >= ts:   # [3]: label time (newer checkpoints)
+                    self.label_delay.observe(label[3] - ts)
                 label[2] = True
                 version.add_label(event["prediction"], event["score"], label[0], self.clock, out, event["segment"])
             elif shadows is None:
@@ -768,7 +770,7 @@ class ModelMonitor:
         for event in events:
             entries = self._pending.pop(event["prediction_id"], None)
             if entries is None:
-                self._early_labels[event["prediction_id"]] = [event["label"], watermark, False]
+                self._early_labels[event["prediction_id"]] = [event["label"], watermark, False, event["timestamp"]]
                 continue
             delay = event["timestamp"] - entries[0][4]
             if delay >= 0:   # a label stamped before its prediction is another clock's doing, not a delay

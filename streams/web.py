@@ -41,7 +41,7 @@ def install(app, worker, settings, extra_counts=dict) -> Metrics:
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request):
-            return self.bytes(metrics.exposition(), content_type=CONTENT_TYPE)
+            return self.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/healthz")
     class HealthView(View):
