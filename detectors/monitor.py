@@ -477,7 +477,7 @@ class VersionMonitor:
             detector=top.detector, feature=top.feature, features=names, statistic=top.statistic,
             p_value=top.p_value, threshold=top.threshold, window=bounds, reference=self.reference_info,
             evidence=evidence, id_parts=(self.window_index, ",".join(sorted(map(str, keys)))),
-            config_version=self.config_version,
+            config_version=self.config_version, conditions=sorted(map(str, keys)),
             message=f"{kind.replace('_', ' ')} in {', '.join(map(str, names))} (window {self.window_index}, n={bounds['n']})")
         self._emit(out, alert)
         return alert
@@ -487,7 +487,7 @@ class VersionMonitor:
             model=self.model, model_version=self.version, kind="resolved", severity="info", detector="lifecycle",
             feature=feature, statistic=None, p_value=None, threshold=None, window=bounds,
             reference=self.reference_info, evidence={"resolves": kind, "clear_windows": self.settings.resolve_windows},
-            id_parts=(self.window_index, kind, feature), config_version=self.config_version,
+            id_parts=(self.window_index, kind, feature), config_version=self.config_version, conditions=[feature],
             message=f"{kind.replace('_', ' ')} in {feature} cleared for {self.settings.resolve_windows} windows"))
 
     # -- retrain policy ------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.embedded import free_port, start_redis
+from tests.ops_services import get_json, start_alertmanager
 from tests.integration.harness import (
     SMALL_WINDOWS,
     WorkerProcess,
@@ -70,11 +71,19 @@ def ops_config(tmp_path, extra: str = "") -> str:
     return path
 
 
-def test_metrics_during_a_run_equal_what_was_sent_and_the_condition_resolves(broker_url, redis_url, tmp_path, unique):
+def test_metrics_and_alertmanager_during_a_run_follow_the_drift_and_its_resolution(broker_url, redis_url, tmp_path,
+                                                                                    unique):
+    """One worker, scraped and delivering to a real Alertmanager, through a drift that resolves."""
     model = f"ops-{unique}"
+    am = start_alertmanager(tmp_path / "am")
     env = isolated_env(broker_url, redis_url)
-    worker = WorkerProcess(env, tmp_path, config=ops_config(tmp_path))
+    sinks = f'[[sinks]]\ntype = "redis"\n[[sinks]]\ntype = "alertmanager"\nurl = "{am.url}"\n'
+    worker = WorkerProcess(env, tmp_path, config=ops_config(tmp_path, sinks))
     port = port_of(worker)
+
+    def am_alerts():
+        return [a for a in get_json(f"{am.url}/api/v2/alerts?active=true") if a["labels"].get("model") == model]
+
     try:
         # /readyz from the first moment the web server answers: 503 until partitions are assigned
         seen: list[int] = []
@@ -121,6 +130,13 @@ def test_metrics_during_a_run_equal_what_was_sent_and_the_condition_resolves(bro
         assert sample(found, "driftline_rolling_metric", **mv, metric="accuracy") == 1.0   # labels = predictions
         assert sample(found, "driftline_window_test_duration_seconds_count", **mv) == 4
 
+        firing = wait_until(lambda: [a for a in am_alerts() if a["labels"]["kind"] == "input_drift"], 30, 0.3,
+                            "the drift alert in Alertmanager")
+        labels = firing[0]["labels"]
+        assert labels["alertname"] == "DriftlineInputDrift" and labels["model_version"] == "1"
+        assert labels["condition"] == "income" and labels["severity"] in ("warning", "critical")
+        assert firing[0]["annotations"]["audit"].startswith("driftline audit ")
+
         code, text = get(port, "/metrics")
         if shutil.which(PROMTOOL):
             checked = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=30)
@@ -153,11 +169,19 @@ def test_metrics_during_a_run_equal_what_was_sent_and_the_condition_resolves(bro
                        for (k, s), n in by_kind.items()) and found
 
         found = wait_until(counted, 30, 0.5, "alerts_total equal to the alerts topic")
+        wait_until(lambda: not [a for a in am_alerts() if a["labels"]["kind"] == "input_drift"], 30, 0.3,
+                   "the drift alert ended in Alertmanager by resolved")
+        retrain = [r for r in read_alerts(broker_url, topic(env, "retrain"), idle=1.0) if r["model"] == model]
+        assert sample(found, "driftline_outputs_sent_total", kind="retrain") == len(retrain)
+        # the router hands the sink retrain requests too; it sends them nowhere (they are not alerts)
+        assert sample(found, "driftline_sink_deliveries_total", sink="alertmanager",
+                      outcome="delivered") == len(sent) + len(retrain)
         assert sample(found, "driftline_outputs_sent_total", kind="alert") == len(sent)
         assert sample(found, "driftline_alert_latency_seconds_count") == len(sent)
         assert sample(found, "driftline_model_alerts_total", **mv) == len(sent)
     finally:
         worker.terminate()
+        am.stop()
 
 
 def test_readyz_reports_redis_down_as_degraded(broker_url, tmp_path):
