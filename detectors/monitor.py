@@ -20,6 +20,7 @@ from operator import itemgetter
 from river import metrics, utils
 
 from detectors.alerts import AlertLifecycle, make_alert, make_retrain_request
+from detectors.base import json_safe
 from detectors.buckets import DELAY_BUCKETS, DURATION_BUCKETS, BucketCounts
 from detectors.calibration import calibrate
 from detectors.cbpe import CBPE
@@ -214,11 +215,13 @@ class VersionMonitor:
         self._suspect_left = 0
         self.window_test_seconds = BucketCounts(DURATION_BUCKETS)   # exposed as a Prometheus histogram
         self.estimate: dict = {}            # CBPE's estimate of the last window (before labels come)
+        self.closed_windows: list = []      # summaries for the window history, taken by the stream layer
 
     def __setstate__(self, state: dict) -> None:
         """Checkpoints from before the shared confusion matrices get them on restore."""
         state.setdefault("window_test_seconds", BucketCounts(DURATION_BUCKETS))
         state.setdefault("estimate", {})
+        state.setdefault("closed_windows", [])
         self.__dict__.update(state)
         if self.task == "classification" and self._metrics is not None:
             _share_confusion_matrices(self._metrics, self._rolling)
@@ -348,6 +351,7 @@ class VersionMonitor:
 
     def _test_window(self, out: list) -> None:
         self._check_errors: dict = {}
+        emitted_before = len(out)
         raw = self.window.columns()
         columns = self._converted(raw)
         report = evaluate_window(self.reference, columns, self.window_settings)
@@ -409,6 +413,27 @@ class VersionMonitor:
             "segments": self.segments.summary(),
             "errors": dict(self._check_errors),
         }
+        self.closed_windows.append(self._window_summary(report, out[emitted_before:]))
+        del self.closed_windows[:-64]       # bounded when no stream layer takes them (tests, benchmarks)
+
+    def _window_summary(self, report, emitted: list) -> dict:
+        """What the window history keeps of a tested window: every feature's test with both
+        sides' summaries, the metrics and estimate at its close, and the alerts it raised."""
+        features = {}
+        for name, result in self.last_window["drift"].items():
+            profile = self.reference.features.get(name)
+            features[name] = {**result, "reference": profile.summary if profile else None,
+                              "current": report.summaries.get(name)}
+        window = self.last_window
+        return json_safe({
+            "model": self.model, "model_version": self.version, "index": window["index"],
+            "start": window["start"], "end": window["end"], "n": window["n"], "features": features,
+            "drifted_features": window["drifted_features"], "findings": window["findings"],
+            "metrics": self.rolling_metrics(), "estimate": dict(self.estimate),
+            "alerts": [{k: record.get(k) for k in ("alert_id", "kind", "severity", "features", "message")}
+                       for kind, record in emitted if kind == "alert"],
+            "errors": window["errors"],
+        })
 
     def _next_window(self) -> None:
         self.segments.reset_window()
@@ -701,6 +726,15 @@ class ModelMonitor:
                               "model_version": monitor.version, "profile": monitor.reference.to_dict(),
                               "window_settings": monitor.window_settings.to_dict(),
                               "calibration": monitor.calibration})
+        return found
+
+    def window_summaries(self) -> list:
+        """Summaries of the windows closed since the last call (the window history's entries)."""
+        found = []
+        for monitor in self.versions.values():
+            if monitor.closed_windows:
+                found += monitor.closed_windows
+                monitor.closed_windows = []
         return found
 
     @property

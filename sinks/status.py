@@ -6,6 +6,7 @@ Keys:
     driftline:reference:{model}:{version}  string: the reference profile as JSON
     driftline:reference-archive:{id}       string: every reference alerts were computed against,
                                            with its window settings (for audits)
+    driftline:history:{model}:{version}    stream: window summaries (sinks.history)
 
 Every failure (unreachable, timed out, unreadable data) raises
 :class:`StoreUnavailable`, a ``ConnectionError``, within a few seconds: socket
@@ -111,6 +112,21 @@ class StatusStore:
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless Redis answers (readiness probe)."""
         await self._run(self.client.ping())
+
+    async def append_window(self, entry: dict, maxlen: int) -> None:
+        """Add a window summary to its version's history (sinks.history), keeping the newest ``maxlen``."""
+        from sinks.history import HISTORY_KEY, history_entry_id
+
+        async def add():
+            key = HISTORY_KEY.format(model=entry["model"], version=entry["model_version"])
+            try:
+                await self.client.xadd(key, {"json": to_json(entry)}, id=history_entry_id(entry),
+                                       maxlen=maxlen, approximate=False)
+            except redis.exceptions.ResponseError as exc:
+                if "equal or smaller" not in str(exc):
+                    raise   # else: a window tested again after a restart, already in the history
+
+        await self._run(add())
 
     async def write_status(self, model: str, version, status: dict) -> None:
         async def write():

@@ -529,6 +529,8 @@ async def _monitor_one(event) -> None:
                 worker.counts["labels"] += len(labels)
             elif "tick" in body:
                 out = mon.tick(body["tick"])
+            for summary in mon.window_summaries():
+                worker.spawn(worker.status.append_window(summary, settings.history_windows), "window history")
             if "tick" not in body:
                 worker.last_event_at[model] = time.monotonic()
             mon.applied_offsets[message.partition] = message.offset

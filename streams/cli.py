@@ -1,4 +1,4 @@
-"""``driftline`` command line: broker, worker, demo, simulate, status, tail, reference, audit."""
+"""``driftline`` command line: broker, worker, demo, simulate, status, history, tail, reference, audit."""
 from __future__ import annotations
 
 import sys
@@ -130,6 +130,50 @@ def status(ctx, as_json: bool) -> None:
         console.print(f"sink {name}: delivered {stats.get('delivered')}, failed attempts "
                       f"{stats.get('failed_attempts')}, dropped {stats.get('dropped')}, pending {stats.get('pending')}"
                       + (f", last error: {stats['last_error']}" if stats.get("last_error") else ""))
+
+
+@main.command()
+@click.argument("model")
+@click.option("--version", "model_version", help="One version (default: every version of the model).")
+@click.option("--last", type=int, help="Only the newest N windows of each version.")
+@click.option("--json", "as_json", is_flag=True, help="Print the window summaries as JSON.")
+@click.pass_context
+def history(ctx, model: str, model_version, last, as_json: bool) -> None:
+    """Every tested window of a model, oldest first (from Redis; kept: `history_windows` per version)."""
+    from sinks import StoreUnavailable
+    from sinks.history import UnknownModel, read_history_sync
+
+    try:
+        found = read_history_sync(_settings(ctx).redis_url, model, model_version, last=last)
+    except (UnknownModel, StoreUnavailable) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
+        return
+    for version, windows in found.items():
+        if not windows:
+            console.print(f"{model} v{version}: no window tested yet")
+            continue
+        table = Table("window", "end (UTC)", "n", "drifted", "min p-value", "metrics", "CBPE estimate", "alerts",
+                      title=f"{model} v{version}: {len(windows)} windows")
+        for w in windows:
+            p_values = [f["p_value"] for f in w.get("features", {}).values() if f.get("p_value") is not None]
+            metrics = ", ".join(f"{k}={v:.3f}" for k, v in (w.get("metrics") or {}).items() if v is not None)
+            estimate = (w.get("estimate") or {}).get("accuracy")
+            table.add_row(str(w["index"]), _utc(w.get("end")), str(w.get("n")),
+                          ", ".join(w.get("drifted_features") or []) or "-",
+                          f"{min(p_values):.3g}" if p_values else "-", metrics or "-",
+                          f"accuracy={estimate:.3f}" if estimate is not None else "-",
+                          ", ".join(f"{a['kind']}:{a['severity']}" for a in w.get("alerts") or []) or "-")
+        console.print(table)
+
+
+def _utc(ts) -> str:
+    import datetime as dt
+
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @main.command()

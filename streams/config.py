@@ -63,6 +63,7 @@ class Settings:
     # capped, so a wide model cannot blow up the scrape (README, "Operating driftline")
     metrics_feature_gauges: bool = False
     metrics_max_feature_series: int = 2000
+    history_windows: int = 1000          # window summaries kept per model version (`driftline history`)
     checkpoint_seconds: float = 2.0      # monitor state is checkpointed at least this often
     tick_seconds: float = 5.0            # idle models get a tick this often (closes stale windows)
     ingest_batch: int = 1000             # predictions gathered per repartition message
@@ -172,7 +173,8 @@ def _build(data: dict, source: str) -> Settings:
     models = data.pop("models", {})
     for name, overrides in models.items():
         defaults.merged(overrides)  # validate early: a typo fails at start-up, not mid-stream
-    for key in ("web_port", "partitions", "ingest_batch", "replication_factor", "metrics_max_feature_series"):
+    for key in ("web_port", "partitions", "ingest_batch", "replication_factor", "metrics_max_feature_series",
+                "history_windows"):
         if key in data:
             data[key] = int(data[key])
     return Settings(topics=topics, defaults=defaults, models=models, source=source, **data)

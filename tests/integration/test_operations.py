@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.embedded import free_port, start_redis
 from tests.ops_services import get_json, start_alertmanager
 from tests.integration.harness import (
+    ROOT,
     SMALL_WINDOWS,
     WorkerProcess,
     drift_traffic,
@@ -179,6 +181,22 @@ def test_metrics_and_alertmanager_during_a_run_follow_the_drift_and_its_resoluti
         assert sample(found, "driftline_outputs_sent_total", kind="alert") == len(sent)
         assert sample(found, "driftline_alert_latency_seconds_count") == len(sent)
         assert sample(found, "driftline_model_alerts_total", **mv) == len(sent)
+        # the window history, read with the CLI as an operator would; it outlives the worker
+        def history():
+            done = subprocess.run([sys.executable, "-m", "streams.cli", "--redis-url", redis_url, "history", model,
+                                   "--version", "1", "--json"], capture_output=True, timeout=60, cwd=ROOT)
+            assert done.returncode == 0, done.stderr
+            return orjson.loads(done.stdout)["1"]
+
+        wait_until(lambda: len(history()) == 7, 30, 0.5, "7 windows in the history")   # 4 drifted, 3 clean
+        worker.terminate()
+        windows = history()
+        assert [w["index"] for w in windows] == list(range(7))
+        drift_alert = next(a for a in sent if a["kind"] == "input_drift")
+        assert drift_alert["alert_id"] in {a["alert_id"] for w in windows for a in w["alerts"]}
+        first_drifted = windows[drift_alert["window"]["index"]]
+        assert first_drifted["features"]["income"]["p_value"] == drift_alert["evidence"]["income"]["p_value"]
+        assert first_drifted["features"]["income"]["drifted"] and "income" in first_drifted["drifted_features"]
     finally:
         worker.terminate()
         am.stop()
