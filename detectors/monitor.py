@@ -28,6 +28,7 @@ from detectors.comparison import compare_versions
 from detectors.concept import make_concept_detector
 from detectors.domain_classifier import DomainClassifier
 from detectors.fairness import SegmentStats
+from detectors.histogram import histograms
 from detectors.profile import ReferenceProfile, WindowColumn
 from detectors.quality import DataQuality
 from detectors.settings import ModelSettings
@@ -216,12 +217,14 @@ class VersionMonitor:
         self.window_test_seconds = BucketCounts(DURATION_BUCKETS)   # exposed as a Prometheus histogram
         self.estimate: dict = {}            # CBPE's estimate of the last window (before labels come)
         self.closed_windows: list = []      # summaries for the window history, taken by the stream layer
+        self.alerts_since_window: list = []  # what the next window summary lists as raised
 
     def __setstate__(self, state: dict) -> None:
         """Checkpoints from before the shared confusion matrices get them on restore."""
         state.setdefault("window_test_seconds", BucketCounts(DURATION_BUCKETS))
         state.setdefault("estimate", {})
         state.setdefault("closed_windows", [])
+        state.setdefault("alerts_since_window", [])
         self.__dict__.update(state)
         if self.task == "classification" and self._metrics is not None:
             _share_confusion_matrices(self._metrics, self._rolling)
@@ -351,7 +354,6 @@ class VersionMonitor:
 
     def _test_window(self, out: list) -> None:
         self._check_errors: dict = {}
-        emitted_before = len(out)
         raw = self.window.columns()
         columns = self._converted(raw)
         report = evaluate_window(self.reference, columns, self.window_settings)
@@ -413,25 +415,32 @@ class VersionMonitor:
             "segments": self.segments.summary(),
             "errors": dict(self._check_errors),
         }
-        self.closed_windows.append(self._window_summary(report, out[emitted_before:]))
+        self.closed_windows.append(self._window_summary(report, columns))
         del self.closed_windows[:-64]       # bounded when no stream layer takes them (tests, benchmarks)
 
-    def _window_summary(self, report, emitted: list) -> dict:
+    def _window_summary(self, report, columns: dict) -> dict:
         """What the window history keeps of a tested window: every feature's test with both
-        sides' summaries, the metrics and estimate at its close, and the alerts it raised."""
+        sides' summaries and histograms (on the reference's bins, at most 30), the metrics and
+        estimate at its close, and the alerts raised since the previous window closed (the
+        window's own, and performance or comparison alerts that labels raised meanwhile)."""
+        alerts, self.alerts_since_window = self.alerts_since_window, []
         features = {}
         for name, result in self.last_window["drift"].items():
             profile = self.reference.features.get(name)
             features[name] = {**result, "reference": profile.summary if profile else None,
                               "current": report.summaries.get(name)}
+            if profile is not None and name in columns:
+                bins = self._checked("histogram", lambda: histograms(profile, columns[name]), None)
+                if bins is not None:
+                    features[name]["histogram"] = {"bins": bins[0][:30], "reference": bins[1][:30].tolist(),
+                                                   "current": bins[2][:30].tolist()}
         window = self.last_window
         return json_safe({
             "model": self.model, "model_version": self.version, "index": window["index"],
             "start": window["start"], "end": window["end"], "n": window["n"], "features": features,
             "drifted_features": window["drifted_features"], "findings": window["findings"],
             "metrics": self.rolling_metrics(), "estimate": dict(self.estimate),
-            "alerts": [{k: record.get(k) for k in ("alert_id", "kind", "severity", "features", "message")}
-                       for kind, record in emitted if kind == "alert"],
+            "alerts": alerts,
             "errors": window["errors"],
         })
 
@@ -642,6 +651,9 @@ class VersionMonitor:
     def _emit(self, out: list, alert: dict) -> None:
         self.counts["alerts"] += 1
         self.last_alerts.append({k: alert[k] for k in ("alert_id", "kind", "severity", "feature", "message", "created_at")})
+        self.alerts_since_window.append({k: alert.get(k) for k in ("alert_id", "kind", "severity", "features",
+                                                                    "message")})
+        del self.alerts_since_window[:-100]
         out.append(("alert", alert))
 
     def rolling_metrics(self) -> dict:

@@ -1,4 +1,5 @@
-"""``driftline`` command line: broker, worker, demo, simulate, status, history, tail, reference, audit."""
+"""``driftline`` command line: broker, worker, demo, simulate, status, history, dashboard, report, tail,
+reference, audit."""
 from __future__ import annotations
 
 import sys
@@ -166,6 +167,71 @@ def history(ctx, model: str, model_version, last, as_json: bool) -> None:
                           f"accuracy={estimate:.3f}" if estimate is not None else "-",
                           ", ".join(f"{a['kind']}:{a['severity']}" for a in w.get("alerts") or []) or "-")
         console.print(table)
+
+
+@main.command()
+@click.option("--port", default=8050, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.pass_context
+def dashboard(ctx, port: int, host: str) -> None:
+    """Serve the dashboard standalone, from Redis (for people who don't expose workers)."""
+    import asyncio
+
+    from aiohttp import web
+
+    from streams.report import dashboard_response
+
+    redis_url = _settings(ctx).redis_url
+
+    async def page(request):
+        code, html = await asyncio.to_thread(dashboard_response, redis_url, "/dashboard",
+                                             request.match_info.get("model"), dict(request.query))
+        return web.Response(text=html, status=code, content_type="text/html")
+
+    application = web.Application()
+    application.router.add_get("/", lambda request: web.HTTPFound("/dashboard"))
+    application.router.add_get("/dashboard", page)
+    application.router.add_get("/dashboard/{model}", page)
+    console.print(f"dashboard on [bold]http://{host}:{port}/dashboard[/] (Ctrl-C stops it)")
+    web.run_app(application, host=host, port=port, print=None)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--version", "model_version", help="One version (default: every version of the model).")
+@click.option("--since", help="Start of the period: epoch seconds or ISO-8601 (event time of window ends).")
+@click.option("--until", help="End of the period, as --since.")
+@click.option("--feature", help="The feature whose histograms to draw (default: the latest drifted one).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.pass_context
+def report(ctx, model, model_version, since, until, feature, out_path) -> None:
+    """Write one self-contained HTML report of a model over a period (plots work offline)."""
+    from sinks import StoreUnavailable
+    from sinks.history import UnknownModel, read_history_sync
+    from streams.records import parse_timestamp
+    from streams.report import model_page
+
+    try:
+        period = tuple(None if v is None else parse_timestamp(_number_or_text(v), None) for v in (since, until))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        history = read_history_sync(_settings(ctx).redis_url, model, model_version, since=period[0], until=period[1])
+    except (UnknownModel, StoreUnavailable) as exc:
+        raise click.ClickException(str(exc)) from None
+    Path(out_path).write_text(model_page(model, history, feature=feature, period=period), encoding="utf-8")
+    windows = sum(len(w) for w in history.values())
+    if windows:
+        console.print(f"wrote {out_path}: {windows} windows of {model} ({', '.join(history)})")
+    else:
+        console.print(f"wrote {out_path}: no window of {model} closed in this period")
+
+
+def _number_or_text(value: str):
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def _utc(ts) -> str:

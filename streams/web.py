@@ -5,6 +5,7 @@
     /readyz    partitions assigned and state recovered: 200, else 503; Redis down is
                reported as "degraded" with 200 (monitoring goes on without Redis, only
                status and history writes wait), as Kubernetes' readiness idiom expects
+    /dashboard the window history of every model, drawn (streams.report); read from Redis
 """
 from __future__ import annotations
 
@@ -63,5 +64,22 @@ def install(app, worker, settings, extra_counts=dict) -> Metrics:
                 redis_error = describe_error(exc)
             code, body = readiness(assigned, recovery.completed.is_set(), bool(app.rebalancing), redis_error)
             return self.json(body, status=code)
+
+    async def dashboard(view, request, model):
+        from streams.report import dashboard_response   # plotly is imported on first use only
+
+        code, html = await asyncio.to_thread(dashboard_response, settings.redis_url, "/dashboard", model,
+                                             dict(request.query))
+        return view.html(html, status=code)
+
+    @app.page("/dashboard")
+    class DashboardIndexView(View):
+        async def get(self, request):
+            return await dashboard(self, request, None)
+
+    @app.page("/dashboard/{model}")
+    class DashboardModelView(View):
+        async def get(self, request, model):
+            return await dashboard(self, request, model)
 
     return metrics
