@@ -93,6 +93,7 @@ class StatusStore:
         self.url = url
         self.timeout = timeout
         self._client = None
+        self._history_lock = asyncio.Lock()
 
     @property
     def client(self):
@@ -117,8 +118,9 @@ class StatusStore:
         """Add a window summary to its version's history (sinks.history), keeping the newest ``maxlen``."""
         from sinks.history import HISTORY_KEY, history_entry_id
 
+        key = HISTORY_KEY.format(model=entry["model"], version=entry["model_version"])
+
         async def add():
-            key = HISTORY_KEY.format(model=entry["model"], version=entry["model_version"])
             try:
                 await self.client.xadd(key, {"json": to_json(entry)}, id=history_entry_id(entry),
                                        maxlen=maxlen, approximate=False)
@@ -126,7 +128,10 @@ class StatusStore:
                 if "equal or smaller" not in str(exc):
                     raise   # else: a window tested again after a restart, already in the history
 
-        await self._run(add())
+        # Writes run as background tasks: the lock (it wakes waiters first come, first served)
+        # keeps them in window order, since a stream refuses an id below its last one.
+        async with self._history_lock:
+            await self._run(add())
 
     async def write_status(self, model: str, version, status: dict) -> None:
         async def write():

@@ -102,13 +102,17 @@ def test_metrics_and_alertmanager_during_a_run_follow_the_drift_and_its_resoluti
         assert code == 200 and orjson.loads(health)["status"] == "ok"
 
         drifting = list(drift_traffic(3000, shift_at=1000, model=model, shift=1.5))
-        produce(broker_url, topic(env, "predictions"), drifting)
+        mv = {"model": model, "model_version": "1"}
+        # the reference first: partitions are read at their own pace, and shifted events
+        # overtaking unshifted ones would end up in the reference
+        produce(broker_url, topic(env, "predictions"), drifting[:1000])
+        wait_until(lambda: sample(scrape(port), "driftline_events_total", **mv, kind="prediction") == 1000, 60, 0.3,
+                   "the reference in /metrics")
+        produce(broker_url, topic(env, "predictions"), drifting[1000:])
         labels = labels_for(drifting[:1000])
         produce(broker_url, topic(env, "labels"), labels)
         produce_raw(broker_url, topic(env, "predictions"), [b"{not json", b"[1, 2", b"\xff"])
         produce(broker_url, topic(env, "predictions"), [{"model": model, "prediction_id": "x", "timestamp": "later"}])
-
-        mv = {"model": model, "model_version": "1"}
 
         last: list = [{}]
 
@@ -189,6 +193,10 @@ def test_metrics_and_alertmanager_during_a_run_follow_the_drift_and_its_resoluti
             return orjson.loads(done.stdout)["1"]
 
         wait_until(lambda: len(history()) == 7, 30, 0.5, "7 windows in the history")   # 4 drifted, 3 clean
+        code, page = get(port, f"/dashboard/{model}?version=1&feature=income")
+        assert code == 200 and b'id="heatmap-1"' in page and b"Reference vs current: income" in page
+        assert get(port, "/dashboard/no-such-model")[0] == 404
+        assert get(port, f"/dashboard/{model}?version=2")[0] == 404
         worker.terminate()
         windows = history()
         assert [w["index"] for w in windows] == list(range(7))

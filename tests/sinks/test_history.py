@@ -56,3 +56,17 @@ def test_cli_reports_unknown_models_and_versions_without_a_traceback(redis_url, 
     unreachable = cli("redis://127.0.0.1:1/0", "history", "fraud")
     assert unreachable.returncode == 1 and "redis at redis://127.0.0.1:1/" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+@pytest.mark.asyncio
+async def test_windows_written_concurrently_are_all_kept_in_order(redis_url, redis_client):
+    """The worker writes each window from a background task: none may overtake another."""
+    import asyncio
+
+    write_status_sync(redis_url, "fraud", "1", {"counts": {}})
+    store = StatusStore(redis_url)
+    try:
+        await asyncio.gather(*(store.append_window(window(i), maxlen=100) for i in range(30)))
+    finally:
+        await store.close()
+    assert [w["index"] for w in read_history_sync(redis_url, "fraud", "1")["1"]] == list(range(30))
