@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 import orjson
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
 from streams import config
@@ -90,25 +90,67 @@ def simulate(ctx, events, batch, rate, shift_at, concept_at, model, model_versio
     settings = _settings(ctx)
     scenario = Scenario(events=events, shift_at=shift_at, concept_at=concept_at, model=model,
                         version=model_version, seed=seed)
-    sent = publish(scenario, bootstrap_of(settings.broker), settings.topics, batch=batch, rate=rate)
+    from streams.progress import progress
+
+    with progress(console, "published", events) as update:
+        sent = publish(scenario, bootstrap_of(settings.broker), settings.topics, batch=batch, rate=rate,
+                       progress=update)
     console.print(f"published {sent} predictions to {settings.topics.predictions}")
 
 
 # -- reading -------------------------------------------------------------------------------
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print raw JSON.")
+@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C (a live table on a terminal, plain tables otherwise).")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between refreshes with --watch.")
+@click.option("--times", type=int, default=0, hidden=True, help="With --watch, stop after N refreshes.")
 @click.pass_context
-def status(ctx, as_json: bool) -> None:
+def status(ctx, as_json: bool, watch: bool, interval: float, times: int) -> None:
     """Latest status of every monitored model version (from Redis)."""
-    from sinks import read_status_sync
+    import time
 
-    statuses = read_status_sync(_settings(ctx).redis_url)
-    if as_json:
-        click.echo(orjson.dumps(statuses, option=orjson.OPT_INDENT_2).decode())
+    from rich.live import Live
+
+    from sinks import StoreUnavailable, read_status_sync
+
+    redis_url = _settings(ctx).redis_url
+    if not watch:
+        statuses = read_status_sync(redis_url)
+        if as_json:
+            click.echo(orjson.dumps(statuses, option=orjson.OPT_INDENT_2).decode())
+        else:
+            console.print(_status_view(statuses))
         return
+
+    def view():
+        try:
+            shown = _status_view(read_status_sync(redis_url))
+        except StoreUnavailable as exc:     # keep watching: Redis may come back
+            shown = f"[red]{exc}"
+        return Group(f"[dim]{_utc(time.time())} UTC, every {interval:g} s (Ctrl-C stops)", shown)
+
+    refreshes = 0
+    try:
+        if console.is_terminal:
+            with Live(view(), console=console, refresh_per_second=4) as live:
+                while not times or (refreshes := refreshes + 1) < times:
+                    time.sleep(interval)
+                    live.update(view())
+        else:
+            while True:
+                console.print(view())
+                refreshes += 1
+                if times and refreshes >= times:
+                    break
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+def _status_view(statuses: list):
+    """The status table, the worker counters and the sinks, as one renderable."""
     if not statuses:
-        console.print("no models seen yet")
-        return
+        return Group("no models seen yet")
     table = Table("model", "version", "predictions", "labelled", "windows", "alerts", "primary metric",
                   "drifted (last window)", "active conditions")
     for s in statuses:
@@ -120,17 +162,17 @@ def status(ctx, as_json: bool) -> None:
                       f"{primary[0]}={primary[1]:.3f}" if primary[1] is not None else "-",
                       ", ".join((s.get("last_window") or {}).get("drifted_features", [])) or "-",
                       ", ".join(f"{k}:{f}" for k, f in s.get("active_conditions", [])) or "-")
-    console.print(table)
     workers = [s.get("worker") or {} for s in statuses]
     counters = ("deadletter", "processing_errors", "redelivered_skipped", "input_gaps", "gap_records_recovered",
                 "gap_reads_incomplete", "status_write_failures")
-    console.print("worker counters (max over workers): " + ", ".join(
-        f"{name} {max(w.get(name, 0) for w in workers)}" for name in counters))
+    lines = [table, "worker counters (max over workers): " + ", ".join(
+        f"{name} {max(w.get(name, 0) for w in workers)}" for name in counters)]
     sinks = {name: stats for w in workers for name, stats in w.get("sinks", {}).items()}
     for name, stats in sorted(sinks.items()):
-        console.print(f"sink {name}: delivered {stats.get('delivered')}, failed attempts "
-                      f"{stats.get('failed_attempts')}, dropped {stats.get('dropped')}, pending {stats.get('pending')}"
-                      + (f", last error: {stats['last_error']}" if stats.get("last_error") else ""))
+        lines.append(f"sink {name}: delivered {stats.get('delivered')}, failed attempts "
+                     f"{stats.get('failed_attempts')}, dropped {stats.get('dropped')}, pending {stats.get('pending')}"
+                     + (f", last error: {stats['last_error']}" if stats.get("last_error") else ""))
+    return Group(*lines)
 
 
 @main.command()
