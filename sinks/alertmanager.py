@@ -21,6 +21,7 @@ from sinks.base import redact_url, to_json
 from sinks.webhook import WebhookSink, summary_line
 
 _WINDOW_SEVERITIES = ("warning", "critical")   # what a window alert can be announced with
+_RECOMPUTABLE = ("input_drift", "prediction_drift")   # `driftline audit --recompute` reruns these (streams.audit)
 
 
 def _iso(ts: float) -> str:
@@ -55,8 +56,9 @@ def alertmanager_alerts(record: dict, ttl: float, now: float | None = None) -> l
         return []
     alert_id = str(record["alert_id"])
     base = {"model": str(record.get("model")), "model_version": str(record.get("model_version"))}
+    recompute = " --recompute" if kind in _RECOMPUTABLE else ""
     annotations = {"summary": record.get("message") or summary_line(record), "alert_id": alert_id,
-                   "audit": f"driftline audit {alert_id} --recompute"}
+                   "audit": f"driftline audit {alert_id}{recompute}"}
     conditions = record.get("conditions") or []
     if kind == "resolved":
         ended = (record.get("evidence") or {}).get("resolves")

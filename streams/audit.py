@@ -52,7 +52,13 @@ def _reference_for(settings, alert: dict) -> tuple[ReferenceProfile, WindowSetti
 LOOKBACK_MESSAGES = 5000
 
 
-def window_events(settings, alert: dict, timeout: float = 10.0) -> list[dict]:
+def messages_to_read(alert: dict) -> int:
+    """How many internal messages :func:`window_events` reads for ``alert`` (for a progress bar)."""
+    first, last = alert["window"]["offsets"]["first"], alert["window"]["offsets"]["last"]
+    return last[0] - max(0, first[0] - LOOKBACK_MESSAGES) + 1
+
+
+def window_events(settings, alert: dict, timeout: float = 10.0, progress=None) -> list[dict]:
     """The predictions of the alert's window, read back from the internal topic.
 
     They are filtered as the worker filtered them (streams.positions): events that
@@ -67,8 +73,11 @@ def window_events(settings, alert: dict, timeout: float = 10.0) -> list[dict]:
     events, marks = [], {}
     try:
         consumer.assign([tp])
-        consumer.seek(tp, max(0, first[0] - LOOKBACK_MESSAGES))
+        consumer.seek(tp, max(0, first[0] - LOOKBACK_MESSAGES))   # the same start as messages_to_read
+        start = max(0, first[0] - LOOKBACK_MESSAGES)
         for message in consumer:
+            if progress is not None:
+                progress(message.offset - start + 1)
             if message.offset > last[0]:
                 break
             if message.key != model.encode():
@@ -91,12 +100,14 @@ def window_events(settings, alert: dict, timeout: float = 10.0) -> list[dict]:
     return events
 
 
-def recompute(settings, alert: dict) -> list[dict]:
-    """Rows of (feature, detector, alerted statistic, recomputed statistic, p-values, match)."""
+def recompute(settings, alert: dict, progress=None) -> list[dict]:
+    """Rows of (feature, detector, alerted statistic, recomputed statistic, p-values, match).
+
+    ``progress(n)`` is told how many of :func:`messages_to_read` have been read."""
     if alert["kind"] not in WINDOW_KINDS:
         raise ValueError(f"recomputing is for {', '.join(WINDOW_KINDS)} alerts, not {alert['kind']}")
     profile, window_settings = _reference_for(settings, alert)
-    events = window_events(settings, alert)
+    events = window_events(settings, alert, progress=progress)
     if len(events) != alert["window"]["n"]:
         raise LookupError(f"found {len(events)} of the window's {alert['window']['n']} events in Kafka")
     buffer = ColumnBuffer(profile.features)

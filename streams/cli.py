@@ -357,7 +357,13 @@ def audit(ctx, alert_id: str, recompute: bool) -> None:
     click.echo(orjson.dumps(alert, option=orjson.OPT_INDENT_2).decode())
     if not recompute:
         return
-    rows = audit_.recompute(settings, alert)
+    from streams.progress import progress
+
+    if alert["kind"] not in audit_.WINDOW_KINDS:
+        raise click.ClickException(f"recomputing is for {', '.join(audit_.WINDOW_KINDS)} alerts, "
+                                   f"not {alert['kind']}")
+    with progress(console, "read", audit_.messages_to_read(alert)) as update:
+        rows = audit_.recompute(settings, alert, progress=update)
     table = Table("feature", "detector", "statistic", "recomputed", "p-value", "recomputed", "match",
                   title=f"recomputed from {alert['window']['n']} events")
     for r in rows:

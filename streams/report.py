@@ -129,6 +129,13 @@ def _chosen_feature(windows: list[dict], features: list[str], wanted: str | None
     return feature, windows[-1]
 
 
+def _audit_command(alert: dict) -> str:
+    from streams.audit import WINDOW_KINDS
+
+    recompute = " --recompute" if alert["kind"] in WINDOW_KINDS else ""
+    return f"driftline audit {alert['alert_id']}{recompute}"
+
+
 def _evidence(window: dict, alert: dict) -> str:
     parts = []
     for feature in alert.get("features") or []:
@@ -170,7 +177,7 @@ def model_page(model: str, history: dict[str, list[dict]], *, feature: str | Non
                                for f in features] if link_base else [],
                 alerts=[{"window": w["index"], "end": _utc(w.get("end")), "kind": a["kind"],
                          "severity": a["severity"], "message": a.get("message") or "", "alert_id": a["alert_id"],
-                         "evidence": _evidence(w, a)}
+                         "evidence": _evidence(w, a), "audit": _audit_command(a)}
                         for w in reversed(windows) for a in w.get("alerts") or []])
         versions.append(entry)
     links = [(f"v{v}", f"{link_base}?{urlencode({'version': v})}") for v in version_links or []] if link_base else []
