@@ -34,6 +34,16 @@ def versions_sync(url: str, model: str, timeout: float = 1.0) -> list[str]:
     return sorted(v for m, _, v in (m.decode().rpartition(":") for m in members) if m == model)
 
 
+def models_sync(url: str, timeout: float = 1.0) -> list[tuple[str, list[str]]]:
+    """[(model, versions)] of every model driftline has status for, in name order."""
+    with _as_unavailable(url), contextlib.closing(sync_client(url, timeout)) as client:
+        members = sorted(m.decode() for m in client.smembers(MODELS_KEY))
+    found: dict[str, list[str]] = {}
+    for model, _, version in (m.rpartition(":") for m in members):
+        found.setdefault(model, []).append(version)
+    return sorted(found.items())
+
+
 def read_history_sync(url: str, model: str, version: str | None = None, last: int | None = None,
                       since: float | None = None, until: float | None = None,
                       timeout: float = 1.0) -> dict[str, list[dict]]:

@@ -23,8 +23,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from sinks import StoreUnavailable
-from sinks.history import UnknownModel, read_history_sync, versions_sync
-from sinks.status import MODELS_KEY
+from sinks.history import UnknownModel, models_sync, read_history_sync, versions_sync
 
 TEMPLATES = Path(__file__).with_name("templates")
 _SEVERITY_COLOURS = {"critical": "#b00020", "warning": "#e08a00", "info": "#2f6fdf"}
@@ -194,27 +193,11 @@ def index_page(models: list[tuple[str, list[str]]], base: str) -> str:
     return _environment().get_template("index.html.j2").render(models=models, base=base)
 
 
-def known_models_sync(url: str, timeout: float = 1.0) -> list[tuple[str, list[str]]]:
-    """[(model, versions)] of everything driftline has status for."""
-    import contextlib
-
-    from sinks._redis import sync_client
-    from sinks.status import _as_unavailable
-
-    with _as_unavailable(url), contextlib.closing(sync_client(url, timeout)) as client:
-        members = sorted(m.decode() for m in client.smembers(MODELS_KEY))
-    found: dict[str, list[str]] = {}
-    for member in members:
-        model, _, version = member.rpartition(":")
-        found.setdefault(model, []).append(version)
-    return sorted(found.items())
-
-
 def dashboard_response(redis_url: str, base: str, model: str | None, query) -> tuple[int, str]:
     """(HTTP status, HTML) of a dashboard URL: the index, a model's page, or a clear error."""
     try:
         if not model:
-            return 200, index_page(known_models_sync(redis_url), base)
+            return 200, index_page(models_sync(redis_url), base)
         history = read_history_sync(redis_url, model, query.get("version") or None)
         return 200, model_page(model, history, feature=query.get("feature"),
                                link_base=f"{base}/{quote(model, safe='')}",
