@@ -195,7 +195,9 @@ class VersionMonitor:
         self._baseline_metric = None
         self.baseline: float | None = None
         self.counts = {"predictions": 0, "labelled": 0, "windows": 0, "alerts": 0, "check_errors": 0,
-                       "score_out_of_range": 0, "retrain_requests": 0, "retrain_suppressed": 0}
+                       "score_out_of_range": 0, "retrain_requests": 0, "retrain_suppressed": 0,
+                       "features_dropped": 0}
+        self._feature_names: set = set()    # admitted names, at most settings.max_features
         self.last_window: dict = {}
         self.last_alerts: deque = deque(maxlen=10)
         self.last_retrain_at: float | None = None
@@ -225,6 +227,10 @@ class VersionMonitor:
         state.setdefault("estimate", {})
         state.setdefault("closed_windows", [])
         state.setdefault("alerts_since_window", [])
+        if "_feature_names" not in state:     # checkpoints from before max_features
+            state["_feature_names"] = {name for name in state["reference"].features if name not in OUTPUT_COLUMNS} \
+                if state.get("reference") else set()
+            state["counts"].setdefault("features_dropped", 0)
         self.__dict__.update(state)
         if self.task == "classification" and self._metrics is not None:
             _share_confusion_matrices(self._metrics, self._rolling)
@@ -236,6 +242,7 @@ class VersionMonitor:
                                "calibration": self.calibration,
                                "alpha": self.window_settings.alpha, "correction": self.window_settings.correction}
         self.window = ColumnBuffer(profile.features)
+        self._feature_names.update(name for name in profile.features if name not in OUTPUT_COLUMNS)
 
     def _build_reference(self) -> None:
         n = self._reference_rows.n
@@ -264,7 +271,8 @@ class VersionMonitor:
         if self.deployed_at is None:
             self.deployed_at = ts
         self.counts["predictions"] += 1
-        row = dict(event["features"])
+        features = event["features"]
+        row = dict(features) if self._feature_names.issuperset(features) else self._admit(features)
         row[PREDICTION] = event["prediction"]
         row[SCORE] = event["score"]
         score = event["score"]
@@ -300,6 +308,21 @@ class VersionMonitor:
         else:
             self.maybe_close_by_time(ts, out)
         return False
+
+    def _admit(self, features: dict) -> dict:
+        """The row of an event with names not seen before: admitted while fewer than ``max_features``
+        names are known, dropped (and counted) beyond, so a producer inventing names per event
+        cannot grow every window by a column per name."""
+        names, cap = self._feature_names, self.settings.max_features
+        row = {}
+        for name, value in features.items():
+            if name not in names:
+                if len(names) >= cap:
+                    self.counts["features_dropped"] += 1
+                    continue
+                names.add(name)
+            row[name] = value
+        return row
 
     def on_tick(self, now: float, out: list) -> None:
         if self.reference is None or not self.window.n:

@@ -18,6 +18,7 @@ class ModelSettings:
     drift: dict = field(default_factory=dict)           # detectors.WindowSettings fields
     label_ttl_seconds: float = 3600.0   # unlabelled predictions expire after this (event time)
     max_pending_labels: int = 50_000    # hard cap on predictions waiting for a label
+    max_features: int = 1000            # distinct feature names kept per model version; others dropped, counted
     performance_window: int = 500       # rolling-metric window (labelled events)
     performance_tolerance: float = 0.05 # alert when rolling metric is this much worse than baseline
     concept_detector: str = "adwin"     # detector on the error stream

@@ -36,6 +36,7 @@ from sinks import StatusStore, build_sinks
 from sinks.dedup import DedupGuard
 from streams import config, positions, records, transport, web
 from streams.gaps import GapFiller
+from streams.ledger import CommitLedger
 
 log = logging.getLogger("driftline")
 settings = config.current()
@@ -64,6 +65,7 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     # Acks are held until a checkpoint; on rebalance/stop commit what is safe, don't wait.
     stream_wait_empty=False,
+    broker_commit_interval=settings.commit_interval,
     table_standby_replicas=0,
     web_enabled=settings.web_enabled,
     web_host=settings.web_host,
@@ -194,6 +196,10 @@ def load_checkpoint(data: bytes) -> dict:
     return _CheckpointUnpickler(io.BytesIO(data)).load()
 
 
+class ModelLimitReached(Exception):
+    """A new model key past ``max_models``: its events are dead-lettered, the worker's memory stays flat."""
+
+
 class Worker:
     """In-memory side of the monitor stage: live monitors, held acks, sinks, counters."""
 
@@ -209,14 +215,17 @@ class Worker:
         self.stored_references: set[str] = set()
         self.last_event_at: dict[str, float] = {}
         self.counts = {"predictions": 0, "labels": 0, "deadletter": 0, "alerts_sent": 0,
-                       "alerts_deduplicated": 0, "retrain_sent": 0, "replayed_skipped": 0, "redelivered_skipped": 0,
-                       "checkpoints": 0, "status_write_failures": 0, "processing_errors": 0, "log_restarts": 0}
+                       "alerts_deduplicated": 0, "deadletter_deduplicated": 0, "retrain_sent": 0, "replayed_skipped": 0, "redelivered_skipped": 0,
+                       "checkpoints": 0, "status_write_failures": 0, "processing_errors": 0, "log_restarts": 0,
+                       "models_rejected": 0}
         self.router = build_sinks(
             [({**s, "url": s.get("url") or settings.redis_url} if s["type"] == "redis" else s)
              for s in settings.sinks if s["type"] != "kafka"])
         self.status = StatusStore(settings.redis_url)
         self.dedup = DedupGuard(settings.redis_url, prefix=f"driftline:delivered:{settings.app_id}:")
         self._tasks: set = set()
+        self.ledger = CommitLedger()
+        self.commit_lock = asyncio.Lock()
 
     # -- state -------------------------------------------------------------------
     def monitor_for(self, model: str, partition: int) -> ModelMonitor:
@@ -230,6 +239,9 @@ class Worker:
             log.info("restored %s from checkpoint (offsets %s, %d unsent)", model,
                      monitor.applied_offsets, len(outbox))
             self.outbox.extend(outbox)
+        elif len(self.monitors) >= settings.max_models:
+            raise ModelLimitReached(f"model limit reached: this worker monitors max_models={settings.max_models} "
+                                    f"models already")
         else:
             monitor = ModelMonitor(model, settings.for_model(model), settings.version_hash)
         self.monitors[model] = (partition, monitor)
@@ -251,10 +263,28 @@ class Worker:
         self.counts["checkpoints"] += 1
         self.last_checkpoint = time.monotonic()
 
-    def ack_held(self) -> None:
-        for event in self.held:
+    def ack(self, events: list) -> None:
+        for event in events:
+            message = event.message
+            self.ledger.handled((message.topic, message.partition), message.offset)
             event.ack()
-        self.held.clear()
+
+    async def commit(self) -> None:
+        """Persist, deliver, acknowledge: the order that makes a crash at any step lose nothing.
+
+        1. the monitors' state (with the offsets it applied and the unsent outputs) goes to the
+           table, whose changelog Faust flushes before it commits any offset;
+        2. the outputs are sent (alerts, retrain requests), each at most once per id;
+        3. the held messages are marked handled, so the next commit may pass them.
+        A crash after 1 replays the messages after the checkpoint (skipped: already applied)
+        and re-sends the outbox (dropped by id); a crash after 2 only re-reads.
+        """
+        async with self.commit_lock:
+            # only what this checkpoint holds: the monitor may fold in more while outputs are sent
+            held, self.held = self.held, []
+            self.checkpoint()
+            await self.deliver()
+            self.ack(held)
 
     def forget_partitions(self, partitions: set[int]) -> None:
         """Partitions moved away: drop their monitors and held events (the new owner replays)."""
@@ -317,6 +347,7 @@ class Worker:
         for version, version_status in status["versions"].items():
             await self.status.write_status(model, version, {
                 **version_status, "join": status["join"], "pending_labels": status["pending_labels"],
+                "early_labels": status["early_labels"],
                 "worker": status["worker"]})
 
     async def ensure_reference(self, monitor: ModelMonitor, events: list) -> None:
@@ -360,8 +391,29 @@ def _gap_consumer():
         **credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context))
 
 
-gaps = GapFiller(_gap_consumer)
+async def _committed_position(topic: str, partition: int) -> int | None:
+    """The group's committed offset of a partition, asked of the broker (Faust's own copy of it
+    can still be unset for a partition that just moved here from another worker)."""
+    from aiokafka import TopicPartition
+
+    thread = app.consumer._thread          # Faust's aiokafka consumer lives in its own thread
+    consumer = thread._ensure_consumer()
+    return await thread.call_thread(consumer.committed, TopicPartition(topic, partition))
+
+
+app.commit_ledger = worker.ledger      # read by streams.transport.Consumer when it commits
+gaps = GapFiller(_gap_consumer, worker.ledger, _committed_position)
 metrics = web.install(app, worker, settings, lambda: gaps.counts)   # /metrics, /healthz, /readyz
+
+
+def _log_recreated(tp, first_offset: int) -> None:
+    """Called by streams.transport.Consumer: a partition's log started again (new offsets)."""
+    log.warning("%s[%d] was recreated (offsets start again at %d): positions of the old log forgotten",
+                tp.topic, tp.partition, first_offset)
+    gaps.restart(tp.topic, tp.partition, first_offset)
+
+
+app.on_log_recreated = _log_recreated
 
 
 @app.on_partitions_revoked.connect
@@ -374,7 +426,7 @@ async def _route(events, validate, field: str, source) -> None:
     """Validate a batch of raw messages; forward valid events per model (or model shard), dead-letter
     the rest."""
     by_key: dict[str, tuple[list, list]] = {}
-    sends = []
+    sends, dead = [], []
     monitor_key = settings.monitor_key if settings.shards else None
     for event in events:
         message = event.message
@@ -388,16 +440,26 @@ async def _route(events, validate, field: str, source) -> None:
                 runs[-1][3] += 1
             else:
                 runs.append([message.partition, message.offset, 0, 1])
+        if bad and not worker.ledger.started((message.topic, message.partition)):
+            continue    # revoked while this batch was in flight: the next owner re-reads and dead-letters it
         for index, reason in bad:
-            worker.counts["deadletter"] += 1
-            metrics.instruments.deadlettered(reason)
             record = records.deadletter_record(event.value, reason, source, message.partition,
                                                message.offset, index)
-            sends.append(await deadletter_topic.send(key=message.key, value=orjson.dumps(record)))
+            if await worker.dedup.delivered_before(record["deadletter_id"]):
+                worker.counts["deadletter_deduplicated"] += 1    # re-read after a crash: sent before
+                continue
+            worker.counts["deadletter"] += 1
+            metrics.instruments.deadlettered(reason)
+            dead.append((record["deadletter_id"], await deadletter_topic.send(key=message.key,
+                                                                             value=orjson.dumps(record))))
     for key, (items, runs) in by_key.items():
         for body in _bodies(field, items, runs, settings.max_message_bytes):
             sends.append(await events_topic.send(key=key.encode(), value=body))
-    # Wait for delivery before take_events() acks the source messages: at-least-once.
+    # A dead letter is marked sent as soon as it is (a crash in between re-sends it: same id).
+    for deadletter_id, sent in dead:
+        await sent
+        await worker.dedup.mark_delivered(deadletter_id)
+    # Wait for delivery before the ledger marks the source messages handled: at-least-once.
     if sends:
         await asyncio.gather(*sends)
 
@@ -441,10 +503,19 @@ async def _forward(events, validate, field: str, source) -> None:
     """
     routing = asyncio.ensure_future(_route_until_sent(events, validate, field, source))
     try:
-        await asyncio.shield(routing)
+        routed = await asyncio.shield(routing)
     except asyncio.CancelledError:
         await asyncio.wait({routing}, timeout=10.0)
+        if routing.done() and not routing.cancelled():
+            _handled(routing.result())
         raise
+    _handled(routed)
+
+
+def _handled(events) -> None:
+    for event in events:
+        message = event.message
+        worker.ledger.handled((message.topic, message.partition), message.offset)
 
 
 async def _route_until_sent(events, validate, field: str, source) -> None:
@@ -453,7 +524,8 @@ async def _route_until_sent(events, validate, field: str, source) -> None:
         try:
             if filled is None:   # once: a retry must send the records re-read from a gap too
                 filled = await gaps.fill(events)
-            return await _route(filled, validate, field, source)
+            await _route(filled, validate, field, source)
+            return filled
         except Exception as exc:
             log.warning("forwarding %d messages from %s failed (%r); retrying in %.1fs",
                         len(events), source, exc, delay)
@@ -497,57 +569,91 @@ def _log_restarted(message, applied: int) -> bool:
 
 
 async def _monitor_one(event) -> None:
-    """Fold one internal message into its model's monitor; checkpoint, deliver and ack when due."""
-    worker.held.append(event)
+    """Fold one internal message into its model's monitor; checkpoint, deliver and ack when due.
+
+    Everything that can wait (a reference look-up in Redis, a dead letter) happens before the
+    state changes or after it is whole: a checkpoint taken meanwhile (the shutdown hook's)
+    sees the message applied entirely or not at all, and only then is it held for its ack.
+    """
     message = event.message
     model = event.key.decode()
     try:
         mon = worker.monitor_for(model, message.partition)
-        applied = mon.applied_offsets.get(message.partition, -1)
-        if message.offset <= applied and _log_restarted(message, applied):
-            log.warning("%s[%d] ends before offset %d, which %s's state has applied: the log was recreated "
-                        "(a memory-only broker restarted, or the topic was deleted); counting from its start",
-                        message.topic, message.partition, applied, model)
-            mon.applied_offsets.clear()     # internal offsets and source positions are from the lost log
-            worker.counts["log_restarts"] += 1
-        if message.offset <= mon.applied_offsets.get(message.partition, -1):
-            worker.counts["replayed_skipped"] += 1
-        else:
+        if not _replayed(mon, message):
             body = orjson.loads(event.value)
-            out: list = []
             if "p" in body:
-                predictions, sources = _fresh(mon, "p", body)
-                await worker.ensure_reference(mon, predictions)
-                out = mon.add_predictions(predictions, offset=message.offset, partition=message.partition,
-                                          sources=sources)
-                for entry in mon.archive():
-                    worker.spawn(worker.status.archive_reference(entry), "reference archive")
-                worker.counts["predictions"] += len(predictions)
-            elif "l" in body:
-                labels, _ = _fresh(mon, "l", body)
-                out = mon.add_labels(labels)
-                worker.counts["labels"] += len(labels)
-            elif "tick" in body:
-                out = mon.tick(body["tick"])
-            for summary in mon.window_summaries():
-                worker.spawn(worker.status.append_window(summary, settings.history_windows), "window history")
-            if "tick" not in body:
-                worker.last_event_at[model] = time.monotonic()
-            mon.applied_offsets[message.partition] = message.offset
-            worker.dirty.add(model)
-            worker.outbox.extend((kind, record, message.partition) for kind, record in out)
+                await worker.ensure_reference(mon, body["p"])
+                if worker.monitors.get(model, (None, None))[1] is not mon:
+                    return       # its partition was revoked meanwhile: the next owner replays the message
+            _fold(mon, model, message, body)
+        worker.held.append(event)
         worker.schedule_status(model, mon)
+    except ModelLimitReached as exc:
+        worker.counts["models_rejected"] += 1
+        if worker.counts["models_rejected"] in (1, 10, 100) or not worker.counts["models_rejected"] % 1000:
+            log.warning("%s: events of %s dead-lettered (%d messages so far)", exc, model,
+                        worker.counts["models_rejected"])
+        metrics.instruments.deadlettered("model limit reached")
+        await _dead_letter(event, str(exc))
+        worker.held.append(event)
     except Exception as exc:  # a bug must not stop the stream: park the message, keep going
         worker.counts["processing_errors"] += 1
         metrics.instruments.deadlettered("processing error")
         log.exception("processing %s@%s failed", model, message.offset)
-        record = records.deadletter_record(event.value, f"processing error: {exc!r}", settings.internal_topic,
-                                           message.partition, message.offset)
-        await deadletter_topic.send(key=event.key, value=orjson.dumps(record))
+        await _dead_letter(event, f"processing error: {exc!r}")
+        worker.held.append(event)
     if worker.outbox or time.monotonic() - worker.last_checkpoint >= settings.checkpoint_seconds:
-        worker.checkpoint()
-        await worker.deliver()
-        worker.ack_held()
+        await worker.commit()
+
+
+def _replayed(mon: ModelMonitor, message) -> bool:
+    """Whether the state has applied this internal message already (a replay after a restore)."""
+    applied = mon.applied_offsets.get(message.partition, -1)
+    if message.offset <= applied and _log_restarted(message, applied):
+        log.warning("%s[%d] ends before offset %d, which %s's state has applied: the log was recreated "
+                    "(a memory-only broker restarted, or the topic was deleted); counting from its start",
+                    message.topic, message.partition, applied, mon.model)
+        mon.applied_offsets.clear()     # internal offsets and source positions are from the lost log
+        worker.counts["log_restarts"] += 1
+    if message.offset <= mon.applied_offsets.get(message.partition, -1):
+        worker.counts["replayed_skipped"] += 1
+        return True
+    return False
+
+
+def _fold(mon: ModelMonitor, model: str, message, body: dict) -> None:
+    """Apply a message's fresh events and queue what they emit (no awaits: one step for a checkpoint)."""
+    out: list = []
+    if "p" in body:
+        predictions, sources = _fresh(mon, "p", body)
+        out = mon.add_predictions(predictions, offset=message.offset, partition=message.partition, sources=sources)
+        for entry in mon.archive():
+            worker.spawn(worker.status.archive_reference(entry), "reference archive")
+        worker.counts["predictions"] += len(predictions)
+    elif "l" in body:
+        labels, _ = _fresh(mon, "l", body)
+        out = mon.add_labels(labels)
+        worker.counts["labels"] += len(labels)
+    elif "tick" in body:
+        out = mon.tick(body["tick"])
+    for summary in mon.window_summaries():
+        worker.spawn(worker.status.append_window(summary, settings.history_windows), "window history")
+    if "tick" not in body:
+        worker.last_event_at[model] = time.monotonic()
+    mon.applied_offsets[message.partition] = message.offset
+    worker.dirty.add(model)
+    worker.outbox.extend((kind, record, message.partition) for kind, record in out)
+
+
+async def _dead_letter(event, reason: str) -> None:
+    """Park an internal message the monitor could not fold in, once per id."""
+    message = event.message
+    record = records.deadletter_record(event.value, reason, settings.internal_topic, message.partition, message.offset)
+    if await worker.dedup.delivered_before(record["deadletter_id"]):
+        worker.counts["deadletter_deduplicated"] += 1
+        return
+    await (await deadletter_topic.send(key=event.key, value=orjson.dumps(record)))
+    await worker.dedup.mark_delivered(record["deadletter_id"])
 
 
 @app.timer(interval=settings.tick_seconds)
@@ -602,11 +708,14 @@ def _exit_if_stuck(timeout: float) -> None:
 
 @app.on_before_shutdown.connect
 async def flush_on_shutdown(app, **kwargs) -> None:
-    """SIGTERM: deliver what is pending, then let Faust commit what is safe."""
+    """SIGTERM: checkpoint and deliver what the monitor holds, so the commit Faust makes when its
+    consumer stops covers everything handled; the next worker re-reads only what was in flight."""
     _exit_if_stuck(settings.shutdown_timeout)
     try:
-        if worker.dirty or worker.outbox:
-            log.info("shutdown: %d unsent outputs, %d held events", len(worker.outbox), len(worker.held))
+        if worker.dirty or worker.outbox or worker.held:
+            log.info("shutdown: checkpointing %d models, %d unsent outputs, %d held events",
+                     len(worker.dirty), len(worker.outbox), len(worker.held))
+            await asyncio.wait_for(worker.commit(), timeout=max(1.0, settings.shutdown_timeout / 2))
         await asyncio.wait_for(worker.router.stop(flush_timeout=5), timeout=8)
         await worker.status.close()
         await worker.dedup.close()

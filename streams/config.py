@@ -65,6 +65,8 @@ class Settings:
     metrics_max_feature_series: int = 2000
     history_windows: int = 1000          # window summaries kept per model version (`driftline history`)
     checkpoint_seconds: float = 2.0      # monitor state is checkpointed at least this often
+    max_models: int = 1000               # model keys one worker monitors; events of more are dead-lettered
+    commit_interval: float = 2.8         # seconds between offset commits (what a crash re-reads at most)
     tick_seconds: float = 5.0            # idle models get a tick this often (closes stale windows)
     ingest_batch: int = 1000             # predictions gathered per repartition message
     ingest_linger: float = 0.05          # seconds

@@ -12,6 +12,12 @@ were never processed, and the commit past the "gap" made the loss final.
 one jumps, it reads the missing range with a group-less consumer and puts whatever
 is there back in order, before the event that jumped. A real gap (markers, compaction)
 reads back empty and costs one fetch.
+
+The first message of an assignment is measured against the partition's committed
+position (where the previous owner stopped): Faust's eager rebalance also drops records
+fetched before the revoke, and the first one delivered afterwards can lie past them. The
+same position starts the partition in the :class:`~streams.ledger.CommitLedger`, so
+nothing between it and the first message is committed unless it was handled.
 """
 from __future__ import annotations
 
@@ -45,9 +51,13 @@ class RereadEvent:
 
 
 class GapFiller:
-    def __init__(self, consumer_factory, read_timeout: float = 30.0):
-        """``consumer_factory()`` returns an unstarted group-less ``AIOKafkaConsumer``."""
+    def __init__(self, consumer_factory, ledger=None, committed=None, read_timeout: float = 30.0):
+        """``consumer_factory()`` returns an unstarted group-less ``AIOKafkaConsumer``;
+        ``committed(topic, partition)`` the group's committed position (``None``: nothing
+        committed yet, the log's first offset applies); ``ledger`` is started at it."""
         self._factory = consumer_factory
+        self._ledger = ledger
+        self._committed = committed
         self._consumer = None
         self._lock = asyncio.Lock()
         self._last: dict[tuple[str, int], int] = {}
@@ -58,6 +68,14 @@ class GapFiller:
         """Partitions revoked: the next owner (maybe us again) starts from the committed offset."""
         for tp in partitions:
             self._last.pop((tp.topic, tp.partition), None)
+        if self._ledger is not None:
+            self._ledger.forget((tp.topic, tp.partition) for tp in partitions)
+
+    def restart(self, topic: str, partition: int, first_offset: int) -> None:
+        """The partition's log was recreated: it starts again at ``first_offset``."""
+        self._last[(topic, partition)] = first_offset - 1
+        if self._ledger is not None:
+            self._ledger.start((topic, partition), first_offset)
 
     async def fill(self, events: list) -> list:
         """``events`` in delivery order, with records missing between them put back in."""
@@ -66,12 +84,42 @@ class GapFiller:
             message = event.message
             tp = (message.topic, message.partition)
             previous = last.get(tp)
+            if previous is None and self._committed is not None:
+                position = await self._start(message.topic, message.partition)
+                previous = last[tp] = position - 1
             if previous is not None and message.offset > previous + 1:
                 out.extend(await self.read(message.topic, message.partition, previous + 1, message.offset))
             if previous is None or message.offset > previous:
                 last[tp] = message.offset
             out.append(event)
         return out
+
+    async def _start(self, topic: str, partition: int) -> int:
+        """Where this assignment of the partition starts: its committed position."""
+        position = await self._committed(topic, partition)
+        if position is None or position < 0:
+            position = await self._log_start(topic, partition)
+        if self._ledger is not None:
+            self._ledger.start((topic, partition), position)
+        return position
+
+    async def _log_start(self, topic: str, partition: int) -> int:
+        from aiokafka import TopicPartition
+
+        tp, deadline = TopicPartition(topic, partition), time.monotonic() + self.read_timeout
+        async with self._lock:
+            while True:
+                try:
+                    if self._consumer is None:
+                        self._consumer = self._factory()
+                        await self._consumer.start()
+                    return (await self._consumer.beginning_offsets([tp]))[tp]
+                except Exception as exc:
+                    if time.monotonic() > deadline:
+                        raise
+                    log.warning("reading the first offset of %s[%d] failed (%r); retrying", topic, partition, exc)
+                    await self.close()
+                    await asyncio.sleep(1.0)
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[RereadEvent]:
         """The records at offsets ``start`` to ``end - 1`` that the log still holds."""

@@ -37,7 +37,7 @@ LATENCY_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 86400
 
 # Dead-letter reasons carry the offending field or value: grouped into a bounded set of labels.
 _REASONS = (("empty", "empty"), ("message of", "too_large"), ("invalid JSON", "invalid_json"),
-            ("processing error", "processing_error"))
+            ("processing error", "processing_error"), ("model limit", "model_limit"))
 
 # Worker.counts keys -> (metric, help, label value or None)
 _WORKER_COUNTERS = {
@@ -57,6 +57,10 @@ _WORKER_COUNTERS = {
                           None),
     "log_restarts": ("driftline_log_restarts", "Internal partitions found recreated (their state restarted).",
                      None),
+    "deadletter_deduplicated": ("driftline_deadletter_deduplicated",
+                                "Dead letters not sent again because an earlier worker had sent them.", None),
+    "models_rejected": ("driftline_models_rejected",
+                        "Messages dead-lettered because the worker holds max_models models already.", None),
 }
 _LABEL_OF = {"driftline_worker_events": "kind", "driftline_outputs_sent": "kind",
              "driftline_skipped_messages": "reason"}

@@ -176,14 +176,21 @@ def decode(raw: bytes | None, default_ts: float, validate, max_bytes: int = MAX_
 
 def deadletter_record(raw: bytes | None, reason: str, topic: str, partition: int, offset: int,
                       index: int | None = None) -> dict:
-    """What lands on the dead-letter topic: enough to find, read and replay the input."""
+    """What lands on the dead-letter topic: enough to find, read and replay the input.
+
+    ``deadletter_id`` is derived from the input's position (topic, partition, offset, index):
+    a message re-read after a crash yields the same id, which the worker uses to publish it
+    once (and a consumer can use to drop a copy the worker could not recognise, Redis down).
+    """
     raw = raw or b""
     head = raw[:DEADLETTER_PAYLOAD_BYTES]
     try:
         payload, encoding = head.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         payload, encoding = base64.b64encode(head).decode("ascii"), "base64"
+    position = f"{topic}\x00{partition}\x00{offset}\x00{'' if index is None else index}"
     return {
+        "deadletter_id": hashlib.sha256(position.encode()).hexdigest()[:32],
         "reason": reason,
         "source_topic": topic,
         "partition": partition,

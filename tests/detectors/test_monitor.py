@@ -336,3 +336,18 @@ def test_a_check_that_raises_is_reported_and_the_next_window_still_closes():
     assert version.counts["check_errors"] == 2
     assert version.last_window["errors"] == {"multivariate_drift": "ZeroDivisionError: a bug"}
     assert version.last_window["drift"]                              # the other checks ran
+
+
+def test_invented_feature_names_past_max_features_are_dropped_and_counted():
+    monitor = ModelMonitor("m", settings(max_features=8))
+    events = list(traffic(1200))
+    for i, e in enumerate(events):
+        e["features"] = {**e["features"], f"junk-{i}": 1.0}
+    run(monitor, events)
+    version = monitor.versions["1"]
+    known = len(next(traffic(1))["features"])
+    assert len(version._feature_names) == 8
+    assert version.counts["features_dropped"] == 1200 - (8 - known)
+    assert len(version.window.columns()) <= 8 + 2              # + prediction and score
+    restored = pickle.loads(pickle.dumps(monitor))
+    assert restored.versions["1"]._feature_names == version._feature_names

@@ -47,3 +47,36 @@ def test_skipped_offsets_are_read_back_in_order_and_a_real_gap_reads_empty(broke
     assert all(e.key == b"one-partition" and e.message.timestamp > 1.7e9 for e in reread)
     assert beyond == []
     assert filler.counts == {"input_gaps": 3, "gap_records_recovered": 6 + 13 + 3, "gap_reads_incomplete": 0}
+
+
+def test_an_assignment_starts_at_the_committed_position_and_starts_the_ledger(broker_url, unique):
+    """Records Faust dropped before the first one it delivers after an assignment are read back too;
+    a partition with no commit starts at the log's first offset."""
+    from streams.ledger import CommitLedger
+
+    topic = f"gaps-start-{unique}"
+    producer = Producer({"bootstrap.servers": bootstrap(broker_url), "linger.ms": 5})
+    for i in range(12):
+        producer.produce(topic, value=b'{"i":%d}' % i, partition=0)
+    assert producer.flush(30) == 0
+    committed = {(topic, 0): 5}
+
+    async def position(t, p):
+        return committed.get((t, p))
+
+    async def run(first_delivered):
+        ledger = CommitLedger()
+        filler = GapFiller(lambda: AIOKafkaConsumer(bootstrap_servers=bootstrap(broker_url), group_id=None,
+                                                    enable_auto_commit=False), ledger, position)
+        try:
+            batch = await filler.fill([delivered(topic, first_delivered)])
+            return [e.message.offset for e in batch], ledger
+        finally:
+            await filler.close()
+
+    offsets, ledger = asyncio.run(run(9))
+    assert offsets == [5, 6, 7, 8, 9]
+    assert ledger.started((topic, 0)) and ledger.committable((topic, 0)) is None
+    committed.clear()                                # never committed: from the log start
+    offsets, _ = asyncio.run(run(3))
+    assert offsets == [0, 1, 2, 3]

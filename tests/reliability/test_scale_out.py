@@ -114,8 +114,7 @@ def test_two_workers_share_partitions_and_one_takes_over(broker_url, redis_url, 
     lost = {m: held[m] - c for m, c in counts.items() if c < held[m]}
     assert not lost, f"events lost: {lost} (the topic holds {held})"
     over = {m: c - held[m] for m, c in counts.items() if c > held[m]}
-    if over:
-        # Seen in 2 of ~12 runs (03:05, 03:29): one input message (50 predictions) of a model the
-        # survivor owned throughout counted twice after the rebalance (the topic holds it once).
-        # Cause not found yet; reported as an expected failure rather than hidden (issue 6).
-        pytest.xfail(f"counted twice after the rebalance: {over}")
+    if over:   # what the survivor restored and re-read, to tell where a copy came from
+        print("\n".join(line for line in survivor_log.splitlines()
+                        if "restored" in line or "skipped by the consumer" in line or "recreated" in line))
+    assert not over, f"counted twice: {over} (the topic holds {held})"

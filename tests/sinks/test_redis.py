@@ -172,3 +172,36 @@ async def test_redis_outage_buffers_in_order_and_recovers():
     finally:
         await asyncio.wait_for(router.stop(flush_timeout=1), 10)
         redis_service.stop()
+
+
+def test_dedup_guard_survives_a_redis_restart_without_letting_a_repeat_through(tmp_path):
+    """A real redis-server restarted under the guard: the pooled connection it closed is
+    retried, a mark it missed while down is written later, and ids this process sent are
+    recognised even with Redis away."""
+    import asyncio
+
+    from sinks.dedup import DedupGuard
+    from streams.embedded import start_redis
+
+    first = start_redis()
+    port = first.port
+    guard = DedupGuard(first.url, prefix="t:")
+
+    async def scenario():
+        assert not await guard.delivered_before("a")
+        await guard.mark_delivered("a")
+        first.stop()
+        await guard.mark_delivered("b")                 # Redis down: kept to mark later
+        assert await guard.delivered_before("b")        # this process sent it
+        second = start_redis(port)
+        try:
+            fresh = DedupGuard(second.url, prefix="t:")
+            assert not await fresh.delivered_before("c")  # a new server: nothing there yet
+            assert not await guard.delivered_before("c")  # reconnects, and writes the missed mark
+            assert await fresh.delivered_before("b")      # the mark written after the restart
+            await fresh.close()
+        finally:
+            await guard.close()
+            second.stop()
+
+    asyncio.run(scenario())
