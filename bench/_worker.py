@@ -19,6 +19,9 @@ def main() -> None:
     from streams import config
 
     settings = config.use(config.load())
+    from streams import preflight
+
+    preflight.data_dir(settings.data_dir)      # as `driftline worker` does: Faust does not create parents
     from streams.topics import ensure_topics
 
     t = settings.topics

@@ -215,7 +215,8 @@ def _ks_checks(settings, redis_url: str, alerts: list) -> list[dict]:
             last[alert["model"]] = alert
     checks = []
     for model, alert in sorted(last.items()):
-        archived = get_archived_reference_sync(redis_url, alert["reference"]["reference_id"])
+        archived = get_archived_reference_sync(redis_url, alert["reference"]["reference_id"],
+                                               prefix=settings.redis_prefix)   # Redis keys are per app id
         reference = ReferenceProfile.from_dict(archived["profile"]).features["income"].sample
         events = window_events(settings, alert)
         window = [e["features"]["income"] for e in events]

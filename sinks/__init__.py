@@ -39,7 +39,7 @@ _OPTIONS = {
     "kafka": set(),
     "log": {"logger"},
     "jsonl": {"path"},
-    "redis": {"url", "stream", "maxlen", "audit_ttl", "timeout"},
+    "redis": {"url", "stream", "maxlen", "audit_ttl", "timeout", "prefix"},
     "webhook": {"url", "slack", "timeout", "headers"},
     "alertmanager": {"url", "timeout", "ttl", "headers"},
 }

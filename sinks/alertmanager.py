@@ -21,7 +21,8 @@ from sinks.base import redact_url, to_json
 from sinks.webhook import WebhookSink, summary_line
 
 _WINDOW_SEVERITIES = ("warning", "critical")   # what a window alert can be announced with
-_RECOMPUTABLE = ("input_drift", "prediction_drift")   # `driftline audit --recompute` reruns these (streams.audit)
+# `driftline audit --recompute` reruns these (streams.audit.WINDOW_KINDS; sinks do not import streams)
+_RECOMPUTABLE = ("input_drift", "prediction_drift", "data_quality", "multivariate_drift", "segment_drift")
 
 
 def _iso(ts: float) -> str:

@@ -8,7 +8,7 @@ import redis.exceptions
 from sinks._redis import async_client
 from sinks.base import record_id, redact_url, to_json
 
-ALERT_KEY = "driftline:alert:{id}"
+ALERT_KEY = "{prefix}:alert:{id}"
 THIRTY_DAYS = 30 * 24 * 3600
 
 
@@ -19,8 +19,9 @@ def _field(value: object) -> str | int | float:
 
 class RedisSink:
     """XADD each record to ``stream`` (trimmed to about ``maxlen`` entries) and keep
-    ``driftline:alert:{alert_id}`` (or ``{event_id}``) as a hash for ``audit_ttl``
-    seconds (``None`` keeps it forever).
+    ``{prefix}:alert:{alert_id}`` (or ``{event_id}``) as a hash for ``audit_ttl``
+    seconds (``None`` keeps it forever). ``prefix`` is the app id (streams.config), so
+    deployments sharing one Redis keep their alerts apart.
 
     Stream entries carry ``json`` (the whole record) and ``model``, ``model_version``,
     ``kind``, ``severity`` so consumers can filter without parsing. Both writes go
@@ -39,6 +40,7 @@ class RedisSink:
         audit_ttl: int | None = THIRTY_DAYS,
         timeout: float = 2.0,
         name: str = "redis",
+        prefix: str = "driftline",
     ):
         self.url = url
         self.stream = stream
@@ -46,6 +48,7 @@ class RedisSink:
         self.audit_ttl = audit_ttl
         self.timeout = timeout
         self.name = name
+        self.prefix = prefix
         self._client = None
 
     @property
@@ -68,7 +71,7 @@ class RedisSink:
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.xadd(self.stream, entry, maxlen=self.maxlen, approximate=True)
                 if ident is not None:
-                    key = ALERT_KEY.format(id=ident)
+                    key = ALERT_KEY.format(prefix=self.prefix, id=ident)
                     pipe.hset(key, mapping={**entry, "created_at": _field(record.get("created_at")),
                                             "stream": self.stream})
                     if self.audit_ttl:

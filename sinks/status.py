@@ -1,12 +1,13 @@
 """Per-model status and reference profiles in Redis, for the worker and the CLI.
 
-Keys:
-    driftline:status:{model}:{version}     hash: json, updated_at
-    driftline:models                       set of "{model}:{version}"
-    driftline:reference:{model}:{version}  string: the reference profile as JSON
-    driftline:reference-archive:{id}       string: every reference alerts were computed against,
-                                           with its window settings (for audits)
-    driftline:history:{model}:{version}    stream: window summaries (sinks.history)
+Keys (``{prefix}`` is the app id, ``driftline`` by default, so deployments sharing
+one Redis never see each other's models):
+    {prefix}:status:{model}:{version}     hash: json, updated_at
+    {prefix}:models                       set of "{model}:{version}"
+    {prefix}:reference:{model}:{version}  string: the reference profile as JSON
+    {prefix}:reference-archive:{id}       string: every reference alerts were computed against,
+                                          with its window settings (for audits)
+    {prefix}:history:{model}:{version}    stream: window summaries (sinks.history)
 
 Every failure (unreachable, timed out, unreadable data) raises
 :class:`StoreUnavailable`, a ``ConnectionError``, within a few seconds: socket
@@ -24,10 +25,11 @@ import redis.exceptions
 from sinks._redis import async_client, sync_client
 from sinks.base import describe_error, redact_url, to_json
 
-MODELS_KEY = "driftline:models"
-STATUS_KEY = "driftline:status:{model}:{version}"
-REFERENCE_KEY = "driftline:reference:{model}:{version}"
-ARCHIVE_KEY = "driftline:reference-archive:{reference_id}"
+DEFAULT_PREFIX = "driftline"
+MODELS_KEY = "{prefix}:models"
+STATUS_KEY = "{prefix}:status:{model}:{version}"
+REFERENCE_KEY = "{prefix}:reference:{model}:{version}"
+ARCHIVE_KEY = "{prefix}:reference-archive:{reference_id}"
 _FAILURES = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
 
 
@@ -89,9 +91,10 @@ class StatusStore:
     every other model's status.
     """
 
-    def __init__(self, url: str, timeout: float = 1.0):
+    def __init__(self, url: str, timeout: float = 1.0, prefix: str = DEFAULT_PREFIX):
         self.url = url
         self.timeout = timeout
+        self.prefix = prefix
         self._client = None
         self._history_lock = asyncio.Lock()
 
@@ -118,7 +121,7 @@ class StatusStore:
         """Add a window summary to its version's history (sinks.history), keeping the newest ``maxlen``."""
         from sinks.history import HISTORY_KEY, history_entry_id
 
-        key = HISTORY_KEY.format(model=entry["model"], version=entry["model_version"])
+        key = HISTORY_KEY.format(prefix=self.prefix, model=entry["model"], version=entry["model_version"])
 
         async def add():
             try:
@@ -136,19 +139,19 @@ class StatusStore:
     async def write_status(self, model: str, version, status: dict) -> None:
         async def write():
             async with self.client.pipeline(transaction=True) as pipe:
-                pipe.hset(STATUS_KEY.format(model=model, version=version),
+                pipe.hset(STATUS_KEY.format(prefix=self.prefix, model=model, version=version),
                           mapping=_status_fields(model, version, status))
-                pipe.sadd(MODELS_KEY, f"{model}:{version}")
+                pipe.sadd(MODELS_KEY.format(prefix=self.prefix), f"{model}:{version}")
                 await pipe.execute()
 
         await self._run(write())
 
     async def read_all(self) -> list[dict]:
         async def read():
-            members = sorted(m.decode() for m in await self.client.smembers(MODELS_KEY))
+            members = sorted(m.decode() for m in await self.client.smembers(MODELS_KEY.format(prefix=self.prefix)))
             async with self.client.pipeline(transaction=False) as pipe:
                 for member in members:
-                    pipe.hgetall(f"driftline:status:{member}")
+                    pipe.hgetall(f"{self.prefix}:status:{member}")
                 rows = await pipe.execute()
             return members, rows
 
@@ -156,19 +159,22 @@ class StatusStore:
         return _sort([s for m, r in zip(members, rows) if (s := _status_entry(m, r)) is not None])
 
     async def put_reference(self, model: str, version, profile: dict) -> None:
-        await self._run(self.client.set(REFERENCE_KEY.format(model=model, version=version), to_json(profile)))
+        await self._run(self.client.set(REFERENCE_KEY.format(prefix=self.prefix, model=model, version=version),
+                                        to_json(profile)))
 
     async def get_reference(self, model: str, version) -> dict | None:
-        raw = await self._run(self.client.get(REFERENCE_KEY.format(model=model, version=version)))
+        raw = await self._run(self.client.get(REFERENCE_KEY.format(prefix=self.prefix, model=model, version=version)))
         return _reference(raw, self.url)
 
     async def read_status(self, model: str, version) -> dict | None:
-        fields = await self._run(self.client.hgetall(STATUS_KEY.format(model=model, version=version)))
+        fields = await self._run(self.client.hgetall(STATUS_KEY.format(prefix=self.prefix, model=model,
+                                                                            version=version)))
         return _status_entry(f"{model}:{version}", fields) if fields else None
 
     async def archive_reference(self, entry: dict) -> None:
         """Keep a reference (and the settings windows were judged with) under its id."""
-        await self._run(self.client.set(ARCHIVE_KEY.format(reference_id=entry["reference_id"]), to_json(entry)))
+        await self._run(self.client.set(ARCHIVE_KEY.format(prefix=self.prefix, reference_id=entry["reference_id"]),
+                                        to_json(entry)))
 
     async def _reset(self) -> None:
         client, self._client = self._client, None
@@ -185,37 +191,42 @@ class StatusStore:
 
 # -- synchronous helpers for the CLI ------------------------------------------
 
-def read_status_sync(url: str, timeout: float = 1.0) -> list[dict]:
+def read_status_sync(url: str, timeout: float = 1.0, prefix: str = DEFAULT_PREFIX) -> list[dict]:
     """Every model's status, sorted by model and version; raises ``StoreUnavailable``."""
     with _as_unavailable(url), contextlib.closing(sync_client(url, timeout)) as client:
-        members = sorted(m.decode() for m in client.smembers(MODELS_KEY))
+        members = sorted(m.decode() for m in client.smembers(MODELS_KEY.format(prefix=prefix)))
         pipe = client.pipeline(transaction=False)
         for member in members:
-            pipe.hgetall(f"driftline:status:{member}")
+            pipe.hgetall(f"{prefix}:status:{member}")
         rows = pipe.execute()
     return _sort([s for m, r in zip(members, rows) if (s := _status_entry(m, r)) is not None])
 
 
-def write_status_sync(url: str, model: str, version, status: dict, timeout: float = 1.0) -> None:
+def write_status_sync(url: str, model: str, version, status: dict, timeout: float = 1.0,
+                      prefix: str = DEFAULT_PREFIX) -> None:
     with _as_unavailable(url), contextlib.closing(sync_client(url, timeout)) as client:
         pipe = client.pipeline(transaction=True)
-        pipe.hset(STATUS_KEY.format(model=model, version=version), mapping=_status_fields(model, version, status))
-        pipe.sadd(MODELS_KEY, f"{model}:{version}")
+        pipe.hset(STATUS_KEY.format(prefix=prefix, model=model, version=version),
+                  mapping=_status_fields(model, version, status))
+        pipe.sadd(MODELS_KEY.format(prefix=prefix), f"{model}:{version}")
         pipe.execute()
 
 
-def put_reference_sync(url: str, model: str, version, profile: dict, timeout: float = 1.0) -> None:
+def put_reference_sync(url: str, model: str, version, profile: dict, timeout: float = 1.0,
+                       prefix: str = DEFAULT_PREFIX) -> None:
     with _as_unavailable(url), contextlib.closing(sync_client(url, timeout)) as client:
-        client.set(REFERENCE_KEY.format(model=model, version=version), to_json(profile))
+        client.set(REFERENCE_KEY.format(prefix=prefix, model=model, version=version), to_json(profile))
 
 
-def get_reference_sync(url: str, model: str, version, timeout: float = 1.0) -> dict | None:
+def get_reference_sync(url: str, model: str, version, timeout: float = 1.0,
+                       prefix: str = DEFAULT_PREFIX) -> dict | None:
     with _as_unavailable(url), contextlib.closing(sync_client(url, timeout)) as client:
-        raw = client.get(REFERENCE_KEY.format(model=model, version=version))
+        raw = client.get(REFERENCE_KEY.format(prefix=prefix, model=model, version=version))
     return _reference(raw, url)
 
 
-def get_archived_reference_sync(url: str, reference_id: str, timeout: float = 1.0) -> dict | None:
+def get_archived_reference_sync(url: str, reference_id: str, timeout: float = 1.0,
+                                prefix: str = DEFAULT_PREFIX) -> dict | None:
     with _as_unavailable(url), contextlib.closing(sync_client(url, timeout)) as client:
-        raw = client.get(ARCHIVE_KEY.format(reference_id=reference_id))
+        raw = client.get(ARCHIVE_KEY.format(prefix=prefix, reference_id=reference_id))
     return _reference(raw, url)

@@ -35,6 +35,7 @@ from detectors.profile import ReferenceProfile
 from sinks import StatusStore, build_sinks
 from sinks.dedup import DedupGuard
 from streams import config, positions, records, transport, web
+from streams.deadletter_log import DeadLetterLog
 from streams.gaps import GapFiller
 from streams.ledger import CommitLedger
 
@@ -61,7 +62,7 @@ app = faust.App(
     # one record per batch keeps table (changelog) recovery exact.
     producer_max_batch_size=settings.producer_max_batch_size,
     producer_max_request_size=8 * 1024 * 1024,
-    consumer_max_fetch_size=8 * 1024 * 1024,
+    consumer_max_fetch_size=config.CONSUMER_FETCH_BYTES,   # also the default max_message_bytes
     consumer_auto_offset_reset="earliest",
     # Acks are held until a checkpoint; on rebalance/stop commit what is safe, don't wait.
     stream_wait_empty=False,
@@ -71,6 +72,7 @@ app = faust.App(
     web_host=settings.web_host,
     web_bind=settings.web_host,
     web_port=settings.web_port,
+    datadir=settings.data_dir,     # never the working directory (streams.config)
 )
 
 raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -221,7 +223,7 @@ class Worker:
         self.router = build_sinks(
             [({**s, "url": s.get("url") or settings.redis_url} if s["type"] == "redis" else s)
              for s in settings.sinks if s["type"] != "kafka"])
-        self.status = StatusStore(settings.redis_url)
+        self.status = StatusStore(settings.redis_url, prefix=settings.redis_prefix)
         self.dedup = DedupGuard(settings.redis_url, prefix=f"driftline:delivered:{settings.app_id}:")
         self._tasks: set = set()
         self.ledger = CommitLedger()
@@ -375,6 +377,7 @@ class Worker:
 
 
 worker = Worker()
+deadletters = DeadLetterLog(log)
 
 
 def _gap_consumer():
@@ -450,10 +453,11 @@ async def _route(events, validate, field: str, source) -> None:
                 continue
             worker.counts["deadletter"] += 1
             metrics.instruments.deadlettered(reason)
+            deadletters.record(reason, source, message.partition, message.offset, index)
             dead.append((record["deadletter_id"], await deadletter_topic.send(key=message.key,
                                                                              value=orjson.dumps(record))))
     for key, (items, runs) in by_key.items():
-        for body in _bodies(field, items, runs, settings.max_message_bytes):
+        for body in _bodies(field, items, runs, records.MAX_MESSAGE_BYTES):   # under Kafka's default 1 MB
             sends.append(await events_topic.send(key=key.encode(), value=body))
     # A dead letter is marked sent as soon as it is (a crash in between re-sends it: same id).
     for deadletter_id, sent in dead:

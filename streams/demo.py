@@ -53,11 +53,14 @@ class AlertCollector(threading.Thread):
         self.join(5)
 
 
+APP_ID = "driftline-demo"
+
+
 def _processed(redis_url: str, model: str) -> tuple[int, int]:
     from sinks import read_status_sync
 
     try:
-        statuses = read_status_sync(redis_url)
+        statuses = read_status_sync(redis_url, prefix=APP_ID)
     except ConnectionError:
         return 0, 0
     mine = [s for s in statuses if s.get("model") == model]
@@ -105,7 +108,8 @@ def run_demo(console: Console, events: int, shift_at: int, concept_at: int, batc
         console.print(f"redis   {redis_url.split('@')[-1]}  ({'started, pid ' + str(services[-1].proc.pid) if len(services) > 1 else 'existing'})")
         web_port = free_port()
         env = {**os.environ, "DRIFTLINE_BROKER": broker.url, "DRIFTLINE_REDIS_URL": redis_url,
-               "DRIFTLINE_WEB_PORT": str(web_port), "DRIFTLINE_APP_ID": "driftline-demo"}
+               "DRIFTLINE_WEB_PORT": str(web_port), "DRIFTLINE_APP_ID": APP_ID,
+               "DRIFTLINE_DATA_DIR": str(workdir / "data")}   # nothing left in the working directory
         log_path = workdir / "worker.log"
         with open(log_path, "wb") as log:
             worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "-l", "warning"],

@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+# decode()'s default limit, and the most an internal message holds (Kafka's default
+# message.max.bytes is about 1 MB). The worker passes its max_message_bytes (streams.config).
 MAX_MESSAGE_BYTES = 1_000_000
 MAX_FEATURES = 2_000
 MAX_NAME = 256
@@ -153,11 +155,18 @@ def validate_label(obj: Any, default_ts: float) -> dict:
 
 
 def decode(raw: bytes | None, default_ts: float, validate, max_bytes: int = MAX_MESSAGE_BYTES):
-    """Decode one message into (valid events, [(index or None, reason)])."""
+    """Decode one message into (valid events, [(index or None, reason)]).
+
+    A single event larger than ``max_bytes`` is rejected before parsing. A micro-batch (a
+    JSON array) is decoded whatever its size: the broker accepted it and the consumer has
+    fetched it, and the worker forwards its events in internal messages of at most
+    MAX_MESSAGE_BYTES (streams.app._bodies), so one large batch is split, not lost.
+    """
     if raw is None:
         return [], [(None, "empty message")]
-    if len(raw) > max_bytes:
-        return [], [(None, f"message of {len(raw)} bytes exceeds {max_bytes}")]
+    if len(raw) > max_bytes and raw.lstrip()[:1] != b"[":
+        return [], [(None, f"message of {len(raw)} bytes exceeds {max_bytes} (max_message_bytes; "
+                           f"a micro-batch, a JSON array, may be larger)")]
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

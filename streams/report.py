@@ -193,15 +193,16 @@ def index_page(models: list[tuple[str, list[str]]], base: str) -> str:
     return _environment().get_template("index.html.j2").render(models=models, base=base)
 
 
-def dashboard_response(redis_url: str, base: str, model: str | None, query) -> tuple[int, str]:
-    """(HTTP status, HTML) of a dashboard URL: the index, a model's page, or a clear error."""
+def dashboard_response(redis_url: str, base: str, model: str | None, query, prefix: str) -> tuple[int, str]:
+    """(HTTP status, HTML) of a dashboard URL: the index, a model's page, or a clear error.
+    ``prefix`` is the app id the Redis keys are under."""
     try:
         if not model:
-            return 200, index_page(models_sync(redis_url), base)
-        history = read_history_sync(redis_url, model, query.get("version") or None)
+            return 200, index_page(models_sync(redis_url, prefix=prefix), base)
+        history = read_history_sync(redis_url, model, query.get("version") or None, prefix=prefix)
         return 200, model_page(model, history, feature=query.get("feature"),
                                link_base=f"{base}/{quote(model, safe='')}",
-                               version_links=versions_sync(redis_url, model))
+                               version_links=versions_sync(redis_url, model, prefix=prefix))
     except UnknownModel as exc:
         return 404, _error_page(str(exc))
     except StoreUnavailable as exc:

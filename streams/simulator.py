@@ -83,10 +83,19 @@ def generate(scenario: Scenario):
         yield prediction, label
 
 
+@dataclass
+class Published:
+    """What :func:`publish` sent."""
+    predictions: int = 0
+    labels: int = 0
+    prediction_messages: int = 0
+    label_messages: int = 0
+
+
 def publish(scenario: Scenario, bootstrap: str, topics, batch: int = 100, rate: float | None = None,
-            progress=None) -> int:
+            progress=None) -> Published:
     """Publish the scenario; ``rate`` caps predictions per second (None: as fast as possible)."""
-    sent = 0
+    sent = Published()
     started = time.monotonic()
     with BatchProducer(bootstrap, topics.predictions, batch_size=batch) as predictions, \
             BatchProducer(bootstrap, topics.labels, batch_size=batch) as labels:
@@ -94,15 +103,15 @@ def publish(scenario: Scenario, bootstrap: str, topics, batch: int = 100, rate: 
             predictions.add(prediction)
             if label is not None:
                 labels.add(label)
-            sent += 1
-            if progress is not None and sent % batch == 0:
-                progress(sent)
-            if rate and sent % batch == 0:
-                ahead = sent / rate - (time.monotonic() - started)
+                sent.labels += 1
+            sent.predictions += 1
+            if progress is not None and sent.predictions % batch == 0:
+                progress(sent.predictions)
+            if rate and sent.predictions % batch == 0:
+                ahead = sent.predictions / rate - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
+    sent.prediction_messages, sent.label_messages = predictions.messages, labels.messages
     if progress is not None:
-        progress(sent)
+        progress(sent.predictions)
     return sent
-
-

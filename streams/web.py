@@ -78,7 +78,7 @@ def install(app, worker, settings, extra_counts=dict) -> Metrics:
         from streams.report import dashboard_response   # plotly is imported on first use only
 
         code, html = await asyncio.to_thread(dashboard_response, settings.redis_url, "/dashboard", model,
-                                             dict(request.query))
+                                             dict(request.query), settings.redis_prefix)
         return view.html(html, status=code)
 
     @app.page("/dashboard")

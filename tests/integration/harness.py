@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # replay hours of event time (one event a second) in a burst and send the labels behind it:
 # a label TTL of one day covers that, as it would for a backfill (README, "driftline.labels").
 SMALL_WINDOWS = """
+max_message_bytes = 1000000   # the bad-input tests' oversize single events (the default is 8 MiB)
+
 [defaults]
 reference_size = 1000
 window_size = 500
@@ -57,14 +59,17 @@ def topic(env: dict, what: str) -> str:
 class WorkerProcess:
     """``driftline worker`` as a child process; stopped or killed by its own PID only."""
 
-    def __init__(self, env: dict, log_dir: Path, config: Path | None = None, tag: str = "worker"):
-        self.env = {**env, "DRIFTLINE_WEB_PORT": str(free_port())}
+    def __init__(self, env: dict, log_dir: Path, config: Path | None = None, tag: str = "worker",
+                 web_port: int | None = None, cwd: Path = ROOT):
+        # the data folder in the test's own tmp folder: a test leaves nothing in the repository
+        self.env = {"DRIFTLINE_DATA_DIR": str(log_dir / "data"), **env,
+                    "DRIFTLINE_WEB_PORT": str(web_port or free_port())}
         self.log_path = log_dir / f"{tag}-{uuid.uuid4().hex[:6]}.log"
         args = [sys.executable, "-m", "streams.cli"]
         if config:
             args += ["--config", str(config)]
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args + ["worker", "-l", "info"], cwd=ROOT, env=self.env,
+        self.proc = subprocess.Popen(args + ["worker", "-l", "info"], cwd=cwd, env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def log(self) -> str:
@@ -192,13 +197,29 @@ def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "co
         time.sleep(interval)
 
 
+def all_statuses(redis_url: str) -> list[dict]:
+    """Every model's status under every app id (Redis keys are prefixed by app id; tests share one Redis)."""
+    import redis
+
+    from sinks import read_status_sync
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    try:
+        prefixes = sorted(k.decode()[:-len(":models")] for k in client.scan_iter(match="*:models", count=1000))
+    finally:
+        client.close()
+    return [s for prefix in prefixes for s in read_status_sync(redis_url, prefix=prefix)]
+
+
 def model_statuses(redis_url: str, model: str) -> list[dict]:
     """Every version's status of ``model`` ([] when Redis is unreachable)."""
-    from sinks import StoreUnavailable, read_status_sync
+    import redis
+
+    from sinks import StoreUnavailable
 
     try:
-        return [s for s in read_status_sync(redis_url) if s.get("model") == model]
-    except StoreUnavailable:
+        return [s for s in all_statuses(redis_url) if s.get("model") == model]
+    except (StoreUnavailable, redis.exceptions.RedisError):
         return []
 
 

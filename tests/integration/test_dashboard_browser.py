@@ -15,6 +15,7 @@ import pytest
 from detectors.monitor import ModelMonitor
 from sinks import StatusStore, write_status_sync
 from streams import config, records
+from streams.audit import WINDOW_KINDS
 from streams.embedded import free_port, stop_process, wait_for_port
 from tests.integration.harness import ROOT, drift_traffic, labels_for
 
@@ -129,8 +130,7 @@ def test_dashboard_page_renders_the_plots_offline(browser, dashboard_url, drifte
     raised = [a for w in windows for a in w["alerts"]]
     commands = watched.page.locator("table.alerts td:last-child code").all_inner_texts()
     assert sorted(commands) == sorted(
-        f"driftline audit {a['alert_id']}" + (" --recompute" if a["kind"] in ("input_drift", "prediction_drift")
-                                              else "") for a in raised)
+        f"driftline audit {a['alert_id']}" + (" --recompute" if a["kind"] in WINDOW_KINDS else "") for a in raised)
     screenshot = tmp_path / "dashboard.png"
     watched.page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 20_000

@@ -6,8 +6,7 @@ import time
 import orjson
 import pytest
 
-from sinks import read_status_sync
-from tests.integration.harness import Reader, drift_traffic, produce, topic
+from tests.integration.harness import Reader, all_statuses, drift_traffic, produce, topic
 
 pytestmark = pytest.mark.integration
 
@@ -15,7 +14,7 @@ START = 1_767_225_600.0
 
 
 def _status(redis_url: str, model: str) -> dict:
-    for s in read_status_sync(redis_url):
+    for s in all_statuses(redis_url):
         if s.get("model") == model:
             return s
     return {}

@@ -188,7 +188,8 @@ def test_metrics_and_alertmanager_during_a_run_follow_the_drift_and_its_resoluti
         # the window history, read with the CLI as an operator would; it outlives the worker
         def history():
             done = subprocess.run([sys.executable, "-m", "streams.cli", "--redis-url", redis_url, "history", model,
-                                   "--version", "1", "--json"], capture_output=True, timeout=60, cwd=ROOT)
+                                   "--version", "1", "--json"], capture_output=True, timeout=60, cwd=ROOT,
+                                  env=worker.env)   # the worker's app id: its Redis keys' prefix
             assert done.returncode == 0, done.stderr
             return orjson.loads(done.stdout)["1"]
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from sinks import read_status_sync
 from tests.integration.harness import (
     SMALL_WINDOWS,
+    all_statuses,
     WorkerProcess,
     drift_traffic,
     isolated_env,
@@ -33,7 +33,7 @@ def test_a_sharded_model_is_monitored_as_shards_that_share_its_traffic(broker_ur
                                                    for i in range(0, n, 100)])
 
         def shards():
-            found = {s["model"]: s["counts"] for s in read_status_sync(redis_url) if s["model"].startswith(model)}
+            found = {s["model"]: s["counts"] for s in all_statuses(redis_url) if s["model"].startswith(model)}
             return found if sum(c.get("labelled", 0) for c in found.values()) >= n else None
 
         counts = wait_until(shards, timeout=60, what=f"{n} labelled predictions over the shards")

@@ -94,3 +94,10 @@ async def test_alertmanager_down_loses_nothing_and_does_not_block(tmp_path):
             assert stats["delivered"] == 50 and stats["dropped"] == 0 and stats["pending"] == 0
         finally:
             am.stop()
+
+
+def test_recomputable_kinds_are_the_audits():
+    from sinks.alertmanager import _RECOMPUTABLE
+    from streams.audit import WINDOW_KINDS
+
+    assert set(_RECOMPUTABLE) == set(WINDOW_KINDS)
