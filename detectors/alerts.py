@@ -29,8 +29,12 @@ def make_alert(*, model: str, model_version: str, kind: str, severity: str, dete
                feature: str | None, statistic: float | None, p_value: float | None,
                threshold: float | None, window: dict, reference: dict, evidence: dict,
                id_parts: tuple, config_version: str = "", features: list | None = None,
-               message: str = "", now: float | None = None) -> dict:
-    """One alert in the wire format of ``driftline.alerts`` (see README)."""
+               message: str = "", now: float | None = None, conditions: list | None = None) -> dict:
+    """One alert in the wire format of ``driftline.alerts`` (see README).
+
+    ``conditions`` are the lifecycle keys the alert announces (a ``resolved`` alert names the
+    one it ends), so a consumer that tracks conditions (Alertmanager) can match the two.
+    """
     return {
         "alert_id": stable_id(model, model_version, kind, *id_parts),
         "model": model,
@@ -47,6 +51,7 @@ def make_alert(*, model: str, model_version: str, kind: str, severity: str, dete
         "reference": reference,
         "evidence": evidence,
         "message": message,
+        "conditions": [str(c) for c in conditions] if conditions is not None else [],
         "config_version": config_version,
         "created_at": time.time() if now is None else now,
     }

@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections import OrderedDict, deque
 from operator import itemgetter
 
 from river import metrics, utils
 
 from detectors.alerts import AlertLifecycle, make_alert, make_retrain_request
+from detectors.base import json_safe
+from detectors.buckets import DELAY_BUCKETS, DURATION_BUCKETS, BucketCounts
 from detectors.calibration import calibrate, calibrate_family
 from detectors.cbpe import CBPE
 from detectors.comparison import compare_versions
 from detectors.concept import make_concept_detector
 from detectors.domain_classifier import DomainClassifier
 from detectors.fairness import SegmentStats
+from detectors.histogram import histograms
 from detectors.performance import drop_test
 from detectors.profile import ReferenceProfile, WindowColumn
 from detectors.quality import DataQuality
@@ -221,10 +225,18 @@ class VersionMonitor:
         self._performance_clear = 0         # consecutive window closes with the gap below the hold level
         self._baseline_errors: list | None = []   # errors of the labels the baseline is computed on
         self._suspect_left = 0
+        self.window_test_seconds = BucketCounts(DURATION_BUCKETS)   # exposed as a Prometheus histogram
+        self.estimate: dict = {}            # CBPE's estimate of the last window (before labels come)
+        self.closed_windows: list = []      # summaries for the window history, taken by the stream layer
+        self.alerts_since_window: list = []  # what the next window summary lists as raised
 
     def __setstate__(self, state: dict) -> None:
         """Checkpoints from before the shared confusion matrices get them on restore; those from
         before per-segment references get no segment references (their segments stay untested)."""
+        state.setdefault("window_test_seconds", BucketCounts(DURATION_BUCKETS))
+        state.setdefault("estimate", {})
+        state.setdefault("closed_windows", [])
+        state.setdefault("alerts_since_window", [])
         if "_feature_names" not in state:     # checkpoints from before max_features
             state["_feature_names"] = {name for name in state["reference"].features if name not in OUTPUT_COLUMNS} \
                 if state.get("reference") else set()
@@ -402,9 +414,11 @@ class VersionMonitor:
         cannot handle) is recorded in ``last_window["errors"]`` and the other checks still
         run, so one bad value can never stop a model's monitoring.
         """
+        started = time.perf_counter()
         try:
             self._test_window(out)
         finally:
+            self.window_test_seconds.observe(time.perf_counter() - started)
             self._next_window()
 
     def _checked(self, name: str, check, default=()):
@@ -444,6 +458,8 @@ class VersionMonitor:
             predictions = [_as_class(p) for p in raw.get(PREDICTION, [])]
             result = self._checked("estimated_performance",
                                    lambda: self.cbpe.test(raw.get(SCORE, []), predictions=predictions), None)
+            if result is not None and "estimated_accuracy" in result.evidence:
+                self.estimate = {"accuracy": result.evidence["estimated_accuracy"], "window": self.window_index}
             if result is not None and result.drifted:
                 findings["estimated_performance"]["__score__"] = result
         active_gaps = {feature for kind, feature in self.lifecycle.active() if kind == "fairness"}
@@ -474,7 +490,7 @@ class VersionMonitor:
         self.last_window = {
             **bounds,
             "drift": {r.feature: {"detector": r.detector, "statistic": r.statistic, "p_value": r.p_value,
-                                  "effect_size": r.effect_size, "drifted": r.drifted}
+                                  "threshold": r.threshold, "effect_size": r.effect_size, "drifted": r.drifted}
                       for r in report.results if r.detector in ("ks", "chi_squared", "prediction_ks",
                                                                 "prediction_chi_squared")},
             "drifted_features": sorted(k for kind in ("input_drift", "prediction_drift") for k in findings[kind]),
@@ -483,6 +499,34 @@ class VersionMonitor:
             "segment_drift": dict(self._segment_report),
             "errors": dict(self._check_errors),
         }
+        self.closed_windows.append(self._window_summary(report, columns))
+        del self.closed_windows[:-64]       # bounded when no stream layer takes them (tests, benchmarks)
+
+    def _window_summary(self, report, columns: dict) -> dict:
+        """What the window history keeps of a tested window: every feature's test with both
+        sides' summaries and histograms (on the reference's bins, at most 30), the metrics and
+        estimate at its close, and the alerts raised since the previous window closed (the
+        window's own, and performance or comparison alerts that labels raised meanwhile)."""
+        alerts, self.alerts_since_window = self.alerts_since_window, []
+        features = {}
+        for name, result in self.last_window["drift"].items():
+            profile = self.reference.features.get(name)
+            features[name] = {**result, "reference": profile.summary if profile else None,
+                              "current": report.summaries.get(name)}
+            if profile is not None and name in columns:
+                bins = self._checked("histogram", lambda: histograms(profile, columns[name]), None)
+                if bins is not None:
+                    features[name]["histogram"] = {"bins": bins[0][:30], "reference": bins[1][:30].tolist(),
+                                                   "current": bins[2][:30].tolist()}
+        window = self.last_window
+        return json_safe({
+            "model": self.model, "model_version": self.version, "index": window["index"],
+            "start": window["start"], "end": window["end"], "n": window["n"], "features": features,
+            "drifted_features": window["drifted_features"], "findings": window["findings"],
+            "metrics": self.rolling_metrics(), "estimate": dict(self.estimate),
+            "alerts": alerts,
+            "errors": window["errors"],
+        })
 
     def _next_window(self) -> None:
         self.segments.reset_window()
@@ -585,7 +629,7 @@ class VersionMonitor:
             detector=top.detector, feature=top.feature, features=names, statistic=top.statistic,
             p_value=top.p_value, threshold=top.threshold, window=bounds, reference=self.reference_info,
             evidence=evidence, id_parts=(self.window_index, ",".join(sorted(map(str, keys)))),
-            config_version=self.config_version,
+            config_version=self.config_version, conditions=sorted(map(str, keys)),
             message=f"{kind.replace('_', ' ')} in {', '.join(map(str, names))} (window {self.window_index}, n={bounds['n']})")
         self._emit(out, alert)
         return alert
@@ -595,7 +639,7 @@ class VersionMonitor:
             model=self.model, model_version=self.version, kind="resolved", severity="info", detector="lifecycle",
             feature=feature, statistic=None, p_value=None, threshold=None, window=bounds,
             reference=self.reference_info, evidence={"resolves": kind, "clear_windows": self.settings.resolve_windows},
-            id_parts=(self.window_index, kind, feature), config_version=self.config_version,
+            id_parts=(self.window_index, kind, feature), config_version=self.config_version, conditions=[feature],
             message=f"{kind.replace('_', ' ')} in {feature} cleared for {self.settings.resolve_windows} windows"))
 
     # -- retrain policy ------------------------------------------------------------
@@ -749,6 +793,9 @@ class VersionMonitor:
     def _emit(self, out: list, alert: dict) -> None:
         self.counts["alerts"] += 1
         self.last_alerts.append({k: alert[k] for k in ("alert_id", "kind", "severity", "feature", "message", "created_at")})
+        self.alerts_since_window.append({k: alert.get(k) for k in ("alert_id", "kind", "severity", "features",
+                                                                    "message")})
+        del self.alerts_since_window[:-100]
         out.append(("alert", alert))
 
     def rolling_metrics(self) -> dict:
@@ -786,7 +833,7 @@ class ModelMonitor:
         self.config_version = config_version
         self.versions: dict[str, VersionMonitor] = {}
         self._pending: OrderedDict = OrderedDict()   # prediction_id -> [(version, prediction, score, segment, ts)]
-        # prediction_id -> [label, watermark when it came, joined yet]: the label came first
+        # prediction_id -> [label, watermark when it came, joined yet, label time]: the label came first
         self._early_labels: OrderedDict = OrderedDict()
         # Event time comes from the predictions only. Label timestamps come from another clock
         # (often when the label was recorded, days later): a label stamped "now" during a replay
@@ -797,10 +844,12 @@ class ModelMonitor:
                        "duplicate_predictions": 0, "unknown_version_labels": 0}
         self.applied_offsets: dict = {}             # partition -> last offset folded into this state
         self._last_comparison: dict = {}
+        self.label_delay = BucketCounts(DELAY_BUCKETS)   # label time - prediction time, joined labels
 
     def __setstate__(self, state: dict) -> None:
         """Checkpoints written before the watermark join get its fields on restore."""
         state.setdefault("source_clocks", {})
+        state.setdefault("label_delay", BucketCounts(DELAY_BUCKETS))
         state["_early_labels"] = OrderedDict(   # was (label, label time): wait from the old clock
             (pid, [label[0], state["clock"], False] if isinstance(label, tuple) else label)
             for pid, label in state["_early_labels"].items())
@@ -834,6 +883,15 @@ class ModelMonitor:
                               "model_version": monitor.version, "profile": monitor.reference.to_dict(),
                               "window_settings": monitor.window_settings.to_dict(),
                               "calibration": monitor.calibration})
+        return found
+
+    def window_summaries(self) -> list:
+        """Summaries of the windows closed since the last call (the window history's entries)."""
+        found = []
+        for monitor in self.versions.values():
+            if monitor.closed_windows:
+                found += monitor.closed_windows
+                monitor.closed_windows = []
         return found
 
     @property
@@ -886,6 +944,8 @@ class ModelMonitor:
             version.add_prediction(event, None if offset is None else [offset, index], out)
             label = early.get(pid)
             if label is not None:   # kept until its TTL: a shadow version's prediction may still come
+                if not label[2] and len(label) > 3 and label[3] >= ts:   # [3]: label time (newer checkpoints)
+                    self.label_delay.observe(label[3] - ts)
                 label[2] = True
                 version.add_label(event["prediction"], event["score"], label[0], self.clock, out, event["segment"])
             elif shadows is None:
@@ -901,8 +961,11 @@ class ModelMonitor:
         for event in events:
             entries = self._pending.pop(event["prediction_id"], None)
             if entries is None:
-                self._early_labels[event["prediction_id"]] = [event["label"], watermark, False]
+                self._early_labels[event["prediction_id"]] = [event["label"], watermark, False, event["timestamp"]]
                 continue
+            delay = event["timestamp"] - entries[0][4]
+            if delay >= 0:   # a label stamped before its prediction is another clock's doing, not a delay
+                self.label_delay.observe(delay)
             for name, prediction, score, segment, _ in entries:
                 self.versions[name].add_label(prediction, score, event["label"], clock, out, segment)
         self._expire()

@@ -1,4 +1,4 @@
-"""Where alerts and retrain requests go: Kafka topic, Redis, webhook, file, log.
+"""Where alerts and retrain requests go: Kafka topic, Redis, webhook, Alertmanager, file, log.
 
 Sinks are small async callables (see :mod:`sinks.base`); :class:`SinkRouter` gives
 each one a bounded buffer and a retrying worker so no sink can block monitoring.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sinks.alertmanager import AlertmanagerSink
 from sinks.base import SEVERITIES, DeliveryError, Sink, SinkFilter, redact_url, severity_rank
 from sinks.jsonl import JsonlSink
 from sinks.log import LogSink
@@ -26,7 +27,7 @@ from sinks.topic import Send, TopicSink
 from sinks.webhook import WebhookError, WebhookSink, slack_payload
 
 __all__ = [
-    "SEVERITIES", "DeliveryError", "JsonlSink", "LogSink", "RedisSink", "Send", "Sink",
+    "AlertmanagerSink", "SEVERITIES", "DeliveryError", "JsonlSink", "LogSink", "RedisSink", "Send", "Sink",
     "SinkFilter", "SinkRouter", "StatusStore", "StoreUnavailable", "TopicSink",
     "WebhookError", "WebhookSink", "build_sink", "build_sinks", "get_reference_sync",
     "put_reference_sync", "read_status_sync", "redact_url", "severity_rank",
@@ -40,8 +41,9 @@ _OPTIONS = {
     "jsonl": {"path"},
     "redis": {"url", "stream", "maxlen", "audit_ttl", "timeout", "prefix"},
     "webhook": {"url", "slack", "timeout", "headers"},
+    "alertmanager": {"url", "timeout", "ttl", "headers"},
 }
-_REQUIRED = {"jsonl": {"path"}, "redis": {"url"}, "webhook": {"url"}}
+_REQUIRED = {"jsonl": {"path"}, "redis": {"url"}, "webhook": {"url"}, "alertmanager": {"url"}}
 _COMMON = {"type", "name", "kinds", "min_severity"}
 
 
@@ -69,6 +71,8 @@ def build_sink(entry: dict[str, Any], send: Send | None = None) -> tuple[Sink, S
         sink = JsonlSink(**options, name=name or "jsonl")
     elif kind == "redis":
         sink = RedisSink(**options, name=name or "redis")
+    elif kind == "alertmanager":
+        sink = AlertmanagerSink(**options, name=name)
     else:
         sink = WebhookSink(**options, name=name)
     return sink, SinkFilter(entry.get("kinds"), entry.get("min_severity"))

@@ -7,6 +7,7 @@ one Redis never see each other's models):
     {prefix}:reference:{model}:{version}  string: the reference profile as JSON
     {prefix}:reference-archive:{id}       string: every reference alerts were computed against,
                                           with its window settings (for audits)
+    {prefix}:history:{model}:{version}    stream: window summaries (sinks.history)
 
 Every failure (unreachable, timed out, unreadable data) raises
 :class:`StoreUnavailable`, a ``ConnectionError``, within a few seconds: socket
@@ -95,6 +96,7 @@ class StatusStore:
         self.timeout = timeout
         self.prefix = prefix
         self._client = None
+        self._history_lock = asyncio.Lock()
 
     @property
     def client(self):
@@ -110,6 +112,29 @@ class StatusStore:
             except _FAILURES:
                 await self._reset()
                 raise
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless Redis answers (readiness probe)."""
+        await self._run(self.client.ping())
+
+    async def append_window(self, entry: dict, maxlen: int) -> None:
+        """Add a window summary to its version's history (sinks.history), keeping the newest ``maxlen``."""
+        from sinks.history import HISTORY_KEY, history_entry_id
+
+        key = HISTORY_KEY.format(prefix=self.prefix, model=entry["model"], version=entry["model_version"])
+
+        async def add():
+            try:
+                await self.client.xadd(key, {"json": to_json(entry)}, id=history_entry_id(entry),
+                                       maxlen=maxlen, approximate=False)
+            except redis.exceptions.ResponseError as exc:
+                if "equal or smaller" not in str(exc):
+                    raise   # else: a window tested again after a restart, already in the history
+
+        # Writes run as background tasks: the lock (it wakes waiters first come, first served)
+        # keeps them in window order, since a stream refuses an id below its last one.
+        async with self._history_lock:
+            await self._run(add())
 
     async def write_status(self, model: str, version, status: dict) -> None:
         async def write():

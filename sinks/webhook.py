@@ -93,7 +93,9 @@ class WebhookSink:
         return self._session
 
     async def __call__(self, record: dict) -> None:
-        body = to_json(slack_payload(record) if self.slack else record)
+        await self._post(to_json(slack_payload(record) if self.slack else record))
+
+    async def _post(self, body: bytes) -> None:
         where = redact_url(self.url)
         try:
             async with self._get_session().post(self.url, data=body, allow_redirects=False) as response:

@@ -35,7 +35,7 @@ from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile
 from sinks import StatusStore, build_sinks
 from sinks.dedup import DedupGuard
-from streams import config, positions, records, transport
+from streams import config, positions, records, transport, web
 from streams.deadletter_log import DeadLetterLog
 from streams.gaps import GapFiller
 from streams.ledger import CommitLedger
@@ -310,6 +310,7 @@ class Worker:
                 await fut
                 await self.dedup.mark_delivered(record_id)
                 self.counts["alerts_sent" if kind == "alert" else "retrain_sent"] += 1
+                metrics.instruments.sent(kind, record)
                 self.router.publish(record)
                 log.warning("%s %s %s/%s %s", kind.upper(), record.get("kind"), record["model"],
                             record["model_version"], record.get("message") or record.get("reason"))
@@ -412,6 +413,7 @@ def _highwater(topic: str, partition: int) -> int | None:
 
 
 gaps = GapFiller(_gap_consumer, worker.ledger, _committed_position, _highwater)
+metrics = web.install(app, worker, settings, lambda: gaps.counts)   # /metrics, /healthz, /readyz
 
 
 def _log_recreated(tp, first_offset: int) -> None:
@@ -448,6 +450,7 @@ async def _route(events, validate, field: str, source) -> None:
                 worker.counts["deadletter_deduplicated"] += 1    # re-read after a crash: sent before
                 continue
             worker.counts["deadletter"] += 1
+            metrics.instruments.deadlettered(reason)
             deadletters.record(reason, source, message.partition, message.offset, index)
             dead.append((record["deadletter_id"], await deadletter_topic.send(key=message.key,
                                                                              value=orjson.dumps(record))))
@@ -593,10 +596,12 @@ async def _monitor_one(event) -> None:
         if worker.counts["models_rejected"] in (1, 10, 100) or not worker.counts["models_rejected"] % 1000:
             log.warning("%s: events of %s dead-lettered (%d messages so far)", exc, model,
                         worker.counts["models_rejected"])
+        metrics.instruments.deadlettered("model limit reached")
         await _dead_letter(event, str(exc))
         worker.held.append(event)
     except Exception as exc:  # a bug must not stop the stream: park the message, keep going
         worker.counts["processing_errors"] += 1
+        metrics.instruments.deadlettered("processing error")
         log.exception("processing %s@%s failed", model, message.offset)
         await _dead_letter(event, f"processing error: {exc!r}")
         worker.held.append(event)
@@ -634,6 +639,8 @@ def _fold(mon: ModelMonitor, model: str, message, body: dict) -> None:
         worker.counts["labels"] += len(labels)
     elif "tick" in body:
         out = mon.tick(body["tick"])
+    for summary in mon.window_summaries():
+        worker.spawn(worker.status.append_window(summary, settings.history_windows), "window history")
     if "tick" not in body:
         worker.last_event_at[model] = time.monotonic()
     mon.applied_offsets[message.partition] = message.offset

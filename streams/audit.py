@@ -82,7 +82,13 @@ def _reference_for(settings, alert: dict) -> tuple[ReferenceProfile, WindowSetti
 LOOKBACK_MESSAGES = 5000
 
 
-def window_events(settings, alert: dict, timeout: float = 10.0) -> list[dict]:
+def messages_to_read(alert: dict) -> int:
+    """How many internal messages :func:`window_events` reads for ``alert`` (for a progress bar)."""
+    first, last = alert["window"]["offsets"]["first"], alert["window"]["offsets"]["last"]
+    return last[0] - max(0, first[0] - LOOKBACK_MESSAGES) + 1
+
+
+def window_events(settings, alert: dict, timeout: float = 10.0, progress=None) -> list[dict]:
     """The predictions of the alert's window, read back from the internal topic.
 
     They are filtered as the worker filtered them (streams.positions): events that
@@ -97,8 +103,11 @@ def window_events(settings, alert: dict, timeout: float = 10.0) -> list[dict]:
     events, marks = [], {}
     try:
         consumer.assign([tp])
-        consumer.seek(tp, max(0, first[0] - LOOKBACK_MESSAGES))
+        consumer.seek(tp, max(0, first[0] - LOOKBACK_MESSAGES))   # the same start as messages_to_read
+        start = max(0, first[0] - LOOKBACK_MESSAGES)
         for message in consumer:
+            if progress is not None:
+                progress(message.offset - start + 1)
             if message.offset > last[0]:
                 break
             if message.key != model.encode():
@@ -138,12 +147,13 @@ NOT_RECOMPUTABLE = {
 }
 
 
-def recompute(settings, alert: dict) -> list[dict]:
+def recompute(settings, alert: dict, progress=None) -> list[dict]:
     """Rows of (feature, detector, alerted statistic, recomputed statistic, p-values, match).
 
     The window's events are replayed into a fresh monitor of the version, with the reference and
     the (calibrated) window settings the alert was judged with, and the window is closed: the
-    monitor's own checks produce the alert again, whichever kind it is.
+    monitor's own checks produce the alert again, whichever kind it is. ``progress(n)`` is told
+    how many of :func:`messages_to_read` have been read.
     """
     kind = alert["kind"]
     if kind in NOT_RECOMPUTABLE:
@@ -151,7 +161,7 @@ def recompute(settings, alert: dict) -> list[dict]:
     if kind not in WINDOW_KINDS:
         raise NotRecomputable(f"{kind} alerts cannot be recomputed (not a window alert)")
     profile, window_settings = _reference_for(settings, alert)
-    events = window_events(settings, alert)
+    events = window_events(settings, alert, progress=progress)
     if len(events) != alert["window"]["n"]:
         raise LookupError(f"found {len(events)} of the window's {alert['window']['n']} events in Kafka")
     again = _replay(settings, alert, profile, window_settings, events)

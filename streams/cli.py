@@ -1,4 +1,5 @@
-"""``driftline`` command line: broker, redis, worker, demo, simulate, status, tail, reference, audit."""
+"""``driftline`` command line: broker, redis, worker, demo, simulate, status, history, dashboard, report,
+tail, reference, audit."""
 from __future__ import annotations
 
 import sys
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import click
 import orjson
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
 from sinks.base import redact_url
@@ -237,6 +238,122 @@ def status(ctx, as_json: bool) -> None:
 
 
 @main.command()
+@global_options
+@click.argument("model")
+@click.option("--version", "model_version", help="One version (default: every version of the model).")
+@click.option("--last", type=int, help="Only the newest N windows of each version.")
+@click.option("--json", "as_json", is_flag=True, help="Print the window summaries as JSON.")
+@click.pass_context
+def history(ctx, model: str, model_version, last, as_json: bool) -> None:
+    """Every tested window of a model, oldest first (from Redis; kept: `history_windows` per version)."""
+    from sinks import StoreUnavailable
+    from sinks.history import UnknownModel, read_history_sync
+
+    try:
+        settings = _settings(ctx)
+        found = read_history_sync(settings.redis_url, model, model_version, last=last, prefix=settings.redis_prefix)
+    except (UnknownModel, StoreUnavailable) as exc:
+        raise _Failed(str(exc)) from None
+    if as_json:
+        click.echo(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
+        return
+    for version, windows in found.items():
+        if not windows:
+            console.print(f"{model} v{version}: no window tested yet")
+            continue
+        table = Table("window", "end (UTC)", "n", "drifted", "min p-value", "metrics", "CBPE estimate", "alerts",
+                      title=f"{model} v{version}: {len(windows)} windows")
+        for w in windows:
+            p_values = [f["p_value"] for f in w.get("features", {}).values() if f.get("p_value") is not None]
+            metrics = ", ".join(f"{k}={v:.3f}" for k, v in (w.get("metrics") or {}).items() if v is not None)
+            estimate = (w.get("estimate") or {}).get("accuracy")
+            table.add_row(str(w["index"]), _utc(w.get("end")), str(w.get("n")),
+                          ", ".join(w.get("drifted_features") or []) or "-",
+                          f"{min(p_values):.3g}" if p_values else "-", metrics or "-",
+                          f"accuracy={estimate:.3f}" if estimate is not None else "-",
+                          ", ".join(f"{a['kind']}:{a['severity']}" for a in w.get("alerts") or []) or "-")
+        console.print(table)
+
+
+@main.command()
+@global_options
+@click.option("--port", default=8050, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.pass_context
+def dashboard(ctx, port: int, host: str) -> None:
+    """Serve the dashboard standalone, from Redis (for people who don't expose workers)."""
+    import asyncio
+
+    from aiohttp import web
+
+    from streams.report import dashboard_response
+
+    settings = _settings(ctx)
+
+    async def page(request):
+        code, html = await asyncio.to_thread(dashboard_response, settings.redis_url, "/dashboard",
+                                             request.match_info.get("model"), dict(request.query),
+                                             settings.redis_prefix)
+        return web.Response(text=html, status=code, content_type="text/html")
+
+    application = web.Application()
+    application.router.add_get("/", lambda request: web.HTTPFound("/dashboard"))
+    application.router.add_get("/dashboard", page)
+    application.router.add_get("/dashboard/{model}", page)
+    console.print(f"dashboard on [bold]http://{host}:{port}/dashboard[/] (Ctrl-C stops it)")
+    web.run_app(application, host=host, port=port, print=None)
+
+
+@main.command()
+@global_options
+@click.argument("model")
+@click.option("--version", "model_version", help="One version (default: every version of the model).")
+@click.option("--since", help="Start of the period: epoch seconds or ISO-8601 (event time of window ends).")
+@click.option("--until", help="End of the period, as --since.")
+@click.option("--feature", help="The feature whose histograms to draw (default: the latest drifted one).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.pass_context
+def report(ctx, model, model_version, since, until, feature, out_path) -> None:
+    """Write one self-contained HTML report of a model over a period (plots work offline)."""
+    from sinks import StoreUnavailable
+    from sinks.history import UnknownModel, read_history_sync
+    from streams.records import parse_timestamp
+    from streams.report import model_page
+
+    try:
+        period = tuple(None if v is None else parse_timestamp(_number_or_text(v), None) for v in (since, until))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        settings = _settings(ctx)
+        history = read_history_sync(settings.redis_url, model, model_version, since=period[0], until=period[1],
+                                    prefix=settings.redis_prefix)
+    except (UnknownModel, StoreUnavailable) as exc:
+        raise _Failed(str(exc)) from None
+    Path(out_path).write_text(model_page(model, history, feature=feature, period=period), encoding="utf-8")
+    windows = sum(len(w) for w in history.values())
+    if windows:
+        console.print(f"wrote {out_path}: {windows} windows of {model} ({', '.join(history)})")
+    else:
+        console.print(f"wrote {out_path}: no window of {model} closed in this period")
+
+
+def _number_or_text(value: str):
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def _utc(ts) -> str:
+    import datetime as dt
+
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@main.command()
 @click.argument("what", type=click.Choice(["alerts", "retrain", "deadletter"]))
 @click.option("--from-beginning", is_flag=True)
 @click.option("--max", "max_messages", type=int, help="Stop after this many messages.")
@@ -360,8 +477,14 @@ def audit(ctx, alert_id: str, recompute: bool) -> None:
     click.echo(orjson.dumps(alert, option=orjson.OPT_INDENT_2).decode())
     if not recompute:
         return
+    from streams.progress import progress
+
     try:
-        rows = audit_.recompute(settings, alert)
+        if alert["kind"] in audit_.WINDOW_KINDS:    # the others are refused before anything is read
+            with progress(console, "read", audit_.messages_to_read(alert)) as update:
+                rows = audit_.recompute(settings, alert, progress=update)
+        else:
+            rows = audit_.recompute(settings, alert)
     except (audit_.NotRecomputable, LookupError) as exc:
         raise _Failed(str(exc).strip("'\"")) from None
 

@@ -67,6 +67,11 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_enabled: bool = True
+    # /metrics: per-feature gauges (p-value, statistic, effect size, threshold) are opt-in and
+    # capped, so a wide model cannot blow up the scrape (README, "Operating driftline")
+    metrics_feature_gauges: bool = False
+    metrics_max_feature_series: int = 2000
+    history_windows: int = 1000          # window summaries kept per model version (`driftline history`)
     checkpoint_seconds: float = 2.0      # monitor state is checkpointed at least this often
     max_models: int = 1000               # model keys one worker monitors; events of more are dead-lettered
     commit_interval: float = 2.8         # seconds between offset commits (what a crash re-reads at most)
@@ -225,6 +230,12 @@ def _build(data: dict, source: str) -> Settings:
     topics = Topics(**data.pop("topics", {}))
     defaults = ModelSettings().merged(data.pop("defaults", {}))
     models = data.pop("models", {})
+    for name, overrides in models.items():
+        defaults.merged(overrides)  # validate early: a typo fails at start-up, not mid-stream
+    for key in ("web_port", "partitions", "ingest_batch", "replication_factor", "metrics_max_feature_series",
+                "history_windows"):
+        if key in data:
+            data[key] = int(data[key])
     # the Redis sink writes next to the status keys, under the same prefix, unless told otherwise
     prefix = data.get("app_id", Settings.app_id)
     data["sinks"] = [{"stream": f"{prefix}:alerts", "prefix": prefix, **s} if s.get("type") == "redis" else s

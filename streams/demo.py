@@ -106,14 +106,17 @@ def run_demo(console: Console, events: int, shift_at: int, concept_at: int, batc
             redis_url = redis.url
         console.print(f"broker  {broker.url}  (Tansu, memory-only, pid {broker.proc.pid})")
         console.print(f"redis   {redis_url.split('@')[-1]}  ({'started, pid ' + str(services[-1].proc.pid) if len(services) > 1 else 'existing'})")
+        web_port = free_port()
         env = {**os.environ, "DRIFTLINE_BROKER": broker.url, "DRIFTLINE_REDIS_URL": redis_url,
-               "DRIFTLINE_WEB_PORT": str(free_port()), "DRIFTLINE_APP_ID": APP_ID,
+               "DRIFTLINE_WEB_PORT": str(web_port), "DRIFTLINE_APP_ID": APP_ID,
                "DRIFTLINE_DATA_DIR": str(workdir / "data")}   # nothing left in the working directory
         log_path = workdir / "worker.log"
         with open(log_path, "wb") as log:
             worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "-l", "warning"],
                                       env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         console.print(f"worker  pid {worker.pid}, log {log_path}")
+        console.print(f"dashboard http://127.0.0.1:{web_port}/dashboard/{scenario.model}  "
+                      f"(metrics: http://127.0.0.1:{web_port}/metrics)")
         console.print(f"traffic {events} predictions from a river model trained on the bundled Phishing data; "
                       f"covariate shift in [bold]{SHIFT_FEATURE}[/] at event {shift_at}, "
                       f"concept drift (labels flip) at event {concept_at}")
@@ -147,6 +150,7 @@ def run_demo(console: Console, events: int, shift_at: int, concept_at: int, batc
         collector.stop()
         (workdir / "alerts.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in collector.records))
         console.print(f"alerts and retrain requests saved to {workdir / 'alerts.jsonl'}")
+        _write_report(console, redis_url, scenario.model, workdir / "report.html")
         return _summary(console, scenario, collector.records, *_processed(redis_url, scenario.model),
                         time.monotonic() - started)
     finally:
@@ -158,6 +162,18 @@ def run_demo(console: Console, events: int, shift_at: int, concept_at: int, batc
                 worker.kill()
         for service in reversed(services):
             service.stop()
+
+
+def _write_report(console: Console, redis_url: str, model: str, path: Path) -> None:
+    """The demo model's report (`driftline report`), next to its alerts."""
+    from sinks.history import read_history_sync
+    from streams.report import model_page
+
+    try:
+        path.write_text(model_page(model, read_history_sync(redis_url, model)), encoding="utf-8")
+        console.print(f"report of the demo model (open it in a browser, works offline): {path}")
+    except Exception as exc:     # the demo's result stands without its report
+        console.print(f"[red]report not written: {type(exc).__name__}: {exc}")
 
 
 def _summary(console: Console, scenario: Scenario, records: list, processed: int, labelled: int,
