@@ -3,6 +3,7 @@ tail, reference, audit."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -188,7 +189,11 @@ def simulate(ctx, events, batch, rate, shift_at, concept_at, model, model_versio
     preflight.check_broker(settings.broker)
     scenario = Scenario(events=events, shift_at=shift_at, concept_at=concept_at, model=model,
                         version=model_version, seed=seed)
-    sent = publish(scenario, bootstrap_of(settings.broker), settings.topics, batch=batch, rate=rate)
+    from streams.progress import progress
+
+    with progress(console, "published", events) as update:
+        sent = publish(scenario, bootstrap_of(settings.broker), settings.topics, batch=batch, rate=rate,
+                       progress=update)
     console.print(f"published {sent.predictions} predictions ({sent.prediction_messages} messages) to "
                   f"{settings.topics.predictions} and {sent.labels} labels ({sent.label_messages} messages) to "
                   f"{settings.topics.labels}; model {model}/{model_version}, covariate shift at event {shift_at}, "
@@ -198,22 +203,42 @@ def simulate(ctx, events, batch, rate, shift_at, concept_at, model, model_versio
 # -- reading -------------------------------------------------------------------------------
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print raw JSON.")
+@click.option("--watch", type=float, metavar="SECONDS", help="Redraw every SECONDS until Ctrl-C.")
 @global_options
 @click.pass_context
-def status(ctx, as_json: bool) -> None:
+def status(ctx, as_json: bool, watch: float | None) -> None:
     """Latest status of every monitored model version (from Redis)."""
     from sinks import read_status_sync
-    from streams.render import join_line, labels_cell, metric_cell
 
     settings = _settings(ctx)
     preflight.check_redis(settings.redis_url)
-    statuses = read_status_sync(settings.redis_url, timeout=2.0, prefix=settings.redis_prefix)
+
+    def read():
+        return read_status_sync(settings.redis_url, timeout=2.0, prefix=settings.redis_prefix)
+
     if as_json:
-        click.echo(orjson.dumps(statuses, option=orjson.OPT_INDENT_2).decode())
+        click.echo(orjson.dumps(read(), option=orjson.OPT_INDENT_2).decode())
         return
+    if not watch:
+        console.print(_status_view(settings, read()))
+        return
+    from rich.live import Live
+
+    with Live(_status_view(settings, read()), console=console, refresh_per_second=1) as live:
+        try:
+            while True:
+                time.sleep(watch)
+                live.update(_status_view(settings, read()))
+        except KeyboardInterrupt:
+            pass
+
+
+def _status_view(settings, statuses: list):
+    """The status table and its summary lines, as one renderable (printed, or redrawn by --watch)."""
+    from streams.render import join_line, labels_cell, metric_cell
+
     if not statuses:
-        console.print(f"no models seen yet (app id {settings.app_id}, Redis {redact_url(settings.redis_url)})")
-        return
+        return f"no models seen yet (app id {settings.app_id}, Redis {redact_url(settings.redis_url)})"
     table = Table("model", "version", "predictions", "labelled (join rate)", "windows", "alerts", "primary metric",
                   "drifted (last window)", "active conditions")
     for s in statuses:
@@ -222,19 +247,20 @@ def status(ctx, as_json: bool) -> None:
                       labels_cell(counts), str(counts.get("windows")), str(counts.get("alerts")), metric_cell(s),
                       ", ".join((s.get("last_window") or {}).get("drifted_features", [])) or "-",
                       ", ".join(f"{k}:{f}" for k, f in s.get("active_conditions", [])) or "-")
-    console.print(table)
+    lines = [table]
     for line in dict.fromkeys(filter(None, (join_line(s) for s in statuses))):
-        console.print("label join " + line)
+        lines.append("label join " + line)
     workers = [s.get("worker") or {} for s in statuses]
-    counters = ("deadletter", "processing_errors", "redelivered_skipped", "input_gaps", "gap_records_recovered",
-                "gap_reads_incomplete", "status_write_failures")
-    console.print("worker counters (max over workers): " + ", ".join(
+    counters = ("deadletter", "deadletter_deduplicated", "processing_errors", "redelivered_skipped", "models_rejected",
+                "input_gaps", "gap_records_recovered", "gap_reads_incomplete", "status_write_failures")
+    lines.append("worker counters (max over workers): " + ", ".join(
         f"{name} {max(w.get(name, 0) for w in workers)}" for name in counters))
     sinks = {name: stats for w in workers for name, stats in w.get("sinks", {}).items()}
     for name, stats in sorted(sinks.items()):
-        console.print(f"sink {name}: delivered {stats.get('delivered')}, failed attempts "
-                      f"{stats.get('failed_attempts')}, dropped {stats.get('dropped')}, pending {stats.get('pending')}"
-                      + (f", last error: {stats['last_error']}" if stats.get("last_error") else ""))
+        lines.append(f"sink {name}: delivered {stats.get('delivered')}, failed attempts "
+                     f"{stats.get('failed_attempts')}, dropped {stats.get('dropped')}, pending {stats.get('pending')}"
+                     + (f", last error: {stats['last_error']}" if stats.get("last_error") else ""))
+    return Group(*lines)
 
 
 @main.command()

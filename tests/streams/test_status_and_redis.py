@@ -92,3 +92,43 @@ def test_recompute_says_why_a_kind_cannot_be_recomputed(redis_client, redis_url,
     assert result.output.strip().splitlines()[-1] == (
         f"driftline: {kind} alerts cannot be recomputed: {audit.NOT_RECOMPUTABLE[kind]}")
     assert "Traceback" not in result.output
+
+
+def test_status_watch_redraws_as_the_status_changes_and_ends_on_ctrl_c(redis_client, redis_url, tmp_path):
+    """`driftline status --watch` on a terminal (a pty): it shows the model, shows the new count
+    once the status changes, and Ctrl-C ends it with exit code 0."""
+    import os
+    import pty
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    write_status_sync(redis_url, "watched", "1", _status(10, 0), prefix="team-w")
+    master, slave = pty.openpty()
+    env = {**os.environ, "DRIFTLINE_APP_ID": "team-w", "COLUMNS": "200"}
+    env.pop("DRIFTLINE_CONFIG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "--redis-url", redis_url, "status", "--watch", "0.2"],
+                            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path)
+    os.close(slave)
+    seen = b""
+
+    def read_until(text: bytes, timeout: float = 20.0) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while text not in seen:
+            assert time.monotonic() < deadline, seen[-2000:]
+            try:
+                seen += os.read(master, 65536)
+            except OSError:
+                break
+    try:
+        read_until(b"watched")
+        write_status_sync(redis_url, "watched", "1", _status(987654, 0), prefix="team-w")
+        read_until(b"987654")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
