@@ -76,7 +76,7 @@ def test_prometheus_scrapes_a_worker_and_every_grafana_panel_returns_data(broker
     need("/usr/bin/prometheus")
     model = f"prom-{uuid.uuid4().hex[:8]}"
     config = tmp_path / "driftline.toml"
-    config.write_text("metrics_feature_gauges = true\n" + SMALL_WINDOWS + "resolve_windows = 2\n")
+    config.write_text("metrics_feature_gauges = true\n" + SMALL_WINDOWS + "resolve_windows = 2\ncbpe_reference_labels = 500\n")
     env = isolated_env(broker_url, redis_url)
     worker = WorkerProcess(env, tmp_path, config=config)
     port = int(worker.env["DRIFTLINE_WEB_PORT"])
