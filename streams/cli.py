@@ -461,10 +461,16 @@ def reference_build(ctx, model, model_version, label_column, type_specs, segment
     model_settings = settings.for_model(model)
     declared = {**model_settings.feature_types, **_parse_types(type_specs)}
     reference_id = f"{model}:{model_version}:{Path(path).name}"
+    from streams.progress import progress
+
+    size = Path(path).stat().st_size
     try:
-        profile = reference_from_file(Path(path), reference_id, types=declared, segment_columns=segment_columns,
-                                      exclude={label_column, "prediction", "score", "prediction_id"},
-                                      segment_min_size=model_settings.segment_reference_min_size)
+        with progress(console, "read", size) as update:
+            profile = reference_from_file(Path(path), reference_id, types=declared, segment_columns=segment_columns,
+                                          exclude={label_column, "prediction", "score", "prediction_id"},
+                                          segment_min_size=model_settings.segment_reference_min_size,
+                                          progress=update)
+            update(size)
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from None
     data = profile.to_dict()

@@ -23,17 +23,28 @@ def _cell(text: str, kind: str | None):
     return parse_text(text)
 
 
-def read_rows(path: Path, exclude: set = frozenset(), types: dict | None = None) -> dict[str, list]:
+def _counted(lines, progress):
+    """``lines``, reporting the characters read so far to ``progress`` every 1,000 lines."""
+    done = 0
+    for i, line in enumerate(lines):
+        done += len(line)
+        if progress is not None and not i % 1000:
+            progress(done)
+        yield line
+
+
+def read_rows(path: Path, exclude: set = frozenset(), types: dict | None = None, progress=None) -> dict[str, list]:
     """Columns of a CSV (header row) or JSONL file (objects, optionally with ``features`` and
     ``segment`` objects, as prediction events have: a segment attribute becomes a column).
 
-    ``exclude`` names are dropped; ``types`` (name -> type) says how CSV text is read.
+    ``exclude`` names are dropped; ``types`` (name -> type) says how CSV text is read;
+    ``progress(done)`` hears about the bytes read (about: characters, for CSV).
     """
     types = types or {}
     rows: list[dict] = []
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         with path.open("rb") as fh:
-            for line in fh:
+            for line in _counted(fh, progress):
                 if line.strip():
                     obj = orjson.loads(line)
                     if isinstance(obj.get("features"), dict):
@@ -42,7 +53,7 @@ def read_rows(path: Path, exclude: set = frozenset(), types: dict | None = None)
                     rows.append(obj)
     else:
         with path.open(newline="") as fh:
-            reader = csv.reader(fh)
+            reader = csv.reader(_counted(fh, progress))
             header = next(reader, [])
             index_column = bool(header) and header[0] == ""   # pandas' to_csv(index=True)
             names = header[1:] if index_column else header
@@ -56,13 +67,13 @@ def read_rows(path: Path, exclude: set = frozenset(), types: dict | None = None)
 
 
 def reference_from_file(path: Path, reference_id: str, types: dict | None = None, segment_columns=(),
-                        exclude: set = frozenset(), segment_min_size: int = 200):
+                        exclude: set = frozenset(), segment_min_size: int = 200, progress=None):
     """The profile ``driftline reference build`` stores: columns of ``path`` typed by ``types``,
     ``segment_columns`` taken out of the features and used as each row's segment."""
     from detectors.profile import ReferenceProfile
 
     types = types or {}
-    columns = read_rows(path, exclude=set(exclude), types=types)
+    columns = read_rows(path, exclude=set(exclude), types=types, progress=progress)
     segment_values = [columns.pop(name, None) for name in segment_columns]
     missing = [name for name, values in zip(segment_columns, segment_values) if values is None]
     if missing:
