@@ -116,7 +116,16 @@ class GapFiller:
 
     async def _start(self, topic: str, partition: int) -> int:
         """Where this assignment of the partition starts: its committed position."""
-        position = await self._committed(topic, partition)
+        deadline = time.monotonic() + self.read_timeout
+        while True:
+            try:
+                position = await self._committed(topic, partition)
+                break
+            except Exception as exc:    # the broker may be restarting: keep asking until the deadline
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("reading the committed offset of %s[%d] failed (%r); retrying", topic, partition, exc)
+                await asyncio.sleep(1.0)
         if position is None or position < 0:
             position = await self._log_start(topic, partition)
         if self._ledger is not None:
