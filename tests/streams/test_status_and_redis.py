@@ -109,7 +109,9 @@ def test_status_watch_redraws_as_the_status_changes_and_ends_on_ctrl_c(redis_cli
     env = {**os.environ, "DRIFTLINE_APP_ID": "team-w", "COLUMNS": "200"}
     env.pop("DRIFTLINE_CONFIG", None)
     proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "--redis-url", redis_url, "status", "--watch", "0.2"],
-                            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path)
+                            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path,
+                            # a shell's background job inherits SIGINT ignored; a user's terminal does not
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(slave)
     seen = b""
 
