@@ -593,9 +593,6 @@ async def _monitor_one(event) -> None:
         worker.schedule_status(model, mon)
     except ModelLimitReached as exc:
         worker.counts["models_rejected"] += 1
-        if worker.counts["models_rejected"] in (1, 10, 100) or not worker.counts["models_rejected"] % 1000:
-            log.warning("%s: events of %s dead-lettered (%d messages so far)", exc, model,
-                        worker.counts["models_rejected"])
         metrics.instruments.deadlettered("model limit reached")
         await _dead_letter(event, str(exc))
         worker.held.append(event)
@@ -655,6 +652,8 @@ async def _dead_letter(event, reason: str) -> None:
     if await worker.dedup.delivered_before(record["deadletter_id"]):
         worker.counts["deadletter_deduplicated"] += 1
         return
+    deadletters.record(f"{reason} (model {event.key.decode()})", settings.internal_topic, message.partition,
+                       message.offset, None)      # the worker log, rate-limited like ingest's dead letters
     await (await deadletter_topic.send(key=event.key, value=orjson.dumps(record)))
     await worker.dedup.mark_delivered(record["deadletter_id"])
 
