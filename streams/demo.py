@@ -170,7 +170,7 @@ def _write_report(console: Console, redis_url: str, model: str, path: Path) -> N
     from streams.report import model_page
 
     try:
-        path.write_text(model_page(model, read_history_sync(redis_url, model)), encoding="utf-8")
+        path.write_text(model_page(model, read_history_sync(redis_url, model, prefix=APP_ID)), encoding="utf-8")
         console.print(f"report of the demo model (open it in a browser, works offline): {path}")
     except Exception as exc:     # the demo's result stands without its report
         console.print(f"[red]report not written: {type(exc).__name__}: {exc}")
