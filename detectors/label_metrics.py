@@ -1,0 +1,219 @@
+"""Performance metrics of labelled predictions, updated per batch with numpy.
+
+The values are river's (``metrics.Accuracy``, ``F1``, ``ROCAUC``, ``LogLoss``, ``MAE``,
+``RMSE``, ``R2`` and ``utils.Rolling`` of them) on the same stream, to rounding
+(tests/detectors/test_label_metrics.py checks 1e-12): counts instead of one confusion
+matrix update per label and metric, sums over the last ``window`` labels instead of an
+update and a revert per label. ROC AUC is river's: the trapezoid over 10 score thresholds
+(not the exact AUC: the number the status reported before stays the number it reports).
+
+A metric is read through :class:`MetricView` (``get()``, ``bigger_is_better``), so code
+written against river's metrics reads these unchanged.
+
+>>> metrics = ClassificationMetrics(window=3)
+>>> metrics.update([True, False, True, True], [True, True, True, False], [0.9, 0.6, 0.8, 0.4])
+>>> round(metrics.overall["accuracy"].get(), 3), round(metrics.rolling["accuracy"].get(), 3)
+(0.5, 0.333)
+>>> round(metrics.overall["f1"].get(), 3), round(metrics.overall["roc_auc"].get(), 3)
+(0.667, 0.667)
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import integrate
+
+__all__ = ["MetricView", "ClassificationMetrics", "RegressionMetrics", "metric_suite"]
+
+_EPS = 1e-15   # river's LogLoss clamps probabilities to [1e-15, 1 - 1e-15]
+THRESHOLDS = np.array([i / 9 for i in range(10)])
+THRESHOLDS[0] -= 1e-7
+THRESHOLDS[-1] += 1e-7
+
+
+class MetricView:
+    """One metric of a suite, read like a river metric."""
+
+    __slots__ = ("get", "bigger_is_better")
+
+    def __init__(self, get, bigger_is_better: bool):
+        self.get = get
+        self.bigger_is_better = bigger_is_better
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if b else 0.0
+
+
+def _f1(tp: float, fp: float, fn: float) -> float:
+    precision, recall = _div(tp, tp + fp), _div(tp, tp + fn)
+    return _div(2 * precision * recall, precision + recall)
+
+
+class _Tail:
+    """The last ``size`` rows of a few float columns, as one 2-d array."""
+
+    def __init__(self, size: int, width: int):
+        self.size = size
+        self.rows = np.empty((0, width))
+
+    def extend(self, rows: np.ndarray) -> None:
+        if len(rows) >= self.size:
+            self.rows = rows[len(rows) - self.size:].copy()
+        else:
+            self.rows = np.concatenate((self.rows[max(0, len(self.rows) + len(rows) - self.size):], rows))
+
+
+class ClassificationMetrics:
+    """Accuracy, F1 (positive class ``True``), ROC AUC and log loss overall; accuracy, F1 and
+    log loss over the last ``window`` labels (log loss: the last ``window`` with a probability).
+
+    ``update`` takes classes as :func:`detectors.monitor._as_class` makes them, and the
+    scores (None or NaN: no probability); a score counts for ROC AUC and log loss when the
+    label is a bool and the score is in [0, 1], as before.
+    """
+
+    def __init__(self, window: int):
+        self.window = window
+        self.n = 0
+        self.correct = 0.0
+        self.tp = self.fp = self.fn = 0.0
+        self.roc = np.zeros((4, len(THRESHOLDS)))      # tp, fp, fn, tn per threshold
+        self.log_loss_n = 0
+        self.log_loss_sum = 0.0
+        self._outcomes = _Tail(window, 4)   # correct, true positive, false positive, false negative
+        self._losses = _Tail(window, 1)
+        self.overall = {"accuracy": MetricView(self.accuracy, True), "f1": MetricView(self.f1, True),
+                        "roc_auc": MetricView(self.roc_auc, True), "log_loss": MetricView(self.log_loss, False)}
+        self.rolling = {"accuracy": MetricView(self.rolling_accuracy, True),
+                        "f1": MetricView(self.rolling_f1, True),
+                        "log_loss": MetricView(self.rolling_log_loss, False)}
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("overall", "rolling")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["window"])
+        self.__dict__.update(state)
+
+    def update(self, y_true: list, y_pred: list, scores) -> None:
+        n = len(y_true)
+        if not n:
+            return
+        correct = np.fromiter((t == p for t, p in zip(y_true, y_pred)), bool, n)
+        true_pos = np.fromiter((t == True for t in y_true), bool, n)   # noqa: E712 -- a class equal to True
+        pred_pos = np.fromiter((p == True for p in y_pred), bool, n)   # noqa: E712
+        tp, fp, fn = true_pos & pred_pos, ~true_pos & pred_pos, true_pos & ~pred_pos
+        self.n += n
+        self.correct += float(correct.sum())
+        self.tp += float(tp.sum())
+        self.fp += float(fp.sum())
+        self.fn += float(fn.sum())
+        self._outcomes.extend(np.column_stack((correct, tp, fp, fn)).astype(np.float64))
+        scores = np.asarray([math.nan if s is None else s for s in scores], dtype=np.float64)
+        probability = np.fromiter((type(t) is bool for t in y_true), bool, n) & (scores >= 0.0) & (scores <= 1.0)
+        if probability.any():
+            p, truth = scores[probability], true_pos[probability]
+            above = p[:, None] > THRESHOLDS[None, :]
+            self.roc[0] += (above & truth[:, None]).sum(axis=0)
+            self.roc[1] += (above & ~truth[:, None]).sum(axis=0)
+            self.roc[2] += (~above & truth[:, None]).sum(axis=0)
+            self.roc[3] += (~above & ~truth[:, None]).sum(axis=0)
+            clamped = np.clip(p, _EPS, 1 - _EPS)
+            losses = -np.log(np.where(truth, clamped, 1 - clamped))
+            self.log_loss_n += len(losses)
+            self.log_loss_sum += float(losses.sum())
+            self._losses.extend(losses[:, None])
+
+    def accuracy(self) -> float:
+        return _div(self.correct, self.n)
+
+    def f1(self) -> float:
+        return _f1(self.tp, self.fp, self.fn)
+
+    def roc_auc(self) -> float:
+        tp, fp, fn, tn = self.roc.tolist()
+        tprs = [_div(a, a + b) for a, b in zip(tp, fn)]
+        fprs = [_div(a, a + b) for a, b in zip(fp, tn)]
+        return float(-integrate.trapezoid(x=fprs, y=tprs))
+
+    def log_loss(self) -> float:
+        return _div(self.log_loss_sum, self.log_loss_n)
+
+    def rolling_accuracy(self) -> float:
+        rows = self._outcomes.rows
+        return _div(float(rows[:, 0].sum()), len(rows))
+
+    def rolling_f1(self) -> float:
+        _, tp, fp, fn = self._outcomes.rows.sum(axis=0).tolist()
+        return _f1(tp, fp, fn)
+
+    def rolling_log_loss(self) -> float:
+        rows = self._losses.rows
+        return _div(float(rows.sum()), len(rows))
+
+
+class RegressionMetrics:
+    """MAE, RMSE and R² overall; MAE and RMSE over the last ``window`` labels.
+
+    R² is river's: 1 - residual sum of squares / ((n - 1) x sample variance), 0.0 below two
+    labels; the variance is merged per batch (Chan et al.), as stable as river's Welford update.
+    """
+
+    def __init__(self, window: int):
+        self.window = window
+        self.n = 0
+        self.abs_sum = self.sq_sum = 0.0
+        self.y_mean = self.y_m2 = 0.0
+        self._errors = _Tail(window, 2)     # absolute, squared
+        self.overall = {"mae": MetricView(self.mae, False), "rmse": MetricView(self.rmse, False),
+                        "r2": MetricView(self.r2, True)}
+        self.rolling = {"mae": MetricView(self.rolling_mae, False), "rmse": MetricView(self.rolling_rmse, False)}
+
+    __getstate__ = ClassificationMetrics.__getstate__
+    __setstate__ = ClassificationMetrics.__setstate__
+
+    def update(self, y_true, y_pred, scores=None) -> None:
+        y = np.asarray(y_true, dtype=np.float64)
+        if not len(y):
+            return
+        diff = y - np.asarray(y_pred, dtype=np.float64)
+        absolute, squared = np.abs(diff), diff * diff
+        n_a, n_b = self.n, len(y)
+        mean_b = float(y.mean())
+        m2_b = float(((y - mean_b) ** 2).sum())
+        total = n_a + n_b
+        delta = mean_b - self.y_mean
+        self.y_mean += delta * n_b / total
+        self.y_m2 += m2_b + delta * delta * n_a * n_b / total
+        self.n = total
+        self.abs_sum += float(absolute.sum())
+        self.sq_sum += float(squared.sum())
+        self._errors.extend(np.column_stack((absolute, squared)))
+
+    def mae(self) -> float:
+        return _div(self.abs_sum, self.n)
+
+    def rmse(self) -> float:
+        return _div(self.sq_sum, self.n) ** 0.5
+
+    def r2(self) -> float:
+        if self.n > 1:
+            return 1 - self.sq_sum / self.y_m2 if self.y_m2 else 0.0
+        return 0.0
+
+    def rolling_mae(self) -> float:
+        rows = self._errors.rows
+        return _div(float(rows[:, 0].sum()), len(rows))
+
+    def rolling_rmse(self) -> float:
+        rows = self._errors.rows
+        return _div(float(rows[:, 1].sum()), len(rows)) ** 0.5
+
+
+def metric_suite(task: str, window: int):
+    """The metrics of a task and the name of its primary one."""
+    if task == "classification":
+        return ClassificationMetrics(window), "accuracy"
+    return RegressionMetrics(window), "mae"
