@@ -24,7 +24,7 @@ import math
 import numpy as np
 from scipy import integrate
 
-__all__ = ["MetricView", "ClassificationMetrics", "RegressionMetrics", "metric_suite"]
+__all__ = ["MetricView", "ClassificationMetrics", "RegressionMetrics", "metric_suite", "from_river"]
 
 _EPS = 1e-15   # river's LogLoss clamps probabilities to [1e-15, 1 - 1e-15]
 THRESHOLDS = np.array([i / 9 for i in range(10)])
@@ -217,3 +217,36 @@ def metric_suite(task: str, window: int):
     if task == "classification":
         return ClassificationMetrics(window), "accuracy"
     return RegressionMetrics(window), "mae"
+
+
+def from_river(task: str, window: int, overall: dict, rolling: dict):
+    """The metrics of a checkpoint written when they were river's (``_metrics``/``_rolling``):
+    counts and sums read from river's state, the rolling windows replayed from ``Rolling.window``."""
+    suite, _ = metric_suite(task, window)
+    if task == "classification":
+        pairs = [args for args, _ in rolling["accuracy"].window]
+        suite.update([t for t, _ in pairs], [p for _, p in pairs], [None] * len(pairs))
+        losses = [args for args, _ in rolling["log_loss"].window]
+        if losses:
+            helper = ClassificationMetrics(window)
+            helper.update([t for t, _ in losses], [t for t, _ in losses], [s for _, s in losses])
+            suite._losses = helper._losses
+        cm = overall["accuracy"].cm
+        suite.n, suite.correct = int(cm.total_weight), float(cm.total_true_positives)
+        suite.tp, suite.fp, suite.fn = (float(cm.true_positives(True)), float(cm.false_positives(True)),
+                                        float(cm.false_negatives(True)))
+        suite.roc = np.array([[float(c.true_positives(True)) for c in overall["roc_auc"].cms],
+                              [float(c.false_positives(True)) for c in overall["roc_auc"].cms],
+                              [float(c.false_negatives(True)) for c in overall["roc_auc"].cms],
+                              [float(c.true_negatives(True)) for c in overall["roc_auc"].cms]])
+        mean = overall["log_loss"]._mean
+        suite.log_loss_n, suite.log_loss_sum = int(mean.n), float(mean.get()) * mean.n
+        return suite
+    pairs = [args for args, _ in rolling["mae"].window]
+    suite.update([t for t, _ in pairs], [p for _, p in pairs])
+    variance = overall["r2"]._y_var
+    suite.n = int(variance.mean.n)
+    suite.y_mean, suite.y_m2 = float(variance.mean.get()), float(variance._S)
+    suite.abs_sum = float(overall["mae"]._mean.get()) * suite.n
+    suite.sq_sum = float(overall["r2"]._residual_sum_of_squares)
+    return suite

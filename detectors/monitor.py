@@ -24,11 +24,13 @@ from detectors.base import json_safe
 from detectors.buckets import DELAY_BUCKETS, DURATION_BUCKETS, BucketCounts
 from detectors.calibration import calibrate, calibrate_family
 from detectors.cbpe import CBPE
+from detectors.columns import LabelColumns, PredictionColumns
 from detectors.comparison import compare_versions
 from detectors.concept import make_concept_detector
 from detectors.domain_classifier import DomainClassifier
 from detectors.fairness import SegmentStats
 from detectors.histogram import histograms
+from detectors.label_metrics import from_river, metric_suite
 from detectors.performance import drop_test
 from detectors.profile import ReferenceProfile, WindowColumn
 from detectors.quality import DataQuality
@@ -129,12 +131,10 @@ def _as_class(value):
 
 
 def _metric_suite(task: str, window: int) -> tuple[dict, dict, str]:
-    """Overall metrics, rolling metrics and the name of the primary metric.
+    """river's overall metrics, rolling metrics and the name of the primary metric.
 
-    Accuracy and F1 read one river confusion matrix (``cm=``, as river's own
-    ``ClassificationReport`` does), overall and rolling alike: a label is one
-    matrix update instead of one per metric, so :meth:`VersionMonitor.add_label`
-    updates the accuracies and never the F1s.
+    Only the baseline metric (over the first ``performance_window`` labels) is river's
+    now; the running metrics are :mod:`detectors.label_metrics`, checked against these.
     """
     if task == "classification":
         accuracy = metrics.Accuracy()
@@ -148,18 +148,6 @@ def _metric_suite(task: str, window: int) -> tuple[dict, dict, str]:
     rolling = {"mae": utils.Rolling(metrics.MAE, window_size=window),
                "rmse": utils.Rolling(metrics.RMSE, window_size=window)}
     return overall, rolling, "mae"
-
-
-def _share_confusion_matrices(overall: dict, rolling: dict) -> None:
-    """Make F1 read the accuracy's confusion matrix in metrics checkpointed before they shared it.
-
-    Accuracy counts the raw classes, F1 counts ``class == True``: the cells F1
-    reads (row/column ``True``) hold the same counts either way, so the values do not change.
-    """
-    if "f1" in overall and overall["f1"].cm is not overall["accuracy"].cm:
-        overall["f1"] = metrics.F1(cm=overall["accuracy"].cm)
-    if "f1" in rolling and isinstance(rolling["f1"], utils.Rolling):
-        rolling["f1"] = metrics.F1(cm=rolling["accuracy"].obj.cm)
 
 
 def _metric_value(metric) -> float | None:
@@ -196,7 +184,7 @@ class VersionMonitor:
         self._score_out_of_range = 0
         self.lifecycle = AlertLifecycle(settings.realert_windows, settings.resolve_windows)
         self.concept = make_concept_detector(settings.concept_detector, **settings.concept_params)
-        self._metrics = self._rolling = None
+        self._metrics_suite = None          # detectors.label_metrics, once the task is known
         self._primary = None
         self._baseline_metric = None
         self.baseline: float | None = None
@@ -253,9 +241,11 @@ class VersionMonitor:
             # fitted on raw scores at a 0.5 threshold: refit, calibrated, from the next labelled events
             state["cbpe"], state["_cbpe_fit"] = None, []
         state["_cbpe_fit"] = [item for item in state.get("_cbpe_fit", []) if len(item) == 3]
+        if "_metrics" in state:   # river's metrics (checkpoints before the numpy metrics): their values move over
+            overall, rolling = state.pop("_metrics"), state.pop("_rolling")
+            state["_metrics_suite"] = None if overall is None else from_river(
+                state["task"], state["settings"].performance_window, overall, rolling)
         self.__dict__.update(state)
-        if self.task == "classification" and self._metrics is not None:
-            _share_confusion_matrices(self._metrics, self._rolling)
 
     # -- reference ---------------------------------------------------------------
     def set_reference(self, profile: ReferenceProfile, source: str) -> None:
@@ -316,8 +306,8 @@ class VersionMonitor:
         """Append one validated prediction; returns True when it belongs to the reference period."""
         if self.task is None:
             self.task = _infer_task(event["prediction"], event["score"])
-        if self._metrics is None:
-            self._metrics, self._rolling, self._primary = _metric_suite(self.task, self.settings.performance_window)
+        if self._metrics_suite is None:
+            self._metrics_suite, self._primary = metric_suite(self.task, self.settings.performance_window)
             self._baseline_metric = _metric_suite(self.task, 1)[0][self._primary]
         ts = event["timestamp"]
         if self.deployed_at is None:
@@ -669,55 +659,83 @@ class VersionMonitor:
 
     # -- labels ------------------------------------------------------------------
     def add_label(self, prediction, score, label, ts: float, out: list, segment: dict | None = None) -> None:
-        self.counts["labelled"] += 1
-        if self.task == "classification":
-            y_true, y_pred = _as_class(label), _as_class(prediction)
-            error = float(y_true != y_pred)
-            overall, rolling = self._metrics, self._rolling
-            overall["accuracy"].update(y_true, y_pred)     # and F1, which reads its confusion matrix
-            rolling["accuracy"].update(y_true, y_pred)
-            if score is not None and isinstance(y_true, bool) and 0.0 <= score <= 1.0:
-                overall["roc_auc"].update(y_true, score)
-                overall["log_loss"].update(y_true, score)
-                rolling["log_loss"].update(y_true, score)
-            baseline_pair = (y_true, y_pred)
-            if segment:
-                self.segments.add_label(segment, y_true, y_pred)
-            if (self.settings.estimate_performance and self.cbpe is None and score is not None
-                    and isinstance(y_true, bool) and isinstance(y_pred, bool) and 0.0 <= score <= 1.0):
-                self._cbpe_fit.append((score, y_true, y_pred))
-                if len(self._cbpe_fit) >= self.settings.cbpe_reference_labels:
-                    scores, labels, predictions = zip(*self._cbpe_fit)
-                    self.cbpe = CBPE(max_drop=self.settings.performance_tolerance).fit(scores, labels, predictions)
-                    self._cbpe_fit = []
-        else:
-            try:
-                y_true, y_pred = float(label), float(prediction)
-            except (TypeError, ValueError):
-                return
-            error = abs(y_true - y_pred)
-            for metric in (*self._metrics.values(), *self._rolling.values()):
-                metric.update(y_true, y_pred)
-            baseline_pair = (y_true, y_pred)
-        if self.baseline is None:
-            self._baseline_metric.update(*baseline_pair)
-            if self._baseline_errors is not None:
-                self._baseline_errors.append(error)
-            if self.counts["labelled"] >= self.settings.performance_window:
-                self.baseline = _metric_value(self._baseline_metric)
-        self.recent_errors.append(error)
-        self.concept.update(error)
-        if self.concept.drift_detected:
-            # The detector fires early, when the rolling metric has barely moved: keep checking
-            # the gap for a rolling window's worth of labels instead of only at this instant.
-            self._suspect_left = self.settings.performance_window
-        if self._suspect_left and self.baseline is not None:
-            self._suspect_left -= 1
-            if self.concept.drift_detected or self._suspect_left % 25 == 0:
-                alert = self._check_performance(ts, out, trigger=self.concept.name)
-                if alert is not None and self._triggers(alert):
-                    self._request_retrain([alert["alert_id"]], f"performance {alert['severity']}: {alert['message']}",
-                                          ts, out)
+        """One joined label (see :meth:`add_labels`)."""
+        out += self.add_labels([prediction], [score], [label], ts, [segment])
+
+    def add_labels(self, predictions: list, scores: list, labels: list, ts: float,
+                   segments: list | None = None) -> list:
+        """Joined labels with their predictions' outputs, in join order; returns what they emit.
+
+        The metrics take the labels in one numpy update per run between two performance
+        checks (a check reads the rolling metric as of its label); the concept detector,
+        the baseline, the segment counts and the CBPE fit see them one by one, as before.
+        """
+        out: list = []
+        segments = segments or [None] * len(labels)
+        classification = self.task == "classification"
+        pending_true, pending_pred, pending_score = [], [], []
+        metrics, settings, counts = self._metrics_suite, self.settings, self.counts
+
+        def flush():
+            if pending_true:
+                metrics.update(pending_true, pending_pred, pending_score)
+                pending_true.clear(), pending_pred.clear(), pending_score.clear()
+
+        for prediction, score, label, segment in zip(predictions, scores, labels, segments):
+            counts["labelled"] += 1
+            if classification:
+                y_true, y_pred = _as_class(label), _as_class(prediction)
+                error = float(y_true != y_pred)
+                if segment:
+                    self.segments.add_label(segment, y_true, y_pred)
+                if (self.cbpe is None and settings.estimate_performance and score is not None
+                        and isinstance(y_true, bool) and isinstance(y_pred, bool) and 0.0 <= score <= 1.0):
+                    self._cbpe_fit.append((score, y_true, y_pred))
+                    if len(self._cbpe_fit) >= settings.cbpe_reference_labels:
+                        fit_scores, fit_labels, fit_predictions = zip(*self._cbpe_fit)
+                        self.cbpe = CBPE(max_drop=settings.performance_tolerance).fit(
+                            fit_scores, fit_labels, fit_predictions)
+                        self._cbpe_fit = []
+            else:
+                try:
+                    y_true, y_pred = float(label), float(prediction)
+                except (TypeError, ValueError):
+                    continue
+                error = abs(y_true - y_pred)
+            pending_true.append(y_true)
+            pending_pred.append(y_pred)
+            pending_score.append(score)
+            if self.baseline is None:
+                self._baseline_metric.update(y_true, y_pred)
+                if self._baseline_errors is not None:
+                    self._baseline_errors.append(error)
+                if counts["labelled"] >= settings.performance_window:
+                    self.baseline = _metric_value(self._baseline_metric)
+            self.recent_errors.append(error)
+            self.concept.update(error)
+            if self.concept.drift_detected:
+                # The detector fires early, when the rolling metric has barely moved: keep checking
+                # the gap for a rolling window's worth of labels instead of only at this instant.
+                self._suspect_left = settings.performance_window
+            if self._suspect_left and self.baseline is not None:
+                self._suspect_left -= 1
+                if self.concept.drift_detected or self._suspect_left % 25 == 0:
+                    flush()
+                    alert = self._check_performance(ts, out, trigger=self.concept.name)
+                    if alert is not None and self._triggers(alert):
+                        self._request_retrain([alert["alert_id"]],
+                                              f"performance {alert['severity']}: {alert['message']}", ts, out)
+        flush()
+        return out
+
+    @property
+    def _metrics(self) -> dict | None:
+        """Overall metrics by name (river-like views of :mod:`detectors.label_metrics`)."""
+        return None if self._metrics_suite is None else self._metrics_suite.overall
+
+    @property
+    def _rolling(self) -> dict | None:
+        return None if self._metrics_suite is None else self._metrics_suite.rolling
 
     def _check_performance(self, ts: float, out: list, trigger: str) -> dict | None:
         """A performance alert when the rolling metric is worse than baseline by the tolerance,
@@ -956,18 +974,31 @@ class ModelMonitor:
         return out
 
     def add_labels(self, events: list) -> list:
+        """Fold validated labels in (dicts; :meth:`add_label_columns` takes them as columns)."""
+        return self.add_label_columns(LabelColumns.from_events(events))
+
+    def add_label_columns(self, batch: LabelColumns) -> list:
+        """Join a batch of labels with their predictions (prediction id -> pending entry) and give
+        each version its joined labels in one call per run of consecutive labels of that version."""
         out: list = []
         clock, watermark = self.clock, self.watermark
-        for event in events:
-            entries = self._pending.pop(event["prediction_id"], None)
+        pending, early = self._pending, self._early_labels
+        joined: list = []      # [version, predictions, scores, labels, segments] per run
+        for pid, label, ts in zip(batch.ids, batch.label, batch.ts.tolist()):
+            entries = pending.pop(pid, None)
             if entries is None:
-                self._early_labels[event["prediction_id"]] = [event["label"], watermark, False, event["timestamp"]]
+                early[pid] = [label, watermark, False, ts]
                 continue
-            delay = event["timestamp"] - entries[0][4]
+            delay = ts - entries[0][4]
             if delay >= 0:   # a label stamped before its prediction is another clock's doing, not a delay
                 self.label_delay.observe(delay)
             for name, prediction, score, segment, _ in entries:
-                self.versions[name].add_label(prediction, score, event["label"], clock, out, segment)
+                if not joined or joined[-1][0] != name:
+                    joined.append([name, [], [], [], []])
+                run = joined[-1]
+                run[1].append(prediction), run[2].append(score), run[3].append(label), run[4].append(segment)
+        for name, predictions, scores, labels, segments in joined:
+            out += self.versions[name].add_labels(predictions, scores, labels, clock, segments)
         self._expire()
         return out
 
