@@ -118,9 +118,10 @@ class PredictionColumns:
         found = {attr: values[index] for attr, values in self.segments.items() if values[index] is not None}
         return found or None
 
-    def to_events(self) -> list[dict]:
+    def to_events(self, keep_missing: bool = False) -> list[dict]:
         """Back to validated dicts: the row-by-row oracle's input. Numeric features come back
-        as floats; a feature missing in a row is left out of its ``features``."""
+        as floats; a feature missing in a row is left out of its ``features`` (``keep_missing``:
+        kept as None, so every event names every feature of the batch, in the batch's order)."""
         columns = {name: self.feature_values(name) for name in self.features}
         scores = self.score.tolist()
         latencies = self.latency_ms.tolist()
@@ -129,7 +130,8 @@ class PredictionColumns:
             events.append({
                 "prediction_id": pid, "model": self.model, "model_version": self.model_version[i],
                 "timestamp": float(self.ts[i]),
-                "features": {name: values[i] for name, values in columns.items() if values[i] is not None},
+                "features": {name: values[i] for name, values in columns.items()
+                             if keep_missing or values[i] is not None},
                 "prediction": self.prediction[i],
                 "score": None if scores[i] != scores[i] else scores[i],
                 "segment": self.segment_of(i),

@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict, deque
 from operator import itemgetter
 
+import numpy as np
 from river import metrics, utils
 
 from detectors.alerts import AlertLifecycle, make_alert, make_retrain_request
@@ -94,6 +95,22 @@ class ColumnBuffer:
             else:
                 column.extend([row.get(name) for row in rows])
         self._rows = []
+
+    def extend(self, columns: dict, n: int) -> None:
+        """Append ``n`` rows given as columns (name -> list of ``n`` values): one list extend per
+        name, no dict per row. A name the buffer has not seen gets None for the rows before."""
+        if self._rows:
+            self._fold()
+        before = self.n
+        for name, values in columns.items():
+            column = self._columns.get(name)
+            if column is None:
+                column = self._columns[name] = [None] * before
+            column.extend(values)
+        for name, column in self._columns.items():
+            if name not in columns:
+                column.extend([None] * n)
+        self.n += n
 
     def clear(self) -> None:
         for column in self._columns.values():
@@ -352,6 +369,140 @@ class VersionMonitor:
         else:
             self.maybe_close_by_time(ts, out)
         return False
+
+    def add_columns(self, batch: PredictionColumns, offset, rows: list, labels: list) -> list:
+        """Append this version's predictions of one batch, as columns; returns what they emit.
+
+        ``rows`` are the events' indices in their message (the audit offsets are
+        ``[offset, row]``); ``labels`` the labels that came before their predictions, as
+        ``(position in batch, label, clock)``: each is joined after its prediction and before
+        the window that holds it closes, as the row-by-row path does. Windows close where
+        that path closes them (size, or ``window_seconds`` of event time); batches that need
+        a decision per event (new feature names past ``max_features``, scheduled retrains)
+        take the row-by-row path.
+        """
+        out: list = []
+        n = len(batch)
+        if not n:
+            return out
+        settings, counts = self.settings, self.counts
+        new_names = [name for name in batch.features if name not in self._feature_names]
+        if settings.retrain_max_interval or (
+                new_names and len(self._feature_names) + len(new_names) > settings.max_features):
+            return self._add_rows(batch, offset, rows, labels)
+        self._feature_names.update(new_names)
+        if self.task is None:
+            self.task = _infer_task(batch.prediction[0], None if batch.score[0] != batch.score[0] else batch.score[0])
+        if self._metrics_suite is None:
+            self._metrics_suite, self._primary = metric_suite(self.task, settings.performance_window)
+            self._baseline_metric = _metric_suite(self.task, 1)[0][self._primary]
+        ts = batch.ts
+        if self.deployed_at is None:
+            self.deployed_at = float(ts[0])
+        out_of_range = self._out_of_range(batch)
+        columns = {name: batch.feature_values(name) for name in batch.features}
+        columns[PREDICTION] = batch.prediction
+        columns[SCORE] = [None if v != v else v for v in batch.score.tolist()]
+        segment_rows = [batch.segment_of(i) for i in range(n)] if batch.segments else [None] * n
+        classification = batch.prediction if self.task == "classification" else None
+        pending_labels = sorted(labels, key=lambda item: item[0])
+        next_label = 0
+        i = 0
+        while i < n:
+            if self.reference is None:
+                stop = min(n, i + settings.reference_size - self._reference_rows.n)
+                self._take(i, stop, out_of_range, segment_rows, classification)
+                self._reference_rows.extend({k: v[i:stop] for k, v in columns.items()}, stop - i)
+                if self._reference_segments is not None:
+                    self._reference_segments.extend(segment_rows[i:stop])
+                next_label = self._join_early(pending_labels, next_label, stop, batch, segment_rows, out)
+                i = stop
+                if self._reference_rows.n >= settings.reference_size:
+                    self._build_reference()
+                continue
+            cut = self._window_cut(ts, i)
+            stop = n if cut is None else cut + 1
+            if self.window.n == 0:
+                self._window_start = self._window_end = float(ts[i])
+                self._window_offsets[0] = None if offset is None else [offset, rows[i]]
+            self._take(i, stop, out_of_range, segment_rows, classification)
+            self.window.extend({k: v[i:stop] for k, v in columns.items()}, stop - i)
+            self._window_segments.extend(segment_rows[i:stop])
+            self._window_start = min(self._window_start, float(ts[i:stop].min()))
+            self._window_end = max(self._window_end, float(ts[i:stop].max()))
+            self._window_offsets[1] = None if offset is None else [offset, rows[stop - 1]]
+            if cut is not None:
+                # labels of the rows before the closing one come before the close, its own after it
+                next_label = self._join_early(pending_labels, next_label, cut, batch, segment_rows, out)
+                self.close_window(out)
+            next_label = self._join_early(pending_labels, next_label, stop, batch, segment_rows, out)
+            i = stop
+        return out
+
+    def _window_cut(self, ts: np.ndarray, i: int) -> int | None:
+        """The first row from ``i`` on at which the open window closes (by size or by event time)."""
+        settings = self.settings
+        held = self.window.n
+        by_size = i + settings.window_size - held - 1
+        end = min(len(ts), by_size + 1)
+        span = ts[i:end]
+        start = np.minimum.accumulate(span)
+        if held:
+            start = np.minimum(start, self._window_start)
+        sizes = held + 1 + np.arange(len(span))
+        late = np.flatnonzero((sizes >= settings.min_window_size) & (span - start >= settings.window_seconds))
+        if len(late):
+            return i + int(late[0])
+        return by_size if by_size < len(ts) else None
+
+    def _take(self, i: int, stop: int, out_of_range: np.ndarray, segment_rows: list, predictions: list | None) -> None:
+        """Counts of rows ``i:stop`` as they enter the reference or the window."""
+        self.counts["predictions"] += stop - i
+        bad = int(out_of_range[i:stop].sum())
+        self._score_out_of_range += bad
+        self.counts["score_out_of_range"] += bad
+        if predictions is not None:   # classification: per-segment positive rates
+            for j in range(i, stop):
+                if segment_rows[j]:
+                    self.segments.add_prediction(segment_rows[j], _as_class(predictions[j]))
+
+    def _out_of_range(self, batch: PredictionColumns) -> np.ndarray:
+        """Per row: the score outside [0, 1], or (no score) a numeric prediction outside ``output_range``."""
+        score = batch.score
+        present = ~np.isnan(score)
+        bad = present & ((score < 0.0) | (score > 1.0))
+        if self.settings.output_range:
+            low, high = self.settings.output_range
+            for j in np.flatnonzero(~bad).tolist():   # a score in range, or none: the prediction is checked
+                value = batch.prediction[j]
+                if not isinstance(value, (str, bool)) and not low <= value <= high:
+                    bad[j] = True
+        return bad
+
+    def _join_early(self, labels: list, start: int, stop: int, batch: PredictionColumns, segment_rows: list,
+                    out: list) -> int:
+        """Join the early labels of rows before ``stop``; returns the index of the next one."""
+        while start < len(labels) and labels[start][0] < stop:
+            row, label, clock = labels[start]
+            score = batch.score[row]
+            out += self.add_labels([batch.prediction[row]], [None if score != score else float(score)], [label],
+                                   clock, [segment_rows[row]])
+            start += 1
+        return start
+
+    def _add_rows(self, batch: PredictionColumns, offset, rows: list, labels: list, keep_missing: bool = False) -> list:
+        """The row-by-row path, for batches that need a decision per event (and the oracle of
+        the columnar path in tests, with ``keep_missing``: every event names every feature of
+        the batch, as the columnar path orders them)."""
+        out: list = []
+        by_row: dict = {}
+        for row, label, clock in labels:
+            by_row.setdefault(row, []).append((label, clock))
+        for j, event in enumerate(batch.to_events(keep_missing)):
+            self.add_prediction(event, None if offset is None else [offset, rows[j]], out)
+            for label, clock in by_row.get(j, ()):
+                self.add_label(event["prediction"], event["score"], label, clock, out, event["segment"])
+        return out
 
     def _admit(self, features: dict) -> dict:
         """The row of an event with names not seen before: admitted while fewer than ``max_features``
@@ -925,28 +1076,50 @@ class ModelMonitor:
         return min(self.source_clocks.values(), default=0.0)
 
     def add_predictions(self, events: list, offset=None, partition=None, sources=None) -> list:
-        """Fold validated predictions in.
+        """Fold validated predictions in (dicts; :meth:`add_columns` takes them as columns).
 
         ``offset``/``partition`` locate their message for audits; ``sources`` gives the
         source partition of consecutive runs of ``events`` as ``[(partition, count), ...]``
         (default: all from one source).
         """
+        if not events:
+            return []
+        return self.add_columns(PredictionColumns.from_events(events, sources), offset, partition)
+
+    def add_columns(self, batch: PredictionColumns, offset=None, partition=None) -> list:
+        """Fold a batch of validated predictions of this model in; returns what it emits.
+
+        The join is decided per event (a dict look-up: shadow traffic, redeliveries, labels
+        that came first); each version then takes its rows as columns
+        (:meth:`VersionMonitor.add_columns`). ``batch.sources`` as in :meth:`add_predictions`.
+        """
         out: list = []
+        n = len(batch)
+        if not n:
+            return out
         pending, early = self._pending, self._early_labels
         windows_before = self._windows_closed()
+        ts = batch.ts
         start, clocks, first = 0, self.source_clocks, not self.source_clocks
-        for source, count in sources or [(None, len(events))]:
-            newest = max((e["timestamp"] for e in events[start:start + count]), default=None)
-            if newest is not None and newest > clocks.get(source, float("-inf")):
-                clocks[source] = newest
+        for source, count in batch.sources or [(None, n)]:
+            if count:
+                newest = float(ts[start:start + count].max())
+                if newest > clocks.get(source, float("-inf")):
+                    clocks[source] = newest
             start += count
         if first and clocks:   # labels that came before any prediction start waiting now
             for label in early.values():
                 label[1] = self.watermark
-        for index, event in enumerate(events):
-            pid = event["prediction_id"]
-            name = event["model_version"]
-            entry = (name, event["prediction"], event["score"], event["segment"], event["timestamp"])
+        clock = self.clock        # max prediction time, of the rows kept
+        by_version: dict = {}     # name -> [rows, early labels as (position, label, clock)]
+        times = ts.tolist()
+        scores = batch.score.tolist()
+        segments = batch.segments
+        for index, pid in enumerate(batch.ids):
+            name = batch.model_version[index]
+            segment = batch.segment_of(index) if segments else None
+            score = scores[index]
+            entry = (name, batch.prediction[index], None if score != score else score, segment, times[index])
             shadows = pending.get(pid)
             if shadows is not None:
                 # Same id from another version = shadow traffic; from the same version = redelivery.
@@ -954,20 +1127,26 @@ class ModelMonitor:
                     self.counts["duplicate_predictions"] += 1
                     continue
                 shadows.append(entry)
-            version = self.version(name)
-            ts = event["timestamp"]
-            if ts > self.clock:
-                self.clock = ts
-            version.partition = partition
-            version.add_prediction(event, None if offset is None else [offset, index], out)
+            if times[index] > clock:
+                clock = times[index]
+            taken = by_version.get(name)
+            if taken is None:
+                taken = by_version[name] = [[], []]
             label = early.get(pid)
             if label is not None:   # kept until its TTL: a shadow version's prediction may still come
-                if not label[2] and len(label) > 3 and label[3] >= ts:   # [3]: label time (newer checkpoints)
-                    self.label_delay.observe(label[3] - ts)
+                if not label[2] and len(label) > 3 and label[3] >= times[index]:   # [3]: label time
+                    self.label_delay.observe(label[3] - times[index])
                 label[2] = True
-                version.add_label(event["prediction"], event["score"], label[0], self.clock, out, event["segment"])
+                taken[1].append((len(taken[0]), label[0], clock))
             elif shadows is None:
                 pending[pid] = [entry]
+            taken[0].append(index)
+        self.clock = clock
+        for name, (rows, labels) in by_version.items():
+            version = self.version(name)
+            version.partition = partition
+            sub = batch if len(rows) == n else batch.take(rows)
+            out += version.add_columns(sub, offset, rows, labels)
         self._expire()
         if len(self.versions) > 1 and self._windows_closed() != windows_before:
             self._compare(out)
