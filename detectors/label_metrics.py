@@ -84,13 +84,17 @@ class ClassificationMetrics:
         self.log_loss_sum = 0.0
         self._outcomes = _Tail(window, 4)   # correct, true positive, false positive, false negative
         self._losses = _Tail(window, 1)
+        self._staged: tuple = ([], [], [])  # labels taken, not yet counted: one numpy pass per STAGE
         self.overall = {"accuracy": MetricView(self.accuracy, True), "f1": MetricView(self.f1, True),
                         "roc_auc": MetricView(self.roc_auc, True), "log_loss": MetricView(self.log_loss, False)}
         self.rolling = {"accuracy": MetricView(self.rolling_accuracy, True),
                         "f1": MetricView(self.rolling_f1, True),
                         "log_loss": MetricView(self.rolling_log_loss, False)}
 
+    STAGE = 256   # labels staged at most: numpy's per-call cost is paid per STAGE, not per label
+
     def __getstate__(self) -> dict:
+        self._fold()
         return {k: v for k, v in self.__dict__.items() if k not in ("overall", "rolling")}
 
     def __setstate__(self, state: dict) -> None:
@@ -98,6 +102,17 @@ class ClassificationMetrics:
         self.__dict__.update(state)
 
     def update(self, y_true: list, y_pred: list, scores) -> None:
+        """Take labels (classes) with their predictions and scores; counted on the next read."""
+        staged = self._staged
+        staged[0].extend(y_true), staged[1].extend(y_pred), staged[2].extend(scores)
+        if len(staged[0]) >= self.STAGE:
+            self._fold()
+
+    def _fold(self) -> None:
+        if not self._staged[0]:
+            return
+        y_true, y_pred, scores = self._staged
+        self._staged = ([], [], [])
         n = len(y_true)
         if not n:
             return
@@ -127,29 +142,36 @@ class ClassificationMetrics:
             self._losses.extend(losses[:, None])
 
     def accuracy(self) -> float:
+        self._fold()
         return _div(self.correct, self.n)
 
     def f1(self) -> float:
+        self._fold()
         return _f1(self.tp, self.fp, self.fn)
 
     def roc_auc(self) -> float:
+        self._fold()
         tp, fp, fn, tn = self.roc.tolist()
         tprs = [_div(a, a + b) for a, b in zip(tp, fn)]
         fprs = [_div(a, a + b) for a, b in zip(fp, tn)]
         return float(-integrate.trapezoid(x=fprs, y=tprs))
 
     def log_loss(self) -> float:
+        self._fold()
         return _div(self.log_loss_sum, self.log_loss_n)
 
     def rolling_accuracy(self) -> float:
+        self._fold()
         rows = self._outcomes.rows
         return _div(float(rows[:, 0].sum()), len(rows))
 
     def rolling_f1(self) -> float:
+        self._fold()
         _, tp, fp, fn = self._outcomes.rows.sum(axis=0).tolist()
         return _f1(tp, fp, fn)
 
     def rolling_log_loss(self) -> float:
+        self._fold()
         rows = self._losses.rows
         return _div(float(rows.sum()), len(rows))
 
@@ -167,14 +189,26 @@ class RegressionMetrics:
         self.abs_sum = self.sq_sum = 0.0
         self.y_mean = self.y_m2 = 0.0
         self._errors = _Tail(window, 2)     # absolute, squared
+        self._staged: tuple = ([], [])
         self.overall = {"mae": MetricView(self.mae, False), "rmse": MetricView(self.rmse, False),
                         "r2": MetricView(self.r2, True)}
         self.rolling = {"mae": MetricView(self.rolling_mae, False), "rmse": MetricView(self.rolling_rmse, False)}
 
+    STAGE = ClassificationMetrics.STAGE
     __getstate__ = ClassificationMetrics.__getstate__
     __setstate__ = ClassificationMetrics.__setstate__
 
     def update(self, y_true, y_pred, scores=None) -> None:
+        staged = self._staged
+        staged[0].extend(y_true), staged[1].extend(y_pred)
+        if len(staged[0]) >= self.STAGE:
+            self._fold()
+
+    def _fold(self) -> None:
+        if not self._staged[0]:
+            return
+        y_true, y_pred = self._staged
+        self._staged = ([], [])
         y = np.asarray(y_true, dtype=np.float64)
         if not len(y):
             return
@@ -193,21 +227,26 @@ class RegressionMetrics:
         self._errors.extend(np.column_stack((absolute, squared)))
 
     def mae(self) -> float:
+        self._fold()
         return _div(self.abs_sum, self.n)
 
     def rmse(self) -> float:
+        self._fold()
         return _div(self.sq_sum, self.n) ** 0.5
 
     def r2(self) -> float:
+        self._fold()
         if self.n > 1:
             return 1 - self.sq_sum / self.y_m2 if self.y_m2 else 0.0
         return 0.0
 
     def rolling_mae(self) -> float:
+        self._fold()
         rows = self._errors.rows
         return _div(float(rows[:, 0].sum()), len(rows))
 
     def rolling_rmse(self) -> float:
+        self._fold()
         rows = self._errors.rows
         return _div(float(rows[:, 1].sum()), len(rows)) ** 0.5
 
@@ -226,10 +265,12 @@ def from_river(task: str, window: int, overall: dict, rolling: dict):
     if task == "classification":
         pairs = [args for args, _ in rolling["accuracy"].window]
         suite.update([t for t, _ in pairs], [p for _, p in pairs], [None] * len(pairs))
+        suite._fold()
         losses = [args for args, _ in rolling["log_loss"].window]
         if losses:
             helper = ClassificationMetrics(window)
             helper.update([t for t, _ in losses], [t for t, _ in losses], [s for _, s in losses])
+            helper._fold()
             suite._losses = helper._losses
         cm = overall["accuracy"].cm
         suite.n, suite.correct = int(cm.total_weight), float(cm.total_true_positives)
@@ -244,6 +285,7 @@ def from_river(task: str, window: int, overall: dict, rolling: dict):
         return suite
     pairs = [args for args, _ in rolling["mae"].window]
     suite.update([t for t, _ in pairs], [p for _, p in pairs])
+    suite._fold()
     variance = overall["r2"]._y_var
     suite.n = int(variance.mean.n)
     suite.y_mean, suite.y_m2 = float(variance.mean.get()), float(variance._S)

@@ -42,6 +42,7 @@ from detectors.alerts import SEVERITIES
 PREDICTION = "__prediction__"
 SCORE = "__score__"
 OUTPUT_COLUMNS = (PREDICTION, SCORE)
+SMALL_BATCH = 8            # fewer rows go row by row: numpy's per-call cost outweighs the columns
 SEGMENT_BOOTSTRAP = 1000   # null windows drawn to calibrate the segment x feature family
 
 
@@ -379,7 +380,7 @@ class VersionMonitor:
         the window that holds it closes, as the row-by-row path does. Windows close where
         that path closes them (size, or ``window_seconds`` of event time); batches that need
         a decision per event (new feature names past ``max_features``, scheduled retrains)
-        take the row-by-row path.
+        and batches of fewer than ``SMALL_BATCH`` rows take the row-by-row path.
         """
         out: list = []
         n = len(batch)
@@ -387,9 +388,10 @@ class VersionMonitor:
             return out
         settings, counts = self.settings, self.counts
         new_names = [name for name in batch.features if name not in self._feature_names]
-        if settings.retrain_max_interval or (
-                new_names and len(self._feature_names) + len(new_names) > settings.max_features):
-            return self._add_rows(batch, offset, rows, labels)
+        over_cap = bool(new_names) and len(self._feature_names) + len(new_names) > settings.max_features
+        if n < SMALL_BATCH or settings.retrain_max_interval or over_cap:
+            # names past the cap are dropped per event that has a value for them
+            return self._add_rows(batch, offset, rows, labels, keep_missing=not over_cap)
         self._feature_names.update(new_names)
         if self.task is None:
             self.task = _infer_task(batch.prediction[0], None if batch.score[0] != batch.score[0] else batch.score[0])
@@ -491,9 +493,9 @@ class VersionMonitor:
         return start
 
     def _add_rows(self, batch: PredictionColumns, offset, rows: list, labels: list, keep_missing: bool = False) -> list:
-        """The row-by-row path, for batches that need a decision per event (and the oracle of
-        the columnar path in tests, with ``keep_missing``: every event names every feature of
-        the batch, as the columnar path orders them)."""
+        """The row-by-row path, for batches that need a decision per event, and the oracle of
+        the columnar path in tests. ``keep_missing``: every event names every feature of the
+        batch, so new columns come in the order the columnar path gives them."""
         out: list = []
         by_row: dict = {}
         for row, label, clock in labels:
