@@ -428,6 +428,7 @@ class VersionMonitor:
                 self._window_start = self._window_end = float(ts[i])
                 self._window_offsets[0] = None if offset is None else [offset, rows[i]]
             self._take(i, stop, out_of_range, segment_rows, classification)
+            self._observe_window_rows(batch, i, stop)
             self.window.extend({k: v[i:stop] for k, v in columns.items()}, stop - i)
             self._window_segments.extend(segment_rows[i:stop])
             self._window_start = min(self._window_start, float(ts[i:stop].min()))
@@ -440,6 +441,15 @@ class VersionMonitor:
             next_label = self._join_early(pending_labels, next_label, stop, batch, segment_rows, out)
             i = stop
         return out
+
+    # -- per-window extra trackers (serving latency, KPIs): fed per run of rows, read at close --
+    def _observe_window_rows(self, batch: PredictionColumns, start: int, stop: int) -> None:
+        """Rows ``start:stop`` of ``batch`` enter the open window (``batch.latency_ms`` etc.):
+        the place where per-window trackers are fed. None yet."""
+
+    def _window_extras(self) -> dict:
+        """What per-window trackers report at the close, merged into ``last_window`` (name -> dict)."""
+        return {}
 
     def _window_cut(self, ts: np.ndarray, i: int) -> int | None:
         """The first row from ``i`` on at which the open window closes (by size or by event time)."""
@@ -641,6 +651,7 @@ class VersionMonitor:
             "segments": self.segments.summary(),
             "segment_drift": dict(self._segment_report),
             "errors": dict(self._check_errors),
+            **self._window_extras(),
         }
         self.closed_windows.append(self._window_summary(report, columns))
         del self.closed_windows[:-64]       # bounded when no stream layer takes them (tests, benchmarks)
