@@ -135,6 +135,24 @@ def redis(port: int) -> None:
 
 
 @main.command()
+@click.argument("name", required=False)
+@global_options
+def schema(name: str | None) -> None:
+    """Print the JSON Schema of one topic's payloads (NAME: alerts, deadletter, labels, predictions,
+    retrain); without NAME, list them with their URIs."""
+    import schemas
+
+    if name is None:
+        for known in schemas.names():
+            click.echo(f"{known}\t{schemas.uri(known)}\t{schemas.load(known)['title']}")
+        return
+    try:
+        click.echo(schemas.text(name), nl=False)
+    except KeyError:
+        raise _Failed(f"no schema {name!r}; there are: {', '.join(schemas.names())}") from None
+
+
+@main.command()
 @click.option("--loglevel", "-l", default="info", show_default=True)
 @click.option("--web-port", type=int, help="Faust web server port (default: web_port, or the next free one).")
 @global_options
