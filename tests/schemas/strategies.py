@@ -116,15 +116,14 @@ class SchemaStrategies:
         """The candidate values ``node`` rejects."""
         return [value for value in candidates if not self.is_valid(node, value)]
 
-    def invalid_object(self, node: dict, skip: set = frozenset()) -> st.SearchStrategy:
+    def invalid_object(self, node: dict, skip=lambda key, value: False) -> st.SearchStrategy:
         """A valid instance of the object ``node`` with one rule broken: a required field removed, or one
-        field's value replaced by a value its schema rejects (fields in ``skip`` are left alone)."""
+        field's value replaced by a value its schema rejects (except where ``skip(key, value)``)."""
         node = self.resolve(node)
         properties = node["properties"]
         mutations = [("drop", key, None) for key in node.get("required", [])]
         for key, sub in properties.items():
-            if key not in skip:
-                mutations += [("set", key, value) for value in self.breaking(sub, BAD_VALUES)]
+            mutations += [("set", key, value) for value in self.breaking(sub, BAD_VALUES) if not skip(key, value)]
         assert mutations
 
         def apply(pair):
