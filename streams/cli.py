@@ -409,6 +409,7 @@ def tail(ctx, what: str, from_beginning: bool, max_messages, timeout, as_json: b
     """Print alerts, retrain requests or dead letters, one line each (--json: the records)."""
     from kafka import KafkaConsumer
 
+    from sinks.cloudevents import unwrap
     from streams.render import record_line
 
     settings = _settings(ctx)
@@ -424,7 +425,7 @@ def tail(ctx, what: str, from_beginning: bool, max_messages, timeout, as_json: b
                 click.echo(text)
             else:
                 try:
-                    click.echo(record_line(what, orjson.loads(message.value)))
+                    click.echo(record_line(what, unwrap(orjson.loads(message.value))))
                 except (orjson.JSONDecodeError, AttributeError, TypeError):
                     click.echo(text[:300])
             n += 1
