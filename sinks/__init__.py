@@ -43,8 +43,9 @@ _OPTIONS = {
     "redis": {"url", "stream", "maxlen", "audit_ttl", "timeout", "prefix"},
     "webhook": {"url", "slack", "timeout", "headers", "envelope", "source"},
     "alertmanager": {"url", "timeout", "ttl", "headers"},
+    "mlflow": {"tracking_uri", "experiment_prefix", "timeout", "retries"},   # pip install 'driftline[mlflow]'
 }
-_REQUIRED = {"jsonl": {"path"}, "redis": {"url"}, "webhook": {"url"}, "alertmanager": {"url"}}
+_REQUIRED = {"jsonl": {"path"}, "redis": {"url"}, "webhook": {"url"}, "alertmanager": {"url"}, "mlflow": {"tracking_uri"}}
 _COMMON = {"type", "name", "kinds", "min_severity"}
 
 
@@ -79,6 +80,10 @@ def build_sink(entry: dict[str, Any], send: Send | None = None) -> tuple[Sink, S
         sink = RedisSink(**options, name=name or "redis")
     elif kind == "alertmanager":
         sink = AlertmanagerSink(**options, name=name)
+    elif kind == "mlflow":
+        from sinks.mlflow_tracking import MlflowSink   # the optional extra: imported only when configured
+
+        sink = MlflowSink(**options, name=name)
     else:
         sink = WebhookSink(**options, name=name)
     return sink, SinkFilter(entry.get("kinds"), entry.get("min_severity"))

@@ -70,7 +70,7 @@ def _sink_table(kind: str) -> Table:
 
     typed = {"url": str, "stream": str, "path": str, "logger": str, "slack": bool, "headers": MapOf(str),
              "maxlen": int, "audit_ttl": int, "timeout": float, "prefix": str, "envelope": OneOf(ENVELOPES),
-             "source": str, "mode": OneOf(MODES)}
+             "source": str, "mode": OneOf(MODES), "tracking_uri": str, "experiment_prefix": str, "retries": int}
     fields = {key: typed.get(key, object) for key in _COMMON | _OPTIONS[kind]}
     return Table({**fields, "type": str, "name": str, "kinds": ListOf(OneOf(ALERT_KINDS)),
                   "min_severity": OneOf(SEVERITIES)})
