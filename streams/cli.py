@@ -104,13 +104,20 @@ def _serve(start, port: int, what: str, note: str) -> None:
     """Start a local service on 127.0.0.1:``port`` and keep it until Ctrl-C (stopped by its PID)."""
     if not preflight.port_free("127.0.0.1", port):
         raise preflight.Unusable(f"port 127.0.0.1:{port} is in use (a {what} already running?); choose --port")
+    import signal
+
+    def _terminated(signum, frame):
+        raise KeyboardInterrupt   # SIGTERM stops the service too (Python's default would orphan it)
+
     service = start(port)
+    previous = signal.signal(signal.SIGTERM, _terminated)
     console.print(f"{what} listening on [bold]{service.url}[/] ({note}; Ctrl-C stops it)")
     try:
         service.proc.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         service.stop()
 
 

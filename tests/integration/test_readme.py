@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from streams.embedded import free_port, stop_process
-from tests.integration.harness import ROOT, isolated_env, wait_until
+from tests.integration.harness import ROOT, alive, descendants, isolated_env, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -120,5 +120,9 @@ def test_the_cluster_commands_work_as_written(broker_url, redis_url, tmp_path):
             wait_until(lambda: "listening on" in service.output() or service.proc.poll() is not None, timeout=30,
                        what=f"{name} listening")
             assert service.proc.poll() is None, service.output()
+            children = descendants(service.proc.pid)
+            assert children, f"{name}: no server process under the command"
         finally:
             service.stop()
+        # stopped by SIGTERM (its PID), the command stops its server too: nothing is left behind
+        wait_until(lambda: not any(alive(pid) for pid in children), timeout=15, what=f"{name}'s server stopped")
