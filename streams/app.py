@@ -33,7 +33,7 @@ import orjson
 
 from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile
-from sinks import StatusStore, build_sinks
+from sinks import StatusStore, build_sinks, envelope_of
 from sinks.dedup import DedupGuard
 from streams import config, positions, records, transport, web
 from streams.deadletter_log import DeadLetterLog
@@ -203,6 +203,24 @@ class ModelLimitReached(Exception):
     """A new model key past ``max_models``: its events are dead-lettered, the worker's memory stays flat."""
 
 
+def _with_defaults(entry: dict) -> dict:
+    """A [[sinks]] entry with what only the worker knows: the Redis URL, the CloudEvents source."""
+    if entry["type"] == "redis":
+        entry = {**entry, "url": entry.get("url") or settings.redis_url}
+    if entry.get("envelope") == "cloudevents":
+        entry = {**entry, "source": entry.get("source") or f"/driftline/{settings.app_id}"}
+    return entry
+
+
+def outgoing(envelope, record: dict) -> tuple[bytes, list | None]:
+    """The value and headers an alert or retrain request is written with on its topic."""
+    if envelope is None:
+        return orjson.dumps(record), None
+    if envelope.mode == "binary":
+        return orjson.dumps(record), envelope.kafka_headers(record)
+    return orjson.dumps(envelope.structured(record)), None
+
+
 class Worker:
     """In-memory side of the monitor stage: live monitors, held acks, sinks, counters."""
 
@@ -221,9 +239,10 @@ class Worker:
                        "alerts_deduplicated": 0, "deadletter_deduplicated": 0, "retrain_sent": 0, "replayed_skipped": 0, "redelivered_skipped": 0,
                        "checkpoints": 0, "status_write_failures": 0, "processing_errors": 0, "log_restarts": 0,
                        "models_rejected": 0}
-        self.router = build_sinks(
-            [({**s, "url": s.get("url") or settings.redis_url} if s["type"] == "redis" else s)
-             for s in settings.sinks if s["type"] != "kafka"])
+        entries = [_with_defaults(s) for s in settings.sinks]
+        self.router = build_sinks([s for s in entries if s["type"] != "kafka"])
+        # the alerts/retrain topics: plain records, or CloudEvents if a [[sinks]] type = "kafka" asks
+        self.envelope = next((envelope_of(s) for s in entries if s["type"] == "kafka" and envelope_of(s)), None)
         self.status = StatusStore(settings.redis_url, prefix=settings.redis_prefix)
         self.dedup = DedupGuard(settings.redis_url, prefix=f"driftline:delivered:{settings.app_id}:")
         self._tasks: set = set()
@@ -306,7 +325,8 @@ class Worker:
             record_id = record.get("alert_id") or record.get("event_id")
             if not await self.dedup.delivered_before(record_id):
                 topic = alerts_topic if kind == "alert" else retrain_topic
-                fut = await topic.send(key=record["model"].encode(), value=orjson.dumps(record))
+                value, headers = outgoing(self.envelope, record)
+                fut = await topic.send(key=record["model"].encode(), value=value, headers=headers)
                 await fut
                 await self.dedup.mark_delivered(record_id)
                 self.counts["alerts_sent" if kind == "alert" else "retrain_sent"] += 1
@@ -638,6 +658,7 @@ def _fold(mon: ModelMonitor, model: str, message, body: dict) -> None:
         out = mon.tick(body["tick"])
     for summary in mon.window_summaries():
         worker.spawn(worker.status.append_window(summary, settings.history_windows), "window history")
+        worker.router.publish_window(summary)        # sinks that take windows (mlflow); never blocks
     if "tick" not in body:
         worker.last_event_at[model] = time.monotonic()
     mon.applied_offsets[message.partition] = message.offset
