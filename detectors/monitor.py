@@ -287,7 +287,7 @@ class VersionMonitor:
         if self.settings.calibrate_ert_windows:
             # Bootstrap windows from the reference: the threshold that gives ~1 false alarm per ERT windows.
             calibration = calibrate(columns, self.settings.window_size, self.settings.calibrate_ert_windows,
-                                    settings=self.window_settings, kinds=profile.kinds)
+                                    settings=self.window_settings, kinds=profile.kinds, profile=profile)
             self.window_settings = calibration.settings(self.window_settings)
             self.calibration = calibration.to_dict()
         self._reference_rows = ColumnBuffer()

@@ -146,6 +146,26 @@ class StatusStore:
 
         await self._run(write())
 
+    async def write_statuses(self, entries) -> None:
+        """Write many versions' status in one round trip: ``entries`` of ``(model, version, status)``.
+
+        A worker with hundreds of active models writes them all once a second in one pipeline,
+        not one transaction each (issue 16).
+        """
+        entries = list(entries)
+        if not entries:
+            return
+
+        async def write():
+            async with self.client.pipeline(transaction=False) as pipe:
+                for model, version, status in entries:
+                    pipe.hset(STATUS_KEY.format(prefix=self.prefix, model=model, version=version),
+                              mapping=_status_fields(model, version, status))
+                pipe.sadd(MODELS_KEY.format(prefix=self.prefix), *{f"{m}:{v}" for m, v, _ in entries})
+                await pipe.execute()
+
+        await self._run(write())
+
     async def read_all(self) -> list[dict]:
         async def read():
             members = sorted(m.decode() for m in await self.client.smembers(MODELS_KEY.format(prefix=self.prefix)))

@@ -81,6 +81,24 @@ async def test_status_store_round_trips(redis_url, redis_client):
 
 
 @pytest.mark.asyncio
+async def test_status_store_writes_many_versions_in_one_round_trip(redis_url, redis_client):
+    store = StatusStore(redis_url, prefix="many")
+    entries = [(f"m{i:03d}", "1", {"state": "ok", "n": i}) for i in range(300)] + [("m000", "2", {"state": "new"})]
+    before = redis_client.info("stats")["total_commands_processed"]
+    await asyncio.wait_for(store.write_statuses(entries), 5)
+    commands = redis_client.info("stats")["total_commands_processed"] - before
+    await asyncio.wait_for(store.write_statuses([]), 5)      # nothing to write: no error
+    statuses = await asyncio.wait_for(store.read_all(), 5)
+    await asyncio.wait_for(store.close(), 5)
+    assert [(s["model"], s["model_version"], s.get("n"), s["state"]) for s in statuses] == sorted(
+        (m, v, st.get("n"), st["state"]) for m, v, st in entries)
+    assert len(redis_client.smembers("many:models")) == 301
+    # an HSET per version and one SADD for all, plus the connection's handshake (write_status: MULTI,
+    # HSET, SADD, EXEC for each of them, 1,204)
+    assert commands < 301 + 1 + 10
+
+
+@pytest.mark.asyncio
 async def test_status_store_skips_unreadable_entries(redis_url, redis_client):
     store = StatusStore(redis_url)
     await asyncio.wait_for(store.write_status("fraud", 1, {"state": "ok"}), 5)
