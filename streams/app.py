@@ -5,11 +5,13 @@
     driftline.labels ──────┘   │        (keyed by model)                └─> Redis / webhook / file / log
                                └─> driftline.deadletter
 
-*ingest* decodes and validates raw messages in batches (bad input goes to the
-dead-letter topic, valid events behind it keep flowing) and re-keys them by
-model, so a prediction and its label meet in the same partition whichever
-topic, key or order they came with. Many small messages become a few large ones,
-which is what keeps Faust's per-message cost off the statistics.
+*ingest* (:class:`streams.ingest.IngestLoop`, an aiokafka ``getmany`` loop the app runs
+as a service, in a consumer group of its own) decodes and validates raw messages in
+batches (bad input goes to the dead-letter topic, valid events behind it keep flowing)
+and re-keys them by model, so a prediction and its label meet in the same partition
+whichever topic, key or order they came with; it commits a batch once its records are
+sent. Many small messages become a few large ones, which keeps Faust's per-message cost
+(paid on the internal topic only) off the statistics.
 
 *monitor* folds each message into the model's :class:`ModelMonitor` and holds
 its acks. At every window close, and at least every ``checkpoint_seconds``, it
@@ -26,7 +28,6 @@ import io
 import logging
 import pickle
 import time
-from operator import itemgetter
 
 import faust
 import orjson
@@ -38,6 +39,7 @@ from sinks.dedup import DedupGuard
 from streams import config, positions, records, transport, web
 from streams.deadletter_log import DeadLetterLog
 from streams.gaps import GapFiller
+from streams.ingest import IngestLoop, IngestOptions, Source
 from streams.ledger import CommitLedger
 
 log = logging.getLogger("driftline")
@@ -77,8 +79,6 @@ app = faust.App(
 )
 
 raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-predictions_topic = app.topic(settings.topics.predictions, **raw)
-labels_topic = app.topic(settings.topics.labels, **raw)
 events_topic = app.topic(settings.internal_topic, partitions=settings.partitions, internal=True, **raw)
 alerts_topic = app.topic(settings.topics.alerts, **raw)
 retrain_topic = app.topic(settings.topics.retrain, **raw)
@@ -432,62 +432,6 @@ async def on_revoked(app, revoked, **kwargs) -> None:
     worker.forget_partitions({tp.partition for tp in revoked if tp.topic == settings.internal_topic})
 
 
-async def _route(events, validate, field: str, source) -> None:
-    """Validate a batch of raw messages; forward valid events per model (or model shard), dead-letter
-    the rest."""
-    sends, dead, decoded = [], [], []
-    monitor_key = settings.monitor_key if settings.shards else None
-    for event in events:
-        message = event.message
-        good, bad = records.decode(event.value, message.timestamp, validate, settings.max_message_bytes)
-        decoded.append((message.partition, message.offset, good))
-        if bad and not worker.ledger.started((message.topic, message.partition)):
-            continue    # revoked while this batch was in flight: the next owner re-reads and dead-letters it
-        for index, reason in bad:
-            record = records.deadletter_record(event.value, reason, source, message.partition,
-                                               message.offset, index)
-            if await worker.dedup.delivered_before(record["deadletter_id"]):
-                worker.counts["deadletter_deduplicated"] += 1    # re-read after a crash: sent before
-                continue
-            worker.counts["deadletter"] += 1
-            metrics.instruments.deadlettered(reason)
-            deadletters.record(reason, source, message.partition, message.offset, index)
-            dead.append((record["deadletter_id"], await deadletter_topic.send(key=message.key,
-                                                                             value=orjson.dumps(record))))
-    key_of = (lambda e: monitor_key(e["model"], e["prediction_id"])) if monitor_key else itemgetter("model")
-    for key, (items, runs) in positions.by_key(decoded, key_of).items():
-        for body in _bodies(field, items, runs, records.MAX_MESSAGE_BYTES):   # under Kafka's default 1 MB
-            sends.append(await events_topic.send(key=key.encode(), value=body))
-    # A dead letter is marked sent as soon as it is (a crash in between re-sends it: same id).
-    for deadletter_id, sent in dead:
-        await sent
-        await worker.dedup.mark_delivered(deadletter_id)
-    # Wait for delivery before the ledger marks the source messages handled: at-least-once.
-    if sends:
-        await asyncio.gather(*sends)
-
-
-def _bodies(field: str, items: list, runs: list, limit: int) -> list[bytes]:
-    """Internal messages of at most ``limit`` bytes (or one event), in order.
-
-    A batch gathers up to ``ingest_batch`` input messages: one model's share of it
-    can exceed the producer's request size, which would crash the ingest agent and
-    lose the batch (its events are acked by take_events() all the same).
-    """
-    body = orjson.dumps({field: items, "src": runs})
-    if len(body) <= limit or len(items) == 1:
-        return [body]
-    half, head, tail, seen = len(items) // 2, [], [], 0
-    for partition, offset, first, count in runs:
-        cut = min(max(half - seen, 0), count)
-        if cut:
-            head.append([partition, offset, first, cut])
-        if count - cut:
-            tail.append([partition, offset, first + cut, count - cut])
-        seen += count
-    return _bodies(field, items[:half], head, limit) + _bodies(field, items[half:], tail, limit)
-
-
 def _fresh(mon: ModelMonitor, field: str, body: dict) -> tuple[list, list]:
     """The events of an internal message that ``mon`` has not folded in yet (streams.positions)."""
     items = body[field]
@@ -496,56 +440,47 @@ def _fresh(mon: ModelMonitor, field: str, body: dict) -> tuple[list, list]:
     return found, sources
 
 
-async def _forward(events, validate, field: str, source) -> None:
-    """Route one batch until it is sent.
+def _aiokafka_options() -> dict:
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 
-    take_events() acks its batch once the loop body returns *or raises* (in a
-    ``finally``), so a batch must not leave half-forwarded: a failure is retried
-    (events sent twice are dropped downstream, see _fresh), and a stop (SIGTERM,
-    scale-in), which cancels the agent mid-batch, first waits for the batch in flight.
-    """
-    routing = asyncio.ensure_future(_route_until_sent(events, validate, field, source))
-    try:
-        routed = await asyncio.shield(routing)
-    except asyncio.CancelledError:
-        await asyncio.wait({routing}, timeout=10.0)
-        if routing.done() and not routing.cancelled():
-            _handled(routing.result())
-        raise
-    _handled(routed)
+    return {"bootstrap_servers": server_list(app.conf.broker, 9092), "request_timeout_ms": 30_000,
+            **credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context)}
 
 
-def _handled(events) -> None:
-    for event in events:
-        message = event.message
-        worker.ledger.handled((message.topic, message.partition), message.offset)
+def _ingest_consumer(listener):
+    """The ingest stage's consumer: a group of its own, offsets committed by the loop itself."""
+    import aiokafka
+
+    consumer = aiokafka.AIOKafkaConsumer(
+        group_id=f"{settings.app_id}-ingest", enable_auto_commit=False, auto_offset_reset="earliest",
+        max_partition_fetch_bytes=config.CONSUMER_FETCH_BYTES, fetch_max_bytes=4 * config.CONSUMER_FETCH_BYTES,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        # Tansu holds a group join up to half the session timeout: keep it short (as the app's)
+        session_timeout_ms=6_000, heartbeat_interval_ms=1_000, **_aiokafka_options())
+    consumer.subscribe([settings.topics.predictions, settings.topics.labels], listener=listener)
+    return consumer
 
 
-async def _route_until_sent(events, validate, field: str, source) -> None:
-    delay, filled = 0.1, None
-    while True:
-        try:
-            if filled is None:   # once: a retry must send the records re-read from a gap too
-                filled = await gaps.fill(events)
-            await _route(filled, validate, field, source)
-            return filled
-        except Exception as exc:
-            log.warning("forwarding %d messages from %s failed (%r); retrying in %.1fs",
-                        len(events), source, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(2 * delay, 5.0)
+def _ingest_producer():
+    import aiokafka
+
+    # one record per batch on the internal topic, as the app's producer writes it (its highwater
+    # is then exact on the embedded broker, see _log_restarted); no idempotent producer on Tansu
+    return aiokafka.AIOKafkaProducer(
+        acks="all", linger_ms=0, max_batch_size=settings.producer_max_batch_size,
+        max_request_size=8 * 1024 * 1024, enable_idempotence=False, **_aiokafka_options())
 
 
-@app.agent(predictions_topic)
-async def ingest_predictions(stream):
-    async for events in stream.take_events(settings.ingest_batch, within=settings.ingest_linger):
-        await _forward(events, records.validate_prediction, "p", settings.topics.predictions)
-
-
-@app.agent(labels_topic)
-async def ingest_labels(stream):
-    async for events in stream.take_events(settings.ingest_batch, within=settings.ingest_linger):
-        await _forward(events, records.validate_label, "l", settings.topics.labels)
+ingest = IngestLoop(
+    [Source(settings.topics.predictions, "p", records.decode_predictions),
+     Source(settings.topics.labels, "l", records.decode_labels)],
+    IngestOptions(internal_topic=settings.internal_topic, deadletter_topic=settings.topics.deadletter,
+                  max_message_bytes=settings.max_message_bytes, batch_records=settings.ingest_batch,
+                  linger_ms=max(1, int(settings.ingest_linger * 1000)),
+                  monitor_key=settings.monitor_key if settings.shards else None),
+    _ingest_consumer, _ingest_producer, worker.dedup, deadletters, worker.counts,
+    on_deadletter=lambda reason: metrics.instruments.deadlettered(reason))
+app.service(ingest)        # started with the app once its tables are recovered, stopped with it
 
 
 @app.agent(events_topic)
