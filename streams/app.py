@@ -202,6 +202,19 @@ def _ingest_producer():
         max_request_size=8 * 1024 * 1024, enable_idempotence=False, **_aiokafka_options())
 
 
+async def _previous_group_positions(tps) -> dict:
+    """Where the app's group (which ran ingest as Faust agents before) committed the input partitions."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**_aiokafka_options())
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(settings.app_id, partitions=list(tps))
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items()}
+
+
 ingest = IngestLoop(
     [Source(settings.topics.predictions, "p", records.decode_predictions),
      Source(settings.topics.labels, "l", records.decode_labels)],
@@ -210,7 +223,8 @@ ingest = IngestLoop(
                   linger_ms=max(1, int(settings.ingest_linger * 1000)),
                   monitor_key=settings.monitor_key if settings.shards else None),
     _ingest_consumer, _ingest_producer, worker.dedup, deadletters, worker.counts,
-    on_deadletter=lambda reason: metrics.instruments.deadlettered(reason))
+    on_deadletter=lambda reason: metrics.instruments.deadlettered(reason),
+    fallback_positions=_previous_group_positions)
 app.service(ingest)        # started with the app once its tables are recovered, stopped with it
 
 

@@ -97,6 +97,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         log.info("ingest assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+        await self._ingest.assigned(assigned)
 
 
 class IngestLoop(Service):
@@ -111,7 +112,7 @@ class IngestLoop(Service):
 
     def __init__(self, sources: list[Source], options: IngestOptions, consumer_factory, producer_factory, dedup,
                  deadletters, counts: dict, on_deadletter: Callable[[str], None] = lambda reason: None,
-                 **kwargs) -> None:
+                 fallback_positions=None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.sources = {s.topic: s for s in sources}
         self.options = options
@@ -123,6 +124,7 @@ class IngestLoop(Service):
         self.deadletters = deadletters
         self.counts = counts
         self.on_deadletter = on_deadletter
+        self.fallback_positions = fallback_positions
         self.generation = 0           # bumped on every revoke: batches fetched before it are dropped
         self._batch_lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
@@ -165,6 +167,22 @@ class IngestLoop(Service):
                         "next owner re-reads it", self.options.revoke_timeout)
             return
         self._batch_lock.release()
+
+    async def assigned(self, assigned) -> None:
+        """Partitions the ingest group never committed start where ``fallback_positions`` says."""
+        if self.fallback_positions is None or not assigned:
+            return
+        try:
+            fresh = [tp for tp in assigned if await self.consumer.committed(tp) is None]
+            if not fresh:
+                return
+            for tp, offset in (await self.fallback_positions(fresh)).items():
+                if offset is not None and offset >= 0:
+                    self.consumer.seek(tp, offset)
+                    log.info("ingest: %s[%d] starts at %d (committed by the previous ingest group)",
+                             tp.topic, tp.partition, offset)
+        except Exception as exc:      # best effort: without it the partition starts at the log's start
+            log.warning("ingest: reading the previous group's offsets failed (%r)", exc)
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self) -> None:
