@@ -59,7 +59,24 @@ def main(argv=None) -> dict:
     plain = [msgspec.json.encode(s) for s in structs]
     results["internal_us_per_event"]["structs: msgspec decode"] = 1e6 * _time(
         lambda: [as_structs.decode(e) for e in plain], args.repeat) / args.n
-    for section in ("decode_us_per_event", "internal_us_per_event"):
+    # per-model columnar batches: one list per field and per feature (what PredictionColumns holds)
+    def columns(events: list) -> dict:
+        names = {}
+        for e in events:
+            names.update(dict.fromkeys(e["features"]))
+        out = {k: [e[k] for e in events] for k in ("prediction_id", "model_version", "timestamp", "prediction",
+                                                  "score", "latency_ms", "segment")}
+        out["features"] = {n: [e["features"].get(n) for e in events] for n in names}
+        return out
+
+    results["internal_us_per_event"]["columns: build + orjson encode"] = 1e6 * _time(
+        lambda: [orjson.dumps({"p": columns(b)}) for b in batches], args.repeat) / args.n
+    encoded_columns = [orjson.dumps({"p": columns(b)}) for b in batches]
+    results["internal_us_per_event"]["columns: orjson decode"] = 1e6 * _time(
+        lambda: [orjson.loads(e) for e in encoded_columns], args.repeat) / args.n
+    results["internal_bytes_per_event"] = {"dicts": sum(map(len, encoded)) / args.n,
+                                           "columns": sum(map(len, encoded_columns)) / args.n}
+    for section in ("decode_us_per_event", "internal_us_per_event", "internal_bytes_per_event"):
         print(section)
         for key, value in results[section].items():
             print(f"  {key:28s} {value if isinstance(value, float) else ', '.join(f'{k} {v:.2f}' for k, v in value.items())}")

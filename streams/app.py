@@ -220,7 +220,7 @@ ingest = IngestLoop(
      Source(settings.topics.labels, "l", records.decode_labels)],
     IngestOptions(internal_topic=settings.internal_topic, deadletter_topic=settings.topics.deadletter,
                   max_message_bytes=settings.max_message_bytes, batch_records=settings.ingest_batch,
-                  linger_ms=max(1, int(settings.ingest_linger * 1000)),
+                  linger_ms=max(1, int(settings.ingest_linger * 1000)), commit_interval=settings.commit_interval,
                   monitor_key=settings.monitor_key if settings.shards else None),
     _ingest_consumer, _ingest_producer, worker.dedup, deadletters, worker.counts,
     on_deadletter=lambda reason: metrics.instruments.deadlettered(reason),

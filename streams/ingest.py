@@ -15,7 +15,8 @@ its own (``<app id>-ingest``) and an aiokafka producer, and for each ``getmany``
 2. groups the valid events per monitor key and sends them to the internal topic as messages
    of at most ``records.MAX_MESSAGE_BYTES``, each with its events' source positions
    (:mod:`streams.positions`: the monitor drops what it applied already);
-3. once every send is acknowledged, commits the batch's offsets (produce, then commit:
+3. once every send is acknowledged, marks the batch's offsets committable, and commits them
+   every ``commit_interval`` seconds, on a revoke and at a stop (produce, then commit:
    at-least-once; a crash in between re-sends, and the copies are dropped downstream).
 
 It commits what it handled itself, so none of the monitor stage's guards against Faust's
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Callable
@@ -59,6 +61,7 @@ class IngestOptions:
     batch_records: int            # most input messages per getmany
     linger_ms: int                # longest getmany waits for the first record
     monitor_key: Callable | None = None    # (model, prediction_id) -> key, for sharded models
+    commit_interval: float = 0.0  # seconds between commits of what was sent (0: after every batch)
     revoke_timeout: float = 10.0  # longest a revoke waits for the batch in flight
     stop_timeout: float = 10.0
 
@@ -127,6 +130,8 @@ class IngestLoop(Service):
         self.fallback_positions = fallback_positions
         self.generation = 0           # bumped on every revoke: batches fetched before it are dropped
         self._batch_lock = asyncio.Lock()
+        self._committable: dict[TopicPartition, int] = {}   # sent, not committed yet: next offset to read
+        self._last_commit = time.monotonic()
         self._task: asyncio.Task | None = None
         self._stopping = False
         self.ingest_counts = {"ingest_batches": 0, "ingest_messages": 0, "ingest_commit_failures": 0,
@@ -150,6 +155,8 @@ class IngestLoop(Service):
                             self.options.stop_timeout)
                 self._task.cancel()
                 await asyncio.wait({self._task}, timeout=1.0)
+        if self.consumer is not None:
+            await self.commit()
         for client in (self.consumer, self.producer):
             try:
                 if client is not None:
@@ -166,7 +173,12 @@ class IngestLoop(Service):
             log.warning("ingest: revoke did not wait for the batch in flight (%.0f s); its partitions' "
                         "next owner re-reads it", self.options.revoke_timeout)
             return
-        self._batch_lock.release()
+        try:
+            await self.commit()      # what was sent, while the generation is still ours
+            for tp in revoked:
+                self._committable.pop(tp, None)
+        finally:
+            self._batch_lock.release()
 
     async def assigned(self, assigned) -> None:
         """Partitions the ingest group never committed start where ``fallback_positions`` says."""
@@ -199,6 +211,9 @@ class IngestLoop(Service):
                 continue
             if batch:
                 await self.handle(batch, self.generation)
+            elif self._committable and time.monotonic() - self._last_commit >= self.options.commit_interval:
+                async with self._batch_lock:
+                    await self.commit()
 
     async def handle(self, batch: dict, generation: int) -> bool:
         """Forward one ``getmany`` batch until it is sent, then commit it; False if it was dropped."""
@@ -220,16 +235,27 @@ class IngestLoop(Service):
                                 sum(len(r) for r in batch.values()), exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(2 * delay, 5.0)
-            await self.commit(batch)
+            for tp, messages in batch.items():
+                if messages:
+                    self._committable[tp] = messages[-1].offset + 1
+            if time.monotonic() - self._last_commit >= self.options.commit_interval:
+                await self.commit()
             self.ingest_counts["ingest_batches"] += 1
             self.ingest_counts["ingest_messages"] += sum(len(r) for r in batch.values())
             return True
 
-    async def commit(self, batch: dict) -> None:
-        offsets = {tp: OffsetAndMetadata(records_[-1].offset + 1, "") for tp, records_ in batch.items() if records_}
+    async def commit(self) -> None:
+        """Commit the offsets of what was sent (call with the batch lock held, or after the loop ended)."""
+        self._last_commit = time.monotonic()
+        if not self._committable:
+            return
+        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in self._committable.items()}
+        self._committable = {}
         try:
             await self.consumer.commit(offsets)
-        except Exception as exc:      # a rebalance or the broker: the next owner re-reads (at-least-once)
+        except Exception as exc:      # a rebalance or the broker: retried with the next commit, or re-read
+            for tp, meta in offsets.items():
+                self._committable.setdefault(tp, meta.offset)
             self.ingest_counts["ingest_commit_failures"] += 1
             log.warning("ingest: committing %s failed (%r); those messages will be re-read",
                         {f"{tp.topic}[{tp.partition}]": o.offset for tp, o in offsets.items()}, exc)

@@ -66,12 +66,12 @@ class Dedup:
         self.delivered.add(record_id)
 
 
-def _loop(journal, dedup, fail: int = 0) -> tuple[IngestLoop, Producer, dict]:
+def _loop(journal, dedup, fail: int = 0, commit_interval: float = 0.0) -> tuple[IngestLoop, Producer, dict]:
     counts = {"deadletter": 0, "deadletter_deduplicated": 0}
     producer = Producer(journal, fail)
     loop = IngestLoop([Source("preds", "p", records.decode_predictions), Source("labels", "l", records.decode_labels)],
                       IngestOptions(internal_topic="events", deadletter_topic="dead", max_message_bytes=1_000_000,
-                                    batch_records=100, linger_ms=10),
+                                    batch_records=100, linger_ms=10, commit_interval=commit_interval),
                       consumer_factory=None, producer_factory=None, dedup=dedup,
                       deadletters=DeadLetterLog(logging.getLogger("test")), counts=counts)
     loop.producer, loop.consumer = producer, Consumer(journal)
@@ -151,3 +151,16 @@ def test_a_revoke_waits_for_the_batch_in_flight_to_commit():
 
     assert asyncio.run(scenario()) is True
     assert [e[0] for e in journal][-2:] == ["commit", "revoked"]
+
+
+def test_commits_wait_for_the_interval_and_a_revoke_commits_what_was_sent():
+    journal, dedup = [], Dedup()
+    loop, _, _ = _loop(journal, dedup, commit_interval=600)
+
+    async def scenario():
+        await loop.handle(_batch(), loop.generation)
+        assert [e for e in journal if e[0] == "commit"] == []        # sent, not committed yet
+        await loop.revoked({PRED, LABEL})
+
+    asyncio.run(scenario())
+    assert journal[-1] == ("commit", {("preds", 0): 8, ("labels", 1): 41})
