@@ -29,6 +29,7 @@ also where aiokafka starts an assigned partition). Lag is never computed from
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from dataclasses import dataclass
@@ -89,6 +90,25 @@ def bodies(field: str, items: list, runs: list, limit: int) -> list[bytes]:
             tail.append([partition, offset, first + cut, count - cut])
         seen += count
     return bodies(field, items[:half], head, limit) + bodies(field, items[half:], tail, limit)
+
+
+def interleaved(batch: dict):
+    """A batch's messages as ``(tp, message)``, partitions merged by timestamp, each in offset order.
+
+    ``getmany`` hands a backlog partition by partition; a model's window fills in arrival order,
+    so forwarding one partition's backlog after another would mix hours of event time into
+    each window. Ties (a producer's burst within one millisecond) alternate between partitions.
+
+    >>> from types import SimpleNamespace as M
+    >>> batch = {"p0": [M(offset=5, timestamp=1), M(offset=6, timestamp=1), M(offset=7, timestamp=3)],
+    ...          "p1": [M(offset=0, timestamp=1), M(offset=1, timestamp=2)]}
+    >>> [(tp, m.offset) for tp, m in interleaved(batch)]
+    [('p0', 5), ('p1', 0), ('p0', 6), ('p1', 1), ('p0', 7)]
+    """
+    streams = [[(message.timestamp, index, tp, message) for index, message in enumerate(messages)]
+               for tp, messages in batch.items()]
+    for _, _, tp, message in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
+        yield tp, message
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -264,14 +284,13 @@ class IngestLoop(Service):
         """Decode, dead-letter and re-key one batch; return once every record sent is acknowledged."""
         opts, sends, dead = self.options, [], []
         by_source: dict[str, list] = {}
-        for tp, messages in batch.items():
+        for tp, message in interleaved(batch):
             source = self.sources[tp.topic]
             decoded = by_source.setdefault(tp.topic, [])
-            for message in messages:
-                good, bad = source.decode(message.value, message.timestamp / 1000.0, opts.max_message_bytes)
-                decoded.append((tp.partition, message.offset, good))
-                for index, reason in bad:
-                    dead.append(await self._dead_letter(message, tp, reason, index))
+            good, bad = source.decode(message.value, message.timestamp / 1000.0, opts.max_message_bytes)
+            decoded.append((tp.partition, message.offset, good))
+            for index, reason in bad:
+                dead.append(await self._dead_letter(message, tp, reason, index))
         monitor_key = opts.monitor_key
         key_of = (lambda e: monitor_key(e["model"], e["prediction_id"])) if monitor_key else itemgetter("model")
         for topic, decoded in by_source.items():
