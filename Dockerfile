@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY streams ./streams
 COPY detectors ./detectors
 COPY sinks ./sinks
+COPY schemas ./schemas
 RUN pip install --no-cache-dir . \
     && useradd --system --create-home --home-dir /home/driftline --uid 10001 driftline \
     && mkdir -p /var/lib/driftline && chown driftline:driftline /var/lib/driftline

@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # No worker, no broker: detectors, sinks (against a throw-away redis-server), config, CLI, doctests.
-FAST = tests/detectors tests/sinks tests/streams detectors sinks streams
+FAST = tests/detectors tests/sinks tests/streams tests/schemas detectors sinks streams schemas
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration" $(FAST)
 

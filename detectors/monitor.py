@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict, deque
 from operator import itemgetter
 
+import numpy as np
 from river import metrics, utils
 
 from detectors.alerts import AlertLifecycle, make_alert, make_retrain_request
@@ -24,11 +25,13 @@ from detectors.base import json_safe
 from detectors.buckets import DELAY_BUCKETS, DURATION_BUCKETS, BucketCounts
 from detectors.calibration import calibrate, calibrate_family
 from detectors.cbpe import CBPE
+from detectors.columns import LabelColumns, PredictionColumns
 from detectors.comparison import compare_versions
 from detectors.concept import make_concept_detector
 from detectors.domain_classifier import DomainClassifier
 from detectors.fairness import SegmentStats
 from detectors.histogram import histograms
+from detectors.label_metrics import from_river, metric_suite
 from detectors.performance import drop_test
 from detectors.profile import ReferenceProfile, WindowColumn
 from detectors.quality import DataQuality
@@ -39,6 +42,7 @@ from detectors.alerts import SEVERITIES
 PREDICTION = "__prediction__"
 SCORE = "__score__"
 OUTPUT_COLUMNS = (PREDICTION, SCORE)
+SMALL_BATCH = 8            # fewer rows go row by row: numpy's per-call cost outweighs the columns
 SEGMENT_BOOTSTRAP = 1000   # null windows drawn to calibrate the segment x feature family
 
 
@@ -93,6 +97,22 @@ class ColumnBuffer:
                 column.extend([row.get(name) for row in rows])
         self._rows = []
 
+    def extend(self, columns: dict, n: int) -> None:
+        """Append ``n`` rows given as columns (name -> list of ``n`` values): one list extend per
+        name, no dict per row. A name the buffer has not seen gets None for the rows before."""
+        if self._rows:
+            self._fold()
+        before = self.n
+        for name, values in columns.items():
+            column = self._columns.get(name)
+            if column is None:
+                column = self._columns[name] = [None] * before
+            column.extend(values)
+        for name, column in self._columns.items():
+            if name not in columns:
+                column.extend([None] * n)
+        self.n += n
+
     def clear(self) -> None:
         for column in self._columns.values():
             column.clear()
@@ -129,12 +149,10 @@ def _as_class(value):
 
 
 def _metric_suite(task: str, window: int) -> tuple[dict, dict, str]:
-    """Overall metrics, rolling metrics and the name of the primary metric.
+    """river's overall metrics, rolling metrics and the name of the primary metric.
 
-    Accuracy and F1 read one river confusion matrix (``cm=``, as river's own
-    ``ClassificationReport`` does), overall and rolling alike: a label is one
-    matrix update instead of one per metric, so :meth:`VersionMonitor.add_label`
-    updates the accuracies and never the F1s.
+    Only the baseline metric (over the first ``performance_window`` labels) is river's
+    now; the running metrics are :mod:`detectors.label_metrics`, checked against these.
     """
     if task == "classification":
         accuracy = metrics.Accuracy()
@@ -148,18 +166,6 @@ def _metric_suite(task: str, window: int) -> tuple[dict, dict, str]:
     rolling = {"mae": utils.Rolling(metrics.MAE, window_size=window),
                "rmse": utils.Rolling(metrics.RMSE, window_size=window)}
     return overall, rolling, "mae"
-
-
-def _share_confusion_matrices(overall: dict, rolling: dict) -> None:
-    """Make F1 read the accuracy's confusion matrix in metrics checkpointed before they shared it.
-
-    Accuracy counts the raw classes, F1 counts ``class == True``: the cells F1
-    reads (row/column ``True``) hold the same counts either way, so the values do not change.
-    """
-    if "f1" in overall and overall["f1"].cm is not overall["accuracy"].cm:
-        overall["f1"] = metrics.F1(cm=overall["accuracy"].cm)
-    if "f1" in rolling and isinstance(rolling["f1"], utils.Rolling):
-        rolling["f1"] = metrics.F1(cm=rolling["accuracy"].obj.cm)
 
 
 def _metric_value(metric) -> float | None:
@@ -196,7 +202,7 @@ class VersionMonitor:
         self._score_out_of_range = 0
         self.lifecycle = AlertLifecycle(settings.realert_windows, settings.resolve_windows)
         self.concept = make_concept_detector(settings.concept_detector, **settings.concept_params)
-        self._metrics = self._rolling = None
+        self._metrics_suite = None          # detectors.label_metrics, once the task is known
         self._primary = None
         self._baseline_metric = None
         self.baseline: float | None = None
@@ -253,9 +259,11 @@ class VersionMonitor:
             # fitted on raw scores at a 0.5 threshold: refit, calibrated, from the next labelled events
             state["cbpe"], state["_cbpe_fit"] = None, []
         state["_cbpe_fit"] = [item for item in state.get("_cbpe_fit", []) if len(item) == 3]
+        if "_metrics" in state:   # river's metrics (checkpoints before the numpy metrics): their values move over
+            overall, rolling = state.pop("_metrics"), state.pop("_rolling")
+            state["_metrics_suite"] = None if overall is None else from_river(
+                state["task"], state["settings"].performance_window, overall, rolling)
         self.__dict__.update(state)
-        if self.task == "classification" and self._metrics is not None:
-            _share_confusion_matrices(self._metrics, self._rolling)
 
     # -- reference ---------------------------------------------------------------
     def set_reference(self, profile: ReferenceProfile, source: str) -> None:
@@ -316,8 +324,8 @@ class VersionMonitor:
         """Append one validated prediction; returns True when it belongs to the reference period."""
         if self.task is None:
             self.task = _infer_task(event["prediction"], event["score"])
-        if self._metrics is None:
-            self._metrics, self._rolling, self._primary = _metric_suite(self.task, self.settings.performance_window)
+        if self._metrics_suite is None:
+            self._metrics_suite, self._primary = metric_suite(self.task, self.settings.performance_window)
             self._baseline_metric = _metric_suite(self.task, 1)[0][self._primary]
         ts = event["timestamp"]
         if self.deployed_at is None:
@@ -362,6 +370,151 @@ class VersionMonitor:
         else:
             self.maybe_close_by_time(ts, out)
         return False
+
+    def add_columns(self, batch: PredictionColumns, offset, rows: list, labels: list) -> list:
+        """Append this version's predictions of one batch, as columns; returns what they emit.
+
+        ``rows`` are the events' indices in their message (the audit offsets are
+        ``[offset, row]``); ``labels`` the labels that came before their predictions, as
+        ``(position in batch, label, clock)``: each is joined after its prediction and before
+        the window that holds it closes, as the row-by-row path does. Windows close where
+        that path closes them (size, or ``window_seconds`` of event time); batches that need
+        a decision per event (new feature names past ``max_features``, scheduled retrains)
+        and batches of fewer than ``SMALL_BATCH`` rows take the row-by-row path.
+        """
+        out: list = []
+        n = len(batch)
+        if not n:
+            return out
+        settings, counts = self.settings, self.counts
+        new_names = [name for name in batch.features if name not in self._feature_names]
+        over_cap = bool(new_names) and len(self._feature_names) + len(new_names) > settings.max_features
+        if n < SMALL_BATCH or settings.retrain_max_interval or over_cap:
+            # names past the cap are dropped per event that has a value for them
+            return self._add_rows(batch, offset, rows, labels, keep_missing=not over_cap)
+        self._feature_names.update(new_names)
+        if self.task is None:
+            self.task = _infer_task(batch.prediction[0], None if batch.score[0] != batch.score[0] else batch.score[0])
+        if self._metrics_suite is None:
+            self._metrics_suite, self._primary = metric_suite(self.task, settings.performance_window)
+            self._baseline_metric = _metric_suite(self.task, 1)[0][self._primary]
+        ts = batch.ts
+        if self.deployed_at is None:
+            self.deployed_at = float(ts[0])
+        out_of_range = self._out_of_range(batch)
+        columns = {name: batch.feature_values(name) for name in batch.features}
+        columns[PREDICTION] = batch.prediction
+        columns[SCORE] = [None if v != v else v for v in batch.score.tolist()]
+        segment_rows = [batch.segment_of(i) for i in range(n)] if batch.segments else [None] * n
+        classification = batch.prediction if self.task == "classification" else None
+        pending_labels = sorted(labels, key=lambda item: item[0])
+        next_label = 0
+        i = 0
+        while i < n:
+            if self.reference is None:
+                stop = min(n, i + settings.reference_size - self._reference_rows.n)
+                self._take(i, stop, out_of_range, segment_rows, classification)
+                self._reference_rows.extend({k: v[i:stop] for k, v in columns.items()}, stop - i)
+                if self._reference_segments is not None:
+                    self._reference_segments.extend(segment_rows[i:stop])
+                next_label = self._join_early(pending_labels, next_label, stop, batch, segment_rows, out)
+                i = stop
+                if self._reference_rows.n >= settings.reference_size:
+                    self._build_reference()
+                continue
+            cut = self._window_cut(ts, i)
+            stop = n if cut is None else cut + 1
+            if self.window.n == 0:
+                self._window_start = self._window_end = float(ts[i])
+                self._window_offsets[0] = None if offset is None else [offset, rows[i]]
+            self._take(i, stop, out_of_range, segment_rows, classification)
+            self._observe_window_rows(batch, i, stop)
+            self.window.extend({k: v[i:stop] for k, v in columns.items()}, stop - i)
+            self._window_segments.extend(segment_rows[i:stop])
+            self._window_start = min(self._window_start, float(ts[i:stop].min()))
+            self._window_end = max(self._window_end, float(ts[i:stop].max()))
+            self._window_offsets[1] = None if offset is None else [offset, rows[stop - 1]]
+            if cut is not None:
+                # labels of the rows before the closing one come before the close, its own after it
+                next_label = self._join_early(pending_labels, next_label, cut, batch, segment_rows, out)
+                self.close_window(out)
+            next_label = self._join_early(pending_labels, next_label, stop, batch, segment_rows, out)
+            i = stop
+        return out
+
+    # -- per-window extra trackers (serving latency, KPIs): fed per run of rows, read at close --
+    def _observe_window_rows(self, batch: PredictionColumns, start: int, stop: int) -> None:
+        """Rows ``start:stop`` of ``batch`` enter the open window (``batch.latency_ms`` etc.):
+        the place where per-window trackers are fed. None yet."""
+
+    def _window_extras(self) -> dict:
+        """What per-window trackers report at the close, merged into ``last_window`` (name -> dict)."""
+        return {}
+
+    def _window_cut(self, ts: np.ndarray, i: int) -> int | None:
+        """The first row from ``i`` on at which the open window closes (by size or by event time)."""
+        settings = self.settings
+        held = self.window.n
+        by_size = i + settings.window_size - held - 1
+        end = min(len(ts), by_size + 1)
+        span = ts[i:end]
+        start = np.minimum.accumulate(span)
+        if held:
+            start = np.minimum(start, self._window_start)
+        sizes = held + 1 + np.arange(len(span))
+        late = np.flatnonzero((sizes >= settings.min_window_size) & (span - start >= settings.window_seconds))
+        if len(late):
+            return i + int(late[0])
+        return by_size if by_size < len(ts) else None
+
+    def _take(self, i: int, stop: int, out_of_range: np.ndarray, segment_rows: list, predictions: list | None) -> None:
+        """Counts of rows ``i:stop`` as they enter the reference or the window."""
+        self.counts["predictions"] += stop - i
+        bad = int(out_of_range[i:stop].sum())
+        self._score_out_of_range += bad
+        self.counts["score_out_of_range"] += bad
+        if predictions is not None:   # classification: per-segment positive rates
+            for j in range(i, stop):
+                if segment_rows[j]:
+                    self.segments.add_prediction(segment_rows[j], _as_class(predictions[j]))
+
+    def _out_of_range(self, batch: PredictionColumns) -> np.ndarray:
+        """Per row: the score outside [0, 1], or (no score) a numeric prediction outside ``output_range``."""
+        score = batch.score
+        present = ~np.isnan(score)
+        bad = present & ((score < 0.0) | (score > 1.0))
+        if self.settings.output_range:
+            low, high = self.settings.output_range
+            for j in np.flatnonzero(~bad).tolist():   # a score in range, or none: the prediction is checked
+                value = batch.prediction[j]
+                if not isinstance(value, (str, bool)) and not low <= value <= high:
+                    bad[j] = True
+        return bad
+
+    def _join_early(self, labels: list, start: int, stop: int, batch: PredictionColumns, segment_rows: list,
+                    out: list) -> int:
+        """Join the early labels of rows before ``stop``; returns the index of the next one."""
+        while start < len(labels) and labels[start][0] < stop:
+            row, label, clock = labels[start]
+            score = batch.score[row]
+            out += self.add_labels([batch.prediction[row]], [None if score != score else float(score)], [label],
+                                   clock, [segment_rows[row]])
+            start += 1
+        return start
+
+    def _add_rows(self, batch: PredictionColumns, offset, rows: list, labels: list, keep_missing: bool = False) -> list:
+        """The row-by-row path, for batches that need a decision per event, and the oracle of
+        the columnar path in tests. ``keep_missing``: every event names every feature of the
+        batch, so new columns come in the order the columnar path gives them."""
+        out: list = []
+        by_row: dict = {}
+        for row, label, clock in labels:
+            by_row.setdefault(row, []).append((label, clock))
+        for j, event in enumerate(batch.to_events(keep_missing)):
+            self.add_prediction(event, None if offset is None else [offset, rows[j]], out)
+            for label, clock in by_row.get(j, ()):
+                self.add_label(event["prediction"], event["score"], label, clock, out, event["segment"])
+        return out
 
     def _admit(self, features: dict) -> dict:
         """The row of an event with names not seen before: admitted while fewer than ``max_features``
@@ -498,6 +651,7 @@ class VersionMonitor:
             "segments": self.segments.summary(),
             "segment_drift": dict(self._segment_report),
             "errors": dict(self._check_errors),
+            **self._window_extras(),
         }
         self.closed_windows.append(self._window_summary(report, columns))
         del self.closed_windows[:-64]       # bounded when no stream layer takes them (tests, benchmarks)
@@ -669,55 +823,83 @@ class VersionMonitor:
 
     # -- labels ------------------------------------------------------------------
     def add_label(self, prediction, score, label, ts: float, out: list, segment: dict | None = None) -> None:
-        self.counts["labelled"] += 1
-        if self.task == "classification":
-            y_true, y_pred = _as_class(label), _as_class(prediction)
-            error = float(y_true != y_pred)
-            overall, rolling = self._metrics, self._rolling
-            overall["accuracy"].update(y_true, y_pred)     # and F1, which reads its confusion matrix
-            rolling["accuracy"].update(y_true, y_pred)
-            if score is not None and isinstance(y_true, bool) and 0.0 <= score <= 1.0:
-                overall["roc_auc"].update(y_true, score)
-                overall["log_loss"].update(y_true, score)
-                rolling["log_loss"].update(y_true, score)
-            baseline_pair = (y_true, y_pred)
-            if segment:
-                self.segments.add_label(segment, y_true, y_pred)
-            if (self.settings.estimate_performance and self.cbpe is None and score is not None
-                    and isinstance(y_true, bool) and isinstance(y_pred, bool) and 0.0 <= score <= 1.0):
-                self._cbpe_fit.append((score, y_true, y_pred))
-                if len(self._cbpe_fit) >= self.settings.cbpe_reference_labels:
-                    scores, labels, predictions = zip(*self._cbpe_fit)
-                    self.cbpe = CBPE(max_drop=self.settings.performance_tolerance).fit(scores, labels, predictions)
-                    self._cbpe_fit = []
-        else:
-            try:
-                y_true, y_pred = float(label), float(prediction)
-            except (TypeError, ValueError):
-                return
-            error = abs(y_true - y_pred)
-            for metric in (*self._metrics.values(), *self._rolling.values()):
-                metric.update(y_true, y_pred)
-            baseline_pair = (y_true, y_pred)
-        if self.baseline is None:
-            self._baseline_metric.update(*baseline_pair)
-            if self._baseline_errors is not None:
-                self._baseline_errors.append(error)
-            if self.counts["labelled"] >= self.settings.performance_window:
-                self.baseline = _metric_value(self._baseline_metric)
-        self.recent_errors.append(error)
-        self.concept.update(error)
-        if self.concept.drift_detected:
-            # The detector fires early, when the rolling metric has barely moved: keep checking
-            # the gap for a rolling window's worth of labels instead of only at this instant.
-            self._suspect_left = self.settings.performance_window
-        if self._suspect_left and self.baseline is not None:
-            self._suspect_left -= 1
-            if self.concept.drift_detected or self._suspect_left % 25 == 0:
-                alert = self._check_performance(ts, out, trigger=self.concept.name)
-                if alert is not None and self._triggers(alert):
-                    self._request_retrain([alert["alert_id"]], f"performance {alert['severity']}: {alert['message']}",
-                                          ts, out)
+        """One joined label (see :meth:`add_labels`)."""
+        out += self.add_labels([prediction], [score], [label], ts, [segment])
+
+    def add_labels(self, predictions: list, scores: list, labels: list, ts: float,
+                   segments: list | None = None) -> list:
+        """Joined labels with their predictions' outputs, in join order; returns what they emit.
+
+        The metrics take the labels in one numpy update per run between two performance
+        checks (a check reads the rolling metric as of its label); the concept detector,
+        the baseline, the segment counts and the CBPE fit see them one by one, as before.
+        """
+        out: list = []
+        segments = segments or [None] * len(labels)
+        classification = self.task == "classification"
+        pending_true, pending_pred, pending_score = [], [], []
+        metrics, settings, counts = self._metrics_suite, self.settings, self.counts
+
+        def flush():
+            if pending_true:
+                metrics.update(pending_true, pending_pred, pending_score)
+                pending_true.clear(), pending_pred.clear(), pending_score.clear()
+
+        for prediction, score, label, segment in zip(predictions, scores, labels, segments):
+            counts["labelled"] += 1
+            if classification:
+                y_true, y_pred = _as_class(label), _as_class(prediction)
+                error = float(y_true != y_pred)
+                if segment:
+                    self.segments.add_label(segment, y_true, y_pred)
+                if (self.cbpe is None and settings.estimate_performance and score is not None
+                        and isinstance(y_true, bool) and isinstance(y_pred, bool) and 0.0 <= score <= 1.0):
+                    self._cbpe_fit.append((score, y_true, y_pred))
+                    if len(self._cbpe_fit) >= settings.cbpe_reference_labels:
+                        fit_scores, fit_labels, fit_predictions = zip(*self._cbpe_fit)
+                        self.cbpe = CBPE(max_drop=settings.performance_tolerance).fit(
+                            fit_scores, fit_labels, fit_predictions)
+                        self._cbpe_fit = []
+            else:
+                try:
+                    y_true, y_pred = float(label), float(prediction)
+                except (TypeError, ValueError):
+                    continue
+                error = abs(y_true - y_pred)
+            pending_true.append(y_true)
+            pending_pred.append(y_pred)
+            pending_score.append(score)
+            if self.baseline is None:
+                self._baseline_metric.update(y_true, y_pred)
+                if self._baseline_errors is not None:
+                    self._baseline_errors.append(error)
+                if counts["labelled"] >= settings.performance_window:
+                    self.baseline = _metric_value(self._baseline_metric)
+            self.recent_errors.append(error)
+            self.concept.update(error)
+            if self.concept.drift_detected:
+                # The detector fires early, when the rolling metric has barely moved: keep checking
+                # the gap for a rolling window's worth of labels instead of only at this instant.
+                self._suspect_left = settings.performance_window
+            if self._suspect_left and self.baseline is not None:
+                self._suspect_left -= 1
+                if self.concept.drift_detected or self._suspect_left % 25 == 0:
+                    flush()
+                    alert = self._check_performance(ts, out, trigger=self.concept.name)
+                    if alert is not None and self._triggers(alert):
+                        self._request_retrain([alert["alert_id"]],
+                                              f"performance {alert['severity']}: {alert['message']}", ts, out)
+        flush()
+        return out
+
+    @property
+    def _metrics(self) -> dict | None:
+        """Overall metrics by name (river-like views of :mod:`detectors.label_metrics`)."""
+        return None if self._metrics_suite is None else self._metrics_suite.overall
+
+    @property
+    def _rolling(self) -> dict | None:
+        return None if self._metrics_suite is None else self._metrics_suite.rolling
 
     def _check_performance(self, ts: float, out: list, trigger: str) -> dict | None:
         """A performance alert when the rolling metric is worse than baseline by the tolerance,
@@ -907,28 +1089,50 @@ class ModelMonitor:
         return min(self.source_clocks.values(), default=0.0)
 
     def add_predictions(self, events: list, offset=None, partition=None, sources=None) -> list:
-        """Fold validated predictions in.
+        """Fold validated predictions in (dicts; :meth:`add_columns` takes them as columns).
 
         ``offset``/``partition`` locate their message for audits; ``sources`` gives the
         source partition of consecutive runs of ``events`` as ``[(partition, count), ...]``
         (default: all from one source).
         """
+        if not events:
+            return []
+        return self.add_columns(PredictionColumns.from_events(events, sources), offset, partition)
+
+    def add_columns(self, batch: PredictionColumns, offset=None, partition=None) -> list:
+        """Fold a batch of validated predictions of this model in; returns what it emits.
+
+        The join is decided per event (a dict look-up: shadow traffic, redeliveries, labels
+        that came first); each version then takes its rows as columns
+        (:meth:`VersionMonitor.add_columns`). ``batch.sources`` as in :meth:`add_predictions`.
+        """
         out: list = []
+        n = len(batch)
+        if not n:
+            return out
         pending, early = self._pending, self._early_labels
         windows_before = self._windows_closed()
+        ts = batch.ts
         start, clocks, first = 0, self.source_clocks, not self.source_clocks
-        for source, count in sources or [(None, len(events))]:
-            newest = max((e["timestamp"] for e in events[start:start + count]), default=None)
-            if newest is not None and newest > clocks.get(source, float("-inf")):
-                clocks[source] = newest
+        for source, count in batch.sources or [(None, n)]:
+            if count:
+                newest = float(ts[start:start + count].max())
+                if newest > clocks.get(source, float("-inf")):
+                    clocks[source] = newest
             start += count
         if first and clocks:   # labels that came before any prediction start waiting now
             for label in early.values():
                 label[1] = self.watermark
-        for index, event in enumerate(events):
-            pid = event["prediction_id"]
-            name = event["model_version"]
-            entry = (name, event["prediction"], event["score"], event["segment"], event["timestamp"])
+        clock = self.clock        # max prediction time, of the rows kept
+        by_version: dict = {}     # name -> [rows, early labels as (position, label, clock)]
+        times = ts.tolist()
+        scores = batch.score.tolist()
+        segments = batch.segments
+        for index, pid in enumerate(batch.ids):
+            name = batch.model_version[index]
+            segment = batch.segment_of(index) if segments else None
+            score = scores[index]
+            entry = (name, batch.prediction[index], None if score != score else score, segment, times[index])
             shadows = pending.get(pid)
             if shadows is not None:
                 # Same id from another version = shadow traffic; from the same version = redelivery.
@@ -936,38 +1140,57 @@ class ModelMonitor:
                     self.counts["duplicate_predictions"] += 1
                     continue
                 shadows.append(entry)
-            version = self.version(name)
-            ts = event["timestamp"]
-            if ts > self.clock:
-                self.clock = ts
-            version.partition = partition
-            version.add_prediction(event, None if offset is None else [offset, index], out)
+            if times[index] > clock:
+                clock = times[index]
+            taken = by_version.get(name)
+            if taken is None:
+                taken = by_version[name] = [[], []]
             label = early.get(pid)
             if label is not None:   # kept until its TTL: a shadow version's prediction may still come
-                if not label[2] and len(label) > 3 and label[3] >= ts:   # [3]: label time (newer checkpoints)
-                    self.label_delay.observe(label[3] - ts)
+                if not label[2] and len(label) > 3 and label[3] >= times[index]:   # [3]: label time
+                    self.label_delay.observe(label[3] - times[index])
                 label[2] = True
-                version.add_label(event["prediction"], event["score"], label[0], self.clock, out, event["segment"])
+                taken[1].append((len(taken[0]), label[0], clock))
             elif shadows is None:
                 pending[pid] = [entry]
+            taken[0].append(index)
+        self.clock = clock
+        for name, (rows, labels) in by_version.items():
+            version = self.version(name)
+            version.partition = partition
+            sub = batch if len(rows) == n else batch.take(rows)
+            out += version.add_columns(sub, offset, rows, labels)
         self._expire()
         if len(self.versions) > 1 and self._windows_closed() != windows_before:
             self._compare(out)
         return out
 
     def add_labels(self, events: list) -> list:
+        """Fold validated labels in (dicts; :meth:`add_label_columns` takes them as columns)."""
+        return self.add_label_columns(LabelColumns.from_events(events))
+
+    def add_label_columns(self, batch: LabelColumns) -> list:
+        """Join a batch of labels with their predictions (prediction id -> pending entry) and give
+        each version its joined labels in one call per run of consecutive labels of that version."""
         out: list = []
         clock, watermark = self.clock, self.watermark
-        for event in events:
-            entries = self._pending.pop(event["prediction_id"], None)
+        pending, early = self._pending, self._early_labels
+        joined: list = []      # [version, predictions, scores, labels, segments] per run
+        for pid, label, ts in zip(batch.ids, batch.label, batch.ts.tolist()):
+            entries = pending.pop(pid, None)
             if entries is None:
-                self._early_labels[event["prediction_id"]] = [event["label"], watermark, False, event["timestamp"]]
+                early[pid] = [label, watermark, False, ts]
                 continue
-            delay = event["timestamp"] - entries[0][4]
+            delay = ts - entries[0][4]
             if delay >= 0:   # a label stamped before its prediction is another clock's doing, not a delay
                 self.label_delay.observe(delay)
             for name, prediction, score, segment, _ in entries:
-                self.versions[name].add_label(prediction, score, event["label"], clock, out, segment)
+                if not joined or joined[-1][0] != name:
+                    joined.append([name, [], [], [], []])
+                run = joined[-1]
+                run[1].append(prediction), run[2].append(score), run[3].append(label), run[4].append(segment)
+        for name, predictions, scores, labels, segments in joined:
+            out += self.versions[name].add_labels(predictions, scores, labels, clock, segments)
         self._expire()
         return out
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sinks.alertmanager import AlertmanagerSink
+from sinks.cloudevents import ENVELOPES, CloudEventsEnvelope
 from sinks.base import SEVERITIES, DeliveryError, Sink, SinkFilter, redact_url, severity_rank
 from sinks.jsonl import JsonlSink
 from sinks.log import LogSink
@@ -27,7 +28,7 @@ from sinks.topic import Send, TopicSink
 from sinks.webhook import WebhookError, WebhookSink, slack_payload
 
 __all__ = [
-    "AlertmanagerSink", "SEVERITIES", "DeliveryError", "JsonlSink", "LogSink", "RedisSink", "Send", "Sink",
+    "AlertmanagerSink", "CloudEventsEnvelope", "SEVERITIES", "DeliveryError", "JsonlSink", "LogSink", "RedisSink", "Send", "Sink",
     "SinkFilter", "SinkRouter", "StatusStore", "StoreUnavailable", "TopicSink",
     "WebhookError", "WebhookSink", "build_sink", "build_sinks", "get_reference_sync",
     "put_reference_sync", "read_status_sync", "redact_url", "severity_rank",
@@ -36,14 +37,15 @@ __all__ = [
 
 # Keys each sink type accepts besides the common "type", "name", "kinds", "min_severity".
 _OPTIONS = {
-    "kafka": set(),
+    "kafka": {"envelope", "source", "mode"},   # the alerts/retrain topics' envelope (the worker writes them)
     "log": {"logger"},
     "jsonl": {"path"},
     "redis": {"url", "stream", "maxlen", "audit_ttl", "timeout", "prefix"},
-    "webhook": {"url", "slack", "timeout", "headers"},
+    "webhook": {"url", "slack", "timeout", "headers", "envelope", "source"},
     "alertmanager": {"url", "timeout", "ttl", "headers"},
+    "mlflow": {"tracking_uri", "experiment_prefix", "timeout", "retries"},   # pip install 'driftline[mlflow]'
 }
-_REQUIRED = {"jsonl": {"path"}, "redis": {"url"}, "webhook": {"url"}, "alertmanager": {"url"}}
+_REQUIRED = {"jsonl": {"path"}, "redis": {"url"}, "webhook": {"url"}, "alertmanager": {"url"}, "mlflow": {"tracking_uri"}}
 _COMMON = {"type", "name", "kinds", "min_severity"}
 
 
@@ -61,10 +63,15 @@ def build_sink(entry: dict[str, Any], send: Send | None = None) -> tuple[Sink, S
         raise ValueError(f"{kind} sink needs {sorted(missing)}")
     options = {k: v for k, v in entry.items() if k in _OPTIONS[kind]}
     name = entry.get("name")
+    envelope = envelope_of(entry)
+    if kind == "webhook":
+        options.pop("source", None)
+        options["envelope"] = envelope
     if kind == "kafka":
         if send is None:
             raise ValueError("a kafka sink needs the streams layer's send callable")
-        sink: Sink = TopicSink(send, name=name or "kafka")
+        sink: Sink = TopicSink(send, name=name or "kafka",
+                               envelope=envelope if envelope and envelope.mode == "structured" else None)
     elif kind == "log":
         sink = LogSink(**options, name=name or "log")
     elif kind == "jsonl":
@@ -73,9 +80,30 @@ def build_sink(entry: dict[str, Any], send: Send | None = None) -> tuple[Sink, S
         sink = RedisSink(**options, name=name or "redis")
     elif kind == "alertmanager":
         sink = AlertmanagerSink(**options, name=name)
+    elif kind == "mlflow":
+        from sinks.mlflow_tracking import MlflowSink   # the optional extra: imported only when configured
+
+        sink = MlflowSink(**options, name=name)
     else:
         sink = WebhookSink(**options, name=name)
     return sink, SinkFilter(entry.get("kinds"), entry.get("min_severity"))
+
+
+def envelope_of(entry: dict[str, Any]) -> CloudEventsEnvelope | None:
+    """The CloudEvents envelope a ``webhook`` or ``kafka`` entry asks for (``envelope = "cloudevents"``), or None."""
+    envelope = entry.get("envelope", "none")
+    if envelope not in ENVELOPES:
+        raise ValueError(f"envelope {envelope!r} is not one of {ENVELOPES}")
+    if envelope == "none":
+        for key in ("source", "mode"):
+            if key in entry:
+                raise ValueError(f"{entry.get('type')} sink: {key!r} needs envelope = \"cloudevents\"")
+        return None
+    if entry.get("slack"):
+        raise ValueError("webhook sink: slack = true and envelope = \"cloudevents\" exclude each other")
+    if entry.get("type") == "webhook" and entry.get("mode", "structured") != "structured":
+        raise ValueError("webhook sink: CloudEvents are sent in structured mode")
+    return CloudEventsEnvelope(source=entry.get("source") or "/driftline", mode=entry.get("mode", "structured"))
 
 
 def build_sinks(config: list[dict[str, Any]], send: Send | None = None, maxsize: int = 10_000,

@@ -46,6 +46,14 @@ class Sink(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class WindowClosed:
+    """A tested window's summary (``ModelMonitor.window_summaries``), for sinks with ``takes_windows = True``:
+    the router hands them these besides alerts and retrain requests."""
+
+    summary: dict
+
+
 class DeliveryError(Exception):
     """A sink could not deliver a record (the message never contains secrets)."""
 

@@ -13,7 +13,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 
-from sinks.base import Sink, SinkFilter, describe_error
+from sinks.base import Sink, SinkFilter, WindowClosed, describe_error
 
 log = logging.getLogger("driftline.sinks")
 
@@ -174,19 +174,32 @@ class SinkRouter:
         """
         queued = 0
         for route in self._routes.values():
-            if not route.filter.matches(record):
-                continue
-            if self._stopped:
-                route.dropped += 1
-                continue
-            if len(route.buffer) >= route.maxsize:
-                self._drop_oldest(route)
-            route.buffer.append((route.next_seq, record))
-            route.next_seq += 1
-            route.idle.clear()
-            route.wake.set()
-            queued += 1
+            if route.filter.matches(record):
+                queued += self._enqueue(route, record)
         return queued
+
+    def publish_window(self, summary: dict) -> int:
+        """Queue a closed window's summary (the window history's entry) for the sinks that take
+        windows (``takes_windows = True``, e.g. the MLflow sink); alert filters do not apply.
+        Never blocks; returns how many sinks it was queued for."""
+        queued = 0
+        for route in self._routes.values():
+            if not getattr(route.sink, "takes_windows", False):
+                continue
+            queued += self._enqueue(route, WindowClosed(summary))
+        return queued
+
+    def _enqueue(self, route: _Route, item) -> int:
+        if self._stopped:
+            route.dropped += 1
+            return 0
+        if len(route.buffer) >= route.maxsize:
+            self._drop_oldest(route)
+        route.buffer.append((route.next_seq, item))
+        route.next_seq += 1
+        route.idle.clear()
+        route.wake.set()
+        return 1
 
     def _drop_oldest(self, route: _Route) -> None:
         seq, _ = route.buffer.popleft()

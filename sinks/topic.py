@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Awaitable, Callable
 
 from sinks.base import to_json
+from sinks.cloudevents import CloudEventsEnvelope
 
 Send = Callable[[bytes, bytes], Awaitable[object]]
 
@@ -16,12 +17,16 @@ class TopicSink:
     producer is the streams layer's business, so ``close`` does nothing.
     """
 
-    def __init__(self, send: Send, name: str = "kafka"):
+    def __init__(self, send: Send, name: str = "kafka", envelope: CloudEventsEnvelope | None = None):
+        if envelope is not None and envelope.mode != "structured":
+            raise ValueError("a TopicSink sends values only: CloudEvents in structured mode")
         self.send = send
         self.name = name
+        self.envelope = envelope
 
     async def __call__(self, record: dict) -> None:
-        await self.send(str(record["model"]).encode(), to_json(record))
+        body = record if self.envelope is None else self.envelope.structured(record)
+        await self.send(str(record["model"]).encode(), to_json(body))
 
     async def close(self) -> None:
         return None

@@ -9,6 +9,7 @@ from numbers import Real
 import aiohttp
 
 from sinks.base import DeliveryError, record_id, redact_url, to_json
+from sinks.cloudevents import STRUCTURED_CONTENT_TYPE, CloudEventsEnvelope
 
 _ICONS = {"info": ":information_source:", "warning": ":warning:", "critical": ":rotating_light:"}
 _DETAIL_FIELDS = ("feature", "metric", "reason")
@@ -61,7 +62,8 @@ def slack_payload(record: dict) -> dict:
 
 
 class WebhookSink:
-    """POST each record as JSON (or, with ``slack=True``, as a Slack message).
+    """POST each record as JSON (or, with ``slack=True``, as a Slack message; with ``envelope``, as a
+    structured-mode CloudEvent, ``application/cloudevents+json``).
 
     A non-2xx answer, a connection error or a timeout raises :class:`WebhookError`,
     whose message names only the scheme, host and port (webhook URLs often carry
@@ -76,9 +78,13 @@ class WebhookSink:
         timeout: float = 5.0,
         headers: dict[str, str] | None = None,
         name: str | None = None,
+        envelope: CloudEventsEnvelope | None = None,
     ):
+        if slack and envelope is not None:
+            raise ValueError("a Slack message cannot be a CloudEvent")
         self.url = url
         self.slack = slack
+        self.envelope = envelope
         self.timeout = timeout
         self.headers = dict(headers or {})
         self.name = name or ("slack" if slack else "webhook")
@@ -88,12 +94,17 @@ class WebhookSink:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
-                headers={"Content-Type": "application/json", **self.headers},
+                headers={"Content-Type": STRUCTURED_CONTENT_TYPE if self.envelope else "application/json",
+                         **self.headers},
             )
         return self._session
 
     async def __call__(self, record: dict) -> None:
-        await self._post(to_json(slack_payload(record) if self.slack else record))
+        if self.envelope is not None:
+            body = self.envelope.structured(record)
+        else:
+            body = slack_payload(record) if self.slack else record
+        await self._post(to_json(body))
 
     async def _post(self, body: bytes) -> None:
         where = redact_url(self.url)

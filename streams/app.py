@@ -318,6 +318,7 @@ def _fold(mon: ModelMonitor, model: str, message, body: dict) -> None:
         out = mon.tick(body["tick"])
     for summary in mon.window_summaries():
         worker.spawn(worker.status.append_window(summary, settings.history_windows), "window history")
+        worker.router.publish_window(summary)        # sinks that take windows (mlflow); never blocks
     if "tick" not in body:
         worker.last_event_at[model] = time.monotonic()
     mon.applied_offsets[message.partition] = message.offset

@@ -104,13 +104,20 @@ def _serve(start, port: int, what: str, note: str) -> None:
     """Start a local service on 127.0.0.1:``port`` and keep it until Ctrl-C (stopped by its PID)."""
     if not preflight.port_free("127.0.0.1", port):
         raise preflight.Unusable(f"port 127.0.0.1:{port} is in use (a {what} already running?); choose --port")
+    import signal
+
+    def _terminated(signum, frame):
+        raise KeyboardInterrupt   # SIGTERM stops the service too (Python's default would orphan it)
+
     service = start(port)
+    previous = signal.signal(signal.SIGTERM, _terminated)
     console.print(f"{what} listening on [bold]{service.url}[/] ({note}; Ctrl-C stops it)")
     try:
         service.proc.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         service.stop()
 
 
@@ -132,6 +139,24 @@ def redis(port: int) -> None:
     from streams.embedded import start_redis
 
     _serve(start_redis, port, "redis", "no persistence")
+
+
+@main.command()
+@click.argument("name", required=False)
+@global_options
+def schema(name: str | None) -> None:
+    """Print the JSON Schema of one topic's payloads (NAME: alerts, deadletter, labels, predictions,
+    retrain); without NAME, list them with their URIs."""
+    import schemas
+
+    if name is None:
+        for known in schemas.names():
+            click.echo(f"{known}\t{schemas.uri(known)}\t{schemas.load(known)['title']}")
+        return
+    try:
+        click.echo(schemas.text(name), nl=False)
+    except KeyError:
+        raise _Failed(f"no schema {name!r}; there are: {', '.join(schemas.names())}") from None
 
 
 @main.command()
@@ -391,6 +416,7 @@ def tail(ctx, what: str, from_beginning: bool, max_messages, timeout, as_json: b
     """Print alerts, retrain requests or dead letters, one line each (--json: the records)."""
     from kafka import KafkaConsumer
 
+    from sinks.cloudevents import unwrap
     from streams.render import record_line
 
     settings = _settings(ctx)
@@ -406,7 +432,7 @@ def tail(ctx, what: str, from_beginning: bool, max_messages, timeout, as_json: b
                 click.echo(text)
             else:
                 try:
-                    click.echo(record_line(what, orjson.loads(message.value)))
+                    click.echo(record_line(what, unwrap(orjson.loads(message.value))))
                 except (orjson.JSONDecodeError, AttributeError, TypeError):
                     click.echo(text[:300])
             n += 1

@@ -66,8 +66,11 @@ MODEL = table_of_dataclass(ModelSettings, {
 def _sink_table(kind: str) -> Table:
     from sinks import _COMMON, _OPTIONS
 
+    from sinks.cloudevents import ENVELOPES, MODES
+
     typed = {"url": str, "stream": str, "path": str, "logger": str, "slack": bool, "headers": MapOf(str),
-             "maxlen": int, "audit_ttl": int, "timeout": float, "prefix": str}
+             "maxlen": int, "audit_ttl": int, "timeout": float, "prefix": str, "envelope": OneOf(ENVELOPES),
+             "source": str, "mode": OneOf(MODES), "tracking_uri": str, "experiment_prefix": str, "retries": int}
     fields = {key: typed.get(key, object) for key in _COMMON | _OPTIONS[kind]}
     return Table({**fields, "type": str, "name": str, "kinds": ListOf(OneOf(ALERT_KINDS)),
                   "min_severity": OneOf(SEVERITIES)})
@@ -91,7 +94,17 @@ def _sinks(value) -> str | None:
 
         found: list[str] = []
         check_value(entry, _sink_table(kind), "", found)
+        if not found:
+            from sinks import envelope_of
+
+            try:
+                envelope_of(entry)
+            except ValueError as exc:
+                found.append(f"envelope: {exc}")
         lines.extend(f"[{i}].{line}" for line in found)
+    kafka = [entry for entry in value if isinstance(entry, dict) and entry.get("type") == "kafka"]
+    if len({(e.get("envelope", "none"), e.get("source"), e.get("mode")) for e in kafka}) > 1:
+        lines.append("kafka: the alerts and retrain topics have one envelope; the kafka entries disagree")
     return "; ".join(lines) or None
 
 

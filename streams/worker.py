@@ -14,12 +14,30 @@ import orjson
 
 from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile
-from sinks import StatusStore, build_sinks
+from sinks import StatusStore, build_sinks, envelope_of
 from sinks.dedup import DedupGuard
 from streams.ledger import CommitLedger
 from streams.state import StateStore
 
 log = logging.getLogger("driftline")
+
+
+def _with_defaults(settings, entry: dict) -> dict:
+    """A [[sinks]] entry with what only the worker knows: the Redis URL, the CloudEvents source."""
+    if entry["type"] == "redis":
+        entry = {**entry, "url": entry.get("url") or settings.redis_url}
+    if entry.get("envelope") == "cloudevents":
+        entry = {**entry, "source": entry.get("source") or f"/driftline/{settings.app_id}"}
+    return entry
+
+
+def outgoing(envelope, record: dict) -> tuple[bytes, list | None]:
+    """The value and headers an alert or retrain request is written with on its topic."""
+    if envelope is None:
+        return orjson.dumps(record), None
+    if envelope.mode == "binary":
+        return orjson.dumps(record), envelope.kafka_headers(record)
+    return orjson.dumps(envelope.structured(record)), None
 
 
 class ModelLimitReached(Exception):
@@ -38,8 +56,9 @@ class Worker:
     """
 
     def __init__(self, settings, state: StateStore, outputs: dict, router, status, dedup,
-                 instruments=lambda: None, extra_counts=dict):
+                 instruments=lambda: None, extra_counts=dict, envelope=None):
         self.settings = settings
+        self.envelope = envelope     # the alerts/retrain topics: plain records, or CloudEvents
         self.state = state
         self.outputs = outputs
         self.instruments = instruments
@@ -66,9 +85,11 @@ class Worker:
 
     @classmethod
     def from_settings(cls, settings, state: StateStore, outputs: dict, **kwargs) -> "Worker":
-        router = build_sinks(
-            [({**s, "url": s.get("url") or settings.redis_url} if s["type"] == "redis" else s)
-             for s in settings.sinks if s["type"] != "kafka"])
+        entries = [_with_defaults(settings, s) for s in settings.sinks]
+        router = build_sinks([s for s in entries if s["type"] != "kafka"])
+        # CloudEvents on the alerts/retrain topics if a [[sinks]] type = "kafka" asks
+        kwargs.setdefault("envelope", next(
+            (envelope_of(s) for s in entries if s["type"] == "kafka" and envelope_of(s)), None))
         status = StatusStore(settings.redis_url, prefix=settings.redis_prefix)
         dedup = DedupGuard(settings.redis_url, prefix=f"driftline:delivered:{settings.app_id}:")
         return cls(settings, state, outputs, router, status, dedup, **kwargs)
@@ -144,7 +165,8 @@ class Worker:
             record_id = record.get("alert_id") or record.get("event_id")
             if not await self.dedup.delivered_before(record_id):
                 topic = self.outputs["alert" if kind == "alert" else "retrain"]
-                fut = await topic.send(key=record["model"].encode(), value=orjson.dumps(record))
+                value, headers = outgoing(self.envelope, record)
+                fut = await topic.send(key=record["model"].encode(), value=value, headers=headers)
                 await fut
                 await self.dedup.mark_delivered(record_id)
                 self.counts["alerts_sent" if kind == "alert" else "retrain_sent"] += 1

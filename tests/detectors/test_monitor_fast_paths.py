@@ -74,28 +74,52 @@ def test_shared_confusion_matrices_give_the_values_of_separate_metrics(classes):
         monitor.add_label(prediction, score, label, float(i), [])
         separate.update(prediction, score, label)
         if i % 37 == 0 or i == 399:
-            assert _values(monitor) == separate.values()
-    assert monitor.status()["metrics"]["f1"] == separate.overall["f1"].get()
+            _close(_values(monitor), separate.values())
+    assert monitor.status()["metrics"]["f1"] == pytest.approx(separate.overall["f1"].get(), abs=1e-12)
 
 
-def test_a_checkpoint_with_separate_metrics_is_restored_with_shared_ones():
-    monitor, separate = _version(window=30), SeparateMetrics(window=30)
-    traffic = list(_labelled_traffic(5, 200, "binary"))
-    for i, (prediction, score, label) in enumerate(traffic[:120]):
-        separate.update(prediction, score, label)
-    # what an older checkpoint holds: F1s with confusion matrices of their own
-    monitor._metrics, monitor._rolling = separate.overall, separate.rolling
-    monitor.counts["labelled"] = 120
-    restored = pickle.loads(pickle.dumps(monitor))
-    assert restored._metrics["f1"].cm is restored._metrics["accuracy"].cm
-    assert restored._rolling["f1"].cm is restored._rolling["accuracy"].obj.cm
-    assert _values(restored) == separate.values()
-    again = SeparateMetrics(window=30)
-    for prediction, score, label in traffic:
-        again.update(prediction, score, label)
+def _close(got: tuple, want: tuple) -> None:
+    for ours, theirs in zip(got, want):
+        assert ours.keys() == theirs.keys()
+        for name in theirs:
+            assert ours[name] == pytest.approx(theirs[name], abs=1e-12, rel=1e-12), name
+
+
+@pytest.mark.parametrize("regression", [False, True])
+def test_a_checkpoint_with_river_metrics_is_restored_with_their_values(regression):
+    """Checkpoints hold river's metrics (separate or shared confusion matrices); restored, the
+    numpy metrics carry their values, rolling windows included, and go on as river's would."""
+    if regression:
+        monitor = VersionMonitor("m", "1", ModelSettings(task="regression", performance_window=30))
+        monitor.add_prediction({"prediction": 1.5, "score": None, "timestamp": 0.0, "features": {},
+                                "segment": None}, None, [])
+        rng = np.random.default_rng(2)
+        traffic = [(float(p), None, float(p + rng.normal())) for p in rng.normal(size=200)]
+        overall = {"mae": metrics.MAE(), "rmse": metrics.RMSE(), "r2": metrics.R2()}
+        rolling = {"mae": utils.Rolling(metrics.MAE, window_size=30), "rmse": utils.Rolling(metrics.RMSE, window_size=30)}
+
+        def update(prediction, score, label, group=(overall, rolling)):
+            for metric in (*group[0].values(), *group[1].values()):
+                metric.update(label, prediction)
+        values = lambda: ({k: m.get() for k, m in overall.items()}, {k: m.get() for k, m in rolling.items()})  # noqa: E731
+    else:
+        monitor = _version(window=30)
+        traffic = list(_labelled_traffic(5, 200, "binary"))
+        separate = SeparateMetrics(window=30)
+        overall, rolling, update, values = separate.overall, separate.rolling, separate.update, separate.values
+    for prediction, score, label in traffic[:120]:
+        update(prediction, score, label)
+    # what an older checkpoint holds: river's metrics under _metrics/_rolling
+    state = {k: v for k, v in monitor.__dict__.items() if k != "_metrics_suite"}
+    state["_metrics"], state["_rolling"] = overall, rolling
+    state["counts"] = {**state["counts"], "labelled": 120}
+    restored = VersionMonitor.__new__(VersionMonitor)
+    restored.__setstate__(pickle.loads(pickle.dumps(state)))
+    _close(_values(restored), values())
     for i, (prediction, score, label) in enumerate(traffic[120:]):
         restored.add_label(prediction, score, label, float(i), [])
-    assert _values(restored) == again.values()
+        update(prediction, score, label)
+    _close(_values(restored), values())
 
 
 # -- column buffer -----------------------------------------------------------------------

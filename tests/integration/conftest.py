@@ -32,3 +32,15 @@ def shared_worker(broker_url, redis_url, tmp_path_factory):
         yield worker
     finally:
         worker.terminate()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def outputs_follow_the_schemas(broker_url):
+    """After the session's integration tests: every record on every alerts, retrain and dead-letter
+    topic of the shared broker validates against its schema (schemas/), bare or inside a CloudEvent."""
+    from tests.integration.harness import bootstrap
+    from tests.schemas.outputs import check_topics, read_output_topics
+
+    yield
+    checked, problems = check_topics(read_output_topics(bootstrap(broker_url)))
+    assert not problems, f"{len(problems)} of {checked} output records break their schema:\n" + "\n".join(problems[:20])

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from streams.embedded import free_port, stop_process
-from tests.integration.harness import ROOT, isolated_env, wait_until
+from tests.integration.harness import ROOT, alive, descendants, isolated_env, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ def test_the_cluster_commands_work_as_written(broker_url, redis_url, tmp_path):
         assert value == shown[name], line
     commands = {line.split("#")[0].split()[1]: line.split("#")[0].strip()
                 for line in lines if line.startswith("driftline ")}
-    assert set(commands) == {"worker", "status", "tail", "audit", "reference", "simulate", "broker", "redis"}
+    assert set(commands) == {"worker", "status", "tail", "audit", "reference", "simulate", "schema", "broker", "redis"}
 
     env = isolated_env(broker_url, redis_url, DRIFTLINE_DATA_DIR=tmp_path / "data")
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"   # the installed `driftline`
@@ -105,6 +105,8 @@ def test_the_cluster_commands_work_as_written(broker_url, redis_url, tmp_path):
 
         (tmp_path / "reference.csv").write_text("amount,country\n" + "".join(
             f"{i * 1.5},{'DE' if i % 3 else 'FR'}\n" for i in range(50)))
+        schema = orjson.loads(run(commands["schema"]).stdout)
+        assert schema["title"] == "driftline.predictions" and schema["$id"].startswith("urn:driftline:schema:")
         built = run(commands["reference"]).stdout
         assert "stored reference fraud:7:reference.csv: 50 rows, 2 features" in built
     finally:
@@ -118,5 +120,9 @@ def test_the_cluster_commands_work_as_written(broker_url, redis_url, tmp_path):
             wait_until(lambda: "listening on" in service.output() or service.proc.poll() is not None, timeout=30,
                        what=f"{name} listening")
             assert service.proc.poll() is None, service.output()
+            children = descendants(service.proc.pid)
+            assert children, f"{name}: no server process under the command"
         finally:
             service.stop()
+        # stopped by SIGTERM (its PID), the command stops its server too: nothing is left behind
+        wait_until(lambda: not any(alive(pid) for pid in children), timeout=15, what=f"{name}'s server stopped")

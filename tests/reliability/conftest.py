@@ -57,3 +57,8 @@ def start_worker(tmp_path):
             worker.terminate(timeout=20)
         elif not worker._log.closed:
             worker._log.close()
+
+
+# every record the reliability tests leave on the session broker's alerts, retrain and dead-letter
+# topics validates against schemas/ (the same session check as the integration tests')
+from tests.integration.conftest import outputs_follow_the_schemas  # noqa: E402,F401

@@ -52,11 +52,16 @@ def test_building_the_package_prints_no_deprecation_warning(tmp_path):
     """What `pip install .` prints, on a copy (a build writes build/ and *.egg-info next to pyproject.toml)."""
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, tmp_path / name)
-    for package in ("streams", "detectors", "sinks"):
+    for package in ("streams", "detectors", "sinks", "schemas"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path / "dist"), "."],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert "deprecat" not in output.lower(), output[-3000:]
-    assert list((tmp_path / "dist").glob("driftline-*.whl"))
+    wheels = list((tmp_path / "dist").glob("driftline-*.whl"))
+    assert wheels
+    import zipfile
+
+    shipped = set(zipfile.ZipFile(wheels[0]).namelist())
+    assert {f"schemas/{n}.json" for n in ("alerts", "deadletter", "labels", "predictions", "retrain")} <= shipped

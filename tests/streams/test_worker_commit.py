@@ -38,7 +38,7 @@ class Topic:
     def __init__(self, journal, fail: int = 0):
         self.journal, self.fail, self.sent = journal, fail, []
 
-    async def send(self, key, value):
+    async def send(self, key, value, headers=None):
         if self.fail:
             self.fail -= 1
             raise ConnectionError("broker down")
@@ -140,10 +140,10 @@ def test_outputs_folded_while_delivering_wait_for_the_next_checkpoint():
     _fold(worker, journal, 10, "a1")
     original = topic.send
 
-    async def send_and_fold(key, value):
+    async def send_and_fold(key, value, headers=None):
         if not worker.held and len(worker.outbox) == 1:     # folded while the first alert is in flight
             _fold(worker, journal, 11, "a2")
-        return await original(key, value)
+        return await original(key, value, headers)
 
     topic.send = send_and_fold
     asyncio.run(worker.commit())

@@ -1,0 +1,184 @@
+"""Batches of validated events as columns: what the monitor core consumes.
+
+A micro-batch of predictions for one model travels as one :class:`PredictionColumns`
+(a list or an array per field, not a dict per event); labels as :class:`LabelColumns`.
+The ingest stage builds them straight from decoded messages; :meth:`PredictionColumns.from_events`
+builds them from today's validated dicts (:func:`streams.records.validate_prediction`), and
+:meth:`PredictionColumns.to_events` goes back, for tests and for the row-by-row oracle.
+
+Conventions (stable: fields are added, never renamed):
+
+* ``ts``, ``score``, ``latency_ms``: float64 arrays, NaN where the event had none
+  (validated values are finite, so NaN always means missing).
+* ``model_version``: a list with one str per event (a batch may mix versions, e.g.
+  shadow traffic).
+* ``prediction``: a list of the raw outcomes (float, str or bool, as validated).
+* ``features``: name -> column. A column whose present values are all numbers (int or
+  float, not bool) is a float64 array with NaN for missing; any other column is a list of
+  the raw values with None for missing (categorical, boolean or mixed types: the data-quality
+  checks look at the raw types). A name absent from an event is missing in that row.
+* ``segments``: attribute -> list of str or None, one per event (None: the event's segment
+  did not carry that attribute; an event without a segment is None in every list).
+* ``sources``: ``[(source partition, count), ...]`` over consecutive runs of events, as
+  :meth:`detectors.monitor.ModelMonitor.add_predictions` takes it; None: all from one source.
+
+>>> events = [{"prediction_id": "a", "model": "m", "model_version": "1", "timestamp": 10.0,
+...            "features": {"x": 1, "c": "u"}, "prediction": True, "score": 0.8,
+...            "segment": {"region": "eu"}, "latency_ms": None},
+...           {"prediction_id": "b", "model": "m", "model_version": "1", "timestamp": 11.0,
+...            "features": {"x": 2.5}, "prediction": False, "score": None,
+...            "segment": None, "latency_ms": 3.0}]
+>>> batch = PredictionColumns.from_events(events)
+>>> batch.features["x"].tolist(), batch.features["c"], batch.score.tolist()
+([1.0, 2.5], ['u', None], [0.8, nan])
+>>> batch.segments, len(batch)
+({'region': ['eu', None]}, 2)
+>>> batch.to_events()[1]["features"], batch.to_events()[0]["segment"]
+({'x': 2.5}, {'region': 'eu'})
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+__all__ = ["PredictionColumns", "LabelColumns", "feature_column", "optional_floats"]
+
+
+def optional_floats(values) -> np.ndarray:
+    """float64 array of numbers or None (None -> NaN)."""
+    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def feature_column(values: list) -> np.ndarray | list:
+    """One feature's values (None for missing) as the batch keeps them: float64 with NaN
+    when every present value is an int or a float (not a bool), else the list itself."""
+    for value in values:
+        kind = type(value)
+        if kind is not float and kind is not int and value is not None:
+            return values
+    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+
+
+@dataclasses.dataclass(slots=True)
+class PredictionColumns:
+    """Validated predictions of one model, as columns (see the module docstring)."""
+
+    model: str
+    ids: list[str]
+    ts: np.ndarray
+    model_version: list[str]
+    prediction: list
+    score: np.ndarray
+    features: dict[str, np.ndarray | list]
+    segments: dict[str, list] = dataclasses.field(default_factory=dict)
+    latency_ms: np.ndarray | None = None
+    sources: list[tuple] | None = None
+
+    def __post_init__(self) -> None:
+        if self.latency_ms is None:
+            self.latency_ms = np.full(len(self.ids), np.nan)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def from_events(cls, events: list[dict], sources: list[tuple] | None = None) -> "PredictionColumns":
+        """Columns of validated prediction dicts (all of one model)."""
+        n = len(events)
+        names: dict[str, None] = {}
+        attrs: dict[str, None] = {}
+        for event in events:
+            names.update(dict.fromkeys(event["features"]))
+            if event["segment"]:
+                attrs.update(dict.fromkeys(event["segment"]))
+        features = {name: feature_column([e["features"].get(name) for e in events]) for name in names}
+        segments = {attr: [(e["segment"] or {}).get(attr) for e in events] for attr in attrs}
+        return cls(
+            model=events[0]["model"] if n else "",
+            ids=[e["prediction_id"] for e in events],
+            ts=np.array([e["timestamp"] for e in events], dtype=np.float64),
+            model_version=[e["model_version"] for e in events],
+            prediction=[e["prediction"] for e in events],
+            score=optional_floats([e["score"] for e in events]),
+            features=features, segments=segments,
+            latency_ms=optional_floats([e.get("latency_ms") for e in events]),
+            sources=sources)
+
+    def feature_values(self, name: str) -> list:
+        """One feature as Python values with None for missing (numbers come back as floats)."""
+        column = self.features[name]
+        if isinstance(column, np.ndarray):
+            return [None if v != v else v for v in column.tolist()]
+        return list(column)
+
+    def segment_of(self, index: int) -> dict | None:
+        """The segment of one event as validated events carry it (None when it had none)."""
+        found = {attr: values[index] for attr, values in self.segments.items() if values[index] is not None}
+        return found or None
+
+    def to_events(self, keep_missing: bool = False) -> list[dict]:
+        """Back to validated dicts: the row-by-row oracle's input. Numeric features come back
+        as floats; a feature missing in a row is left out of its ``features`` (``keep_missing``:
+        kept as None, so every event names every feature of the batch, in the batch's order)."""
+        columns = {name: self.feature_values(name) for name in self.features}
+        scores = self.score.tolist()
+        latencies = self.latency_ms.tolist()
+        events = []
+        for i, pid in enumerate(self.ids):
+            events.append({
+                "prediction_id": pid, "model": self.model, "model_version": self.model_version[i],
+                "timestamp": float(self.ts[i]),
+                "features": {name: values[i] for name, values in columns.items()
+                             if keep_missing or values[i] is not None},
+                "prediction": self.prediction[i],
+                "score": None if scores[i] != scores[i] else scores[i],
+                "segment": self.segment_of(i),
+                "latency_ms": None if latencies[i] != latencies[i] else latencies[i],
+            })
+        return events
+
+    def take(self, rows) -> "PredictionColumns":
+        """The events at ``rows`` (an index array or a slice), in that order; ``sources`` dropped."""
+        rows = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.intp)
+        pick = rows.tolist()
+
+        def sub(column):
+            return column[rows] if isinstance(column, np.ndarray) else [column[i] for i in pick]
+
+        return PredictionColumns(
+            model=self.model, ids=sub(self.ids), ts=self.ts[rows], model_version=sub(self.model_version),
+            prediction=sub(self.prediction), score=self.score[rows],
+            features={name: sub(column) for name, column in self.features.items()},
+            segments={attr: sub(values) for attr, values in self.segments.items()},
+            latency_ms=self.latency_ms[rows])
+
+
+@dataclasses.dataclass(slots=True)
+class LabelColumns:
+    """Validated labels of one model, as columns: ``label`` holds the raw outcomes
+    (float, str or bool), ``ts`` float64 label times.
+
+    >>> batch = LabelColumns.from_events([{"prediction_id": "a", "model": "m", "label": True, "timestamp": 5.0}])
+    >>> batch.ids, batch.label, batch.ts.tolist(), batch.to_events()[0]["label"]
+    (['a'], [True], [5.0], True)
+    """
+
+    model: str
+    ids: list[str]
+    label: list
+    ts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def from_events(cls, events: list[dict]) -> "LabelColumns":
+        return cls(model=events[0]["model"] if events else "", ids=[e["prediction_id"] for e in events],
+                   label=[e["label"] for e in events],
+                   ts=np.array([e["timestamp"] for e in events], dtype=np.float64))
+
+    def to_events(self) -> list[dict]:
+        return [{"prediction_id": pid, "model": self.model, "label": label, "timestamp": ts}
+                for pid, label, ts in zip(self.ids, self.label, self.ts.tolist())]

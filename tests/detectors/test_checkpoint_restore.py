@@ -1,0 +1,51 @@
+"""A checkpoint pickled by the monitor of main before the columnar core (fixtures/make_checkpoint_v0.py)
+restores, and the restored monitor goes on to emit exactly what that code emitted after it."""
+import math
+import pathlib
+import pickle
+
+import orjson
+
+from tests.detectors.checkpoint_stream import comparable, feed, stream
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+
+
+def _expected():
+    return orjson.loads((FIXTURES / "checkpoint_v0_expected.json").read_bytes())
+
+
+def _plain(value):
+    """JSON-shaped, without the wall-clock ``created_at`` stamps."""
+    def strip(item):
+        if isinstance(item, dict):
+            return {k: strip(v) for k, v in item.items() if k != "created_at"}
+        if isinstance(item, list):
+            return [strip(v) for v in item]
+        return item
+    return strip(orjson.loads(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)))
+
+
+def assert_same(got, want, where="") -> None:
+    """Equal, floats to 1e-12 (the metrics' sums are taken in another order than river's)."""
+    if isinstance(want, float) and isinstance(got, (int, float)):
+        assert math.isclose(got, want, rel_tol=1e-12, abs_tol=1e-12), (where, got, want)
+    elif isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), (where, got, want)
+        for key in want:
+            assert_same(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), (where, got, want)
+        for i, (a, b) in enumerate(zip(got, want)):
+            assert_same(a, b, f"{where}[{i}]")
+    else:
+        assert got == want, (where, got, want)
+
+
+def test_checkpoint_of_the_pickled_format_restores_and_continues_identically():
+    monitor = pickle.loads((FIXTURES / "checkpoint_v0.pickle").read_bytes())["monitor"]
+    out = feed(monitor, *stream(2400, 1800, seed=2, shift_from=2700))
+    expected = _expected()
+    assert [kind for kind, _ in out] == [kind for kind, _ in expected["emitted"]]
+    assert_same(_plain(comparable(out)), _plain(expected["emitted"]))
+    assert_same(_plain(monitor.status()), _plain(expected["status"]))
