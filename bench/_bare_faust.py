@@ -70,5 +70,6 @@ async def bench_probe() -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = [sys.argv[0], "worker", "-l", "warn"]
+    # no web server: Faust's CLI would otherwise bind 0.0.0.0:6066 whatever web_enabled says
+    sys.argv = [sys.argv[0], "worker", "-l", "warn", "--without-web"]
     app.main()

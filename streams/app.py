@@ -5,11 +5,13 @@
     driftline.labels ──────┘   │        (keyed by model)                └─> Redis / webhook / file / log
                                └─> driftline.deadletter
 
-*ingest* decodes and validates raw messages in batches (bad input goes to the
-dead-letter topic, valid events behind it keep flowing) and re-keys them by
-model, so a prediction and its label meet in the same partition whichever
-topic, key or order they came with. Many small messages become a few large ones,
-which is what keeps Faust's per-message cost off the statistics.
+*ingest* (:class:`streams.ingest.IngestLoop`, an aiokafka ``getmany`` loop the app runs
+as a service, in a consumer group of its own) decodes and validates raw messages in
+batches (bad input goes to the dead-letter topic, valid events behind it keep flowing)
+and re-keys them by model, so a prediction and its label meet in the same partition
+whichever topic, key or order they came with; it commits a batch once its records are
+sent. Many small messages become a few large ones, which keeps Faust's per-message cost
+(paid on the internal topic only) off the statistics.
 
 *monitor* folds each message into the model's :class:`ModelMonitor` and holds
 its acks. At every window close, and at least every ``checkpoint_seconds``, it
@@ -22,23 +24,19 @@ every event counts once in the state, and alerts keep their deterministic ids.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
-import pickle
 import time
-from operator import itemgetter
 
 import faust
 import orjson
 
 from detectors.monitor import ModelMonitor
-from detectors.profile import ReferenceProfile
-from sinks import StatusStore, build_sinks, envelope_of
-from sinks.dedup import DedupGuard
 from streams import config, positions, records, transport, web
 from streams.deadletter_log import DeadLetterLog
 from streams.gaps import GapFiller
-from streams.ledger import CommitLedger
+from streams.ingest import IngestLoop, IngestOptions, Source
+from streams.state import StateStore
+from streams.worker import ModelLimitReached, Worker
 
 log = logging.getLogger("driftline")
 settings = config.current()
@@ -77,8 +75,6 @@ app = faust.App(
 )
 
 raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-predictions_topic = app.topic(settings.topics.predictions, **raw)
-labels_topic = app.topic(settings.topics.labels, **raw)
 events_topic = app.topic(settings.internal_topic, partitions=settings.partitions, internal=True, **raw)
 alerts_topic = app.topic(settings.topics.alerts, **raw)
 retrain_topic = app.topic(settings.topics.retrain, **raw)
@@ -109,295 +105,10 @@ monitor_state = app.tables.add(_ModelStateTable(
     key_type=bytes, value_type=bytes))
 
 
-# A record over the producer's request size (8 MiB here, 1 MB on a default Kafka broker) makes
-# Faust's producer crash the worker, and again after every restart. A wide model's reference or
-# checkpoint passes that (600 features: ~15 MB), so large records are stored in parts.
-STATE_PART_BYTES = 512 * 1024
-_PARTS = b"driftline-parts\x00"     # head of a record stored in parts (a pickle starts with 0x80)
-
-
-def _part_key(key: bytes, generation: int, index: int) -> bytes:
-    return b"%s\x00part\x00%d\x00%d" % (key, generation, index)
-
-
-def _parts_of(value: bytes | None) -> list | None:
-    return orjson.loads(value[len(_PARTS):]) if value is not None and value.startswith(_PARTS) else None
-
-
-def put_state(key: bytes, value: bytes) -> None:
-    """Write a state record; past STATE_PART_BYTES as parts, then a head naming them.
-
-    All of a model's records go to its partition in write order (_ModelStateTable), so a
-    crash at any point leaves the last head written with its parts intact; the previous
-    generation's parts are deleted only after the new head.
-    """
-    old = _parts_of(monitor_state.get(key))
-    if len(value) <= STATE_PART_BYTES:
-        monitor_state[key] = value
-    else:
-        generation, count = (old[0] + 1 if old else 0), -(-len(value) // STATE_PART_BYTES)
-        for i in range(count):
-            monitor_state[_part_key(key, generation, i)] = value[i * STATE_PART_BYTES:(i + 1) * STATE_PART_BYTES]
-        monitor_state[key] = _PARTS + orjson.dumps([generation, count])
-    if old:
-        for i in range(old[1]):
-            monitor_state.pop(_part_key(key, old[0], i), None)
-
-
-def get_state(key: bytes) -> bytes | None:
-    value = monitor_state.get(key)
-    parts = _parts_of(value)
-    if parts is None:
-        return value
-    chunks = [monitor_state.get(_part_key(key, parts[0], i)) for i in range(parts[1])]
-    if any(chunk is None for chunk in chunks):
-        raise LookupError(f"state record {key!r} is missing parts")
-    return b"".join(chunks)
-
-
-REFERENCE_PREFIX = b"ref\x00"
-
-
-class _CheckpointPickler(pickle.Pickler):
-    """Pickles a monitor without its reference profiles (immutable, ~75% of the bytes).
-
-    Each reference is written to the table once under its own key; checkpoints
-    refer to it by id, so a checkpoint costs the changing state only.
-    """
-
-    def __init__(self, file, references: dict):
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.references = references
-
-    def persistent_id(self, obj):
-        if isinstance(obj, ReferenceProfile):
-            self.references[obj.reference_id] = obj
-            return obj.reference_id
-        return None
-
-
-class _CheckpointUnpickler(pickle.Unpickler):
-    def persistent_load(self, reference_id):
-        stored = get_state(REFERENCE_PREFIX + reference_id.encode())
-        if stored is None:
-            raise pickle.UnpicklingError(f"reference {reference_id} missing from the state table")
-        return pickle.loads(stored)
-
-
-def dump_checkpoint(checkpoint: dict, stored_references: set) -> bytes:
-    buffer, references = io.BytesIO(), {}
-    _CheckpointPickler(buffer, references).dump(checkpoint)
-    for reference_id, profile in references.items():
-        if reference_id not in stored_references:
-            put_state(REFERENCE_PREFIX + reference_id.encode(), pickle.dumps(
-                profile, protocol=pickle.HIGHEST_PROTOCOL))
-            stored_references.add(reference_id)
-    return buffer.getvalue()
-
-
-def load_checkpoint(data: bytes) -> dict:
-    return _CheckpointUnpickler(io.BytesIO(data)).load()
-
-
-class ModelLimitReached(Exception):
-    """A new model key past ``max_models``: its events are dead-lettered, the worker's memory stays flat."""
-
-
-def _with_defaults(entry: dict) -> dict:
-    """A [[sinks]] entry with what only the worker knows: the Redis URL, the CloudEvents source."""
-    if entry["type"] == "redis":
-        entry = {**entry, "url": entry.get("url") or settings.redis_url}
-    if entry.get("envelope") == "cloudevents":
-        entry = {**entry, "source": entry.get("source") or f"/driftline/{settings.app_id}"}
-    return entry
-
-
-def outgoing(envelope, record: dict) -> tuple[bytes, list | None]:
-    """The value and headers an alert or retrain request is written with on its topic."""
-    if envelope is None:
-        return orjson.dumps(record), None
-    if envelope.mode == "binary":
-        return orjson.dumps(record), envelope.kafka_headers(record)
-    return orjson.dumps(envelope.structured(record)), None
-
-
-class Worker:
-    """In-memory side of the monitor stage: live monitors, held acks, sinks, counters."""
-
-    def __init__(self):
-        self.monitors: dict[str, tuple[int, ModelMonitor]] = {}
-        self.dirty: set[str] = set()
-        self.held: list = []
-        self.outbox: list = []
-        self.last_checkpoint = time.monotonic()
-        self.status_due: dict[str, float] = {}
-        self.status_stale: set[str] = set()
-        self.references_checked: set[tuple[str, str]] = set()
-        self.stored_references: set[str] = set()
-        self.last_event_at: dict[str, float] = {}
-        self.counts = {"predictions": 0, "labels": 0, "deadletter": 0, "alerts_sent": 0,
-                       "alerts_deduplicated": 0, "deadletter_deduplicated": 0, "retrain_sent": 0, "replayed_skipped": 0, "redelivered_skipped": 0,
-                       "checkpoints": 0, "status_write_failures": 0, "processing_errors": 0, "log_restarts": 0,
-                       "models_rejected": 0}
-        entries = [_with_defaults(s) for s in settings.sinks]
-        self.router = build_sinks([s for s in entries if s["type"] != "kafka"])
-        # the alerts/retrain topics: plain records, or CloudEvents if a [[sinks]] type = "kafka" asks
-        self.envelope = next((envelope_of(s) for s in entries if s["type"] == "kafka" and envelope_of(s)), None)
-        self.status = StatusStore(settings.redis_url, prefix=settings.redis_prefix)
-        self.dedup = DedupGuard(settings.redis_url, prefix=f"driftline:delivered:{settings.app_id}:")
-        self._tasks: set = set()
-        self.ledger = CommitLedger()
-        self.commit_lock = asyncio.Lock()
-
-    # -- state -------------------------------------------------------------------
-    def monitor_for(self, model: str, partition: int) -> ModelMonitor:
-        entry = self.monitors.get(model)
-        if entry is not None:
-            return entry[1]
-        stored = get_state(model.encode())
-        if stored is not None:
-            checkpoint = load_checkpoint(stored)
-            monitor, outbox = checkpoint["monitor"], checkpoint["outbox"]
-            log.info("restored %s from checkpoint (offsets %s, %d unsent)", model,
-                     monitor.applied_offsets, len(outbox))
-            self.outbox.extend(outbox)
-        elif len(self.monitors) >= settings.max_models:
-            raise ModelLimitReached(f"model limit reached: this worker monitors max_models={settings.max_models} "
-                                    f"models already")
-        else:
-            monitor = ModelMonitor(model, settings.for_model(model), settings.version_hash)
-        self.monitors[model] = (partition, monitor)
-        return monitor
-
-    def checkpoint(self) -> None:
-        for model in self.dirty:
-            entry = self.monitors.get(model)
-            if entry is None:
-                continue
-            outbox = [o for o in self.outbox if o[1]["model"] == model]
-            monitor_state.write_partition = entry[0]   # the model's partition (see _ModelStateTable)
-            try:
-                put_state(model.encode(), dump_checkpoint({"monitor": entry[1], "outbox": outbox},
-                                                          self.stored_references))
-            finally:
-                monitor_state.write_partition = None
-        self.dirty.clear()
-        self.counts["checkpoints"] += 1
-        self.last_checkpoint = time.monotonic()
-
-    def ack(self, events: list) -> None:
-        for event in events:
-            message = event.message
-            self.ledger.handled((message.topic, message.partition), message.offset)
-            event.ack()
-
-    async def commit(self) -> None:
-        """Persist, deliver, acknowledge: the order that makes a crash at any step lose nothing.
-
-        1. the monitors' state (with the offsets it applied and the unsent outputs) goes to the
-           table, whose changelog Faust flushes before it commits any offset;
-        2. the outputs are sent (alerts, retrain requests), each at most once per id;
-        3. the held messages are marked handled, so the next commit may pass them.
-        A crash after 1 replays the messages after the checkpoint (skipped: already applied)
-        and re-sends the outbox (dropped by id); a crash after 2 only re-reads.
-        """
-        async with self.commit_lock:
-            # only what this checkpoint holds: the monitor may fold in more while outputs are sent
-            held, self.held = self.held, []
-            self.checkpoint()
-            await self.deliver()
-            self.ack(held)
-
-    def forget_partitions(self, partitions: set[int]) -> None:
-        """Partitions moved away: drop their monitors and held events (the new owner replays)."""
-        for model in [m for m, (p, _) in self.monitors.items() if p in partitions]:
-            del self.monitors[model]
-            self.dirty.discard(model)
-        self.held = [e for e in self.held if e.message.partition not in partitions]
-        self.outbox = [o for o in self.outbox if o[2] not in partitions]
-
-    # -- output ------------------------------------------------------------------
-    async def deliver(self) -> None:
-        """Send the outbox: Kafka first (awaited), then the best-effort sinks."""
-        while self.outbox:
-            item = self.outbox[0]
-            kind, record, _partition = item
-            record_id = record.get("alert_id") or record.get("event_id")
-            if not await self.dedup.delivered_before(record_id):
-                topic = alerts_topic if kind == "alert" else retrain_topic
-                value, headers = outgoing(self.envelope, record)
-                fut = await topic.send(key=record["model"].encode(), value=value, headers=headers)
-                await fut
-                await self.dedup.mark_delivered(record_id)
-                self.counts["alerts_sent" if kind == "alert" else "retrain_sent"] += 1
-                metrics.instruments.sent(kind, record)
-                self.router.publish(record)
-                log.warning("%s %s %s/%s %s", kind.upper(), record.get("kind"), record["model"],
-                            record["model_version"], record.get("message") or record.get("reason"))
-            else:
-                self.counts["alerts_deduplicated"] += 1
-            # A rebalance during the awaits above may have replaced the outbox
-            # (forget_partitions): remove this record only if it is still there.
-            if item in self.outbox:
-                self.outbox.remove(item)
-
-    def schedule_status(self, model: str, monitor: ModelMonitor) -> None:
-        """Write status at most once a second per model; the flush timer writes what is left."""
-        now = time.monotonic()
-        if now < self.status_due.get(model, 0.0):
-            self.status_stale.add(model)
-            return
-        self.status_stale.discard(model)
-        self.status_due[model] = now + 1.0
-        status = monitor.status()
-        status["worker"] = {**self.counts, **gaps.counts, "sinks": self.router.stats()}
-        self.spawn(self._write_status(model, status), "status write")
-
-    def spawn(self, coro, what: str) -> None:
-        """Run a Redis write in the background: Redis being slow or down never stalls the stream."""
-        async def guarded():
-            try:
-                await coro
-            except Exception as exc:
-                self.counts["status_write_failures"] += 1
-                log.warning("%s to Redis failed (%s)", what, type(exc).__name__)
-
-        task = asyncio.ensure_future(guarded())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _write_status(self, model: str, status: dict) -> None:
-        for version, version_status in status["versions"].items():
-            await self.status.write_status(model, version, {
-                **version_status, "join": status["join"], "pending_labels": status["pending_labels"],
-                "early_labels": status["early_labels"],
-                "worker": status["worker"]})
-
-    async def ensure_reference(self, monitor: ModelMonitor, events: list) -> None:
-        """A version seen for the first time: use a reference built with `driftline reference build`."""
-        for version in {e["model_version"] for e in events} - set(monitor.versions):
-            key = (monitor.model, version)
-            if key in self.references_checked:
-                continue
-            self.references_checked.add(key)
-            try:   # a sharded model's shards share the model's reference
-                stored = await self.status.get_reference(settings.model_of(monitor.model), version)
-            except Exception as exc:
-                log.warning("reference look-up for %s/%s failed (%s); using first predictions",
-                            monitor.model, version, type(exc).__name__)
-                continue
-            if stored:
-                monitor.set_reference(version, ReferenceProfile.from_dict(stored), source="explicit")
-                log.info("using explicit reference %s for %s/%s", stored.get("reference_id"), *key)
-            try:  # retrain-policy clocks survive a cold start (no checkpoint) through Redis
-                previous = await self.status.read_status(monitor.model, version)
-            except Exception:
-                previous = None
-            if previous:
-                monitor.restore_policy(version, previous.get("deployed_at"), previous.get("last_retrain_at"))
-
-
-worker = Worker()
+state = StateStore(monitor_state)
+worker = Worker.from_settings(settings, state, {"alert": alerts_topic, "retrain": retrain_topic},
+                              instruments=lambda: metrics.instruments,
+                              extra_counts=lambda: {**gaps.counts, **ingest.ingest_counts})
 deadletters = DeadLetterLog(log)
 
 
@@ -452,62 +163,6 @@ async def on_revoked(app, revoked, **kwargs) -> None:
     worker.forget_partitions({tp.partition for tp in revoked if tp.topic == settings.internal_topic})
 
 
-async def _route(events, validate, field: str, source) -> None:
-    """Validate a batch of raw messages; forward valid events per model (or model shard), dead-letter
-    the rest."""
-    sends, dead, decoded = [], [], []
-    monitor_key = settings.monitor_key if settings.shards else None
-    for event in events:
-        message = event.message
-        good, bad = records.decode(event.value, message.timestamp, validate, settings.max_message_bytes)
-        decoded.append((message.partition, message.offset, good))
-        if bad and not worker.ledger.started((message.topic, message.partition)):
-            continue    # revoked while this batch was in flight: the next owner re-reads and dead-letters it
-        for index, reason in bad:
-            record = records.deadletter_record(event.value, reason, source, message.partition,
-                                               message.offset, index)
-            if await worker.dedup.delivered_before(record["deadletter_id"]):
-                worker.counts["deadletter_deduplicated"] += 1    # re-read after a crash: sent before
-                continue
-            worker.counts["deadletter"] += 1
-            metrics.instruments.deadlettered(reason)
-            deadletters.record(reason, source, message.partition, message.offset, index)
-            dead.append((record["deadletter_id"], await deadletter_topic.send(key=message.key,
-                                                                             value=orjson.dumps(record))))
-    key_of = (lambda e: monitor_key(e["model"], e["prediction_id"])) if monitor_key else itemgetter("model")
-    for key, (items, runs) in positions.by_key(decoded, key_of).items():
-        for body in _bodies(field, items, runs, records.MAX_MESSAGE_BYTES):   # under Kafka's default 1 MB
-            sends.append(await events_topic.send(key=key.encode(), value=body))
-    # A dead letter is marked sent as soon as it is (a crash in between re-sends it: same id).
-    for deadletter_id, sent in dead:
-        await sent
-        await worker.dedup.mark_delivered(deadletter_id)
-    # Wait for delivery before the ledger marks the source messages handled: at-least-once.
-    if sends:
-        await asyncio.gather(*sends)
-
-
-def _bodies(field: str, items: list, runs: list, limit: int) -> list[bytes]:
-    """Internal messages of at most ``limit`` bytes (or one event), in order.
-
-    A batch gathers up to ``ingest_batch`` input messages: one model's share of it
-    can exceed the producer's request size, which would crash the ingest agent and
-    lose the batch (its events are acked by take_events() all the same).
-    """
-    body = orjson.dumps({field: items, "src": runs})
-    if len(body) <= limit or len(items) == 1:
-        return [body]
-    half, head, tail, seen = len(items) // 2, [], [], 0
-    for partition, offset, first, count in runs:
-        cut = min(max(half - seen, 0), count)
-        if cut:
-            head.append([partition, offset, first, cut])
-        if count - cut:
-            tail.append([partition, offset, first + cut, count - cut])
-        seen += count
-    return _bodies(field, items[:half], head, limit) + _bodies(field, items[half:], tail, limit)
-
-
 def _fresh(mon: ModelMonitor, field: str, body: dict) -> tuple[list, list]:
     """The events of an internal message that ``mon`` has not folded in yet (streams.positions)."""
     items = body[field]
@@ -516,56 +171,61 @@ def _fresh(mon: ModelMonitor, field: str, body: dict) -> tuple[list, list]:
     return found, sources
 
 
-async def _forward(events, validate, field: str, source) -> None:
-    """Route one batch until it is sent.
+def _aiokafka_options() -> dict:
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 
-    take_events() acks its batch once the loop body returns *or raises* (in a
-    ``finally``), so a batch must not leave half-forwarded: a failure is retried
-    (events sent twice are dropped downstream, see _fresh), and a stop (SIGTERM,
-    scale-in), which cancels the agent mid-batch, first waits for the batch in flight.
-    """
-    routing = asyncio.ensure_future(_route_until_sent(events, validate, field, source))
+    return {"bootstrap_servers": server_list(app.conf.broker, 9092), "request_timeout_ms": 30_000,
+            **credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context)}
+
+
+def _ingest_consumer(listener):
+    """The ingest stage's consumer: a group of its own, offsets committed by the loop itself."""
+    import aiokafka
+
+    consumer = aiokafka.AIOKafkaConsumer(
+        group_id=f"{settings.app_id}-ingest", enable_auto_commit=False, auto_offset_reset="earliest",
+        max_partition_fetch_bytes=config.CONSUMER_FETCH_BYTES, fetch_max_bytes=4 * config.CONSUMER_FETCH_BYTES,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        # Tansu holds a group join up to half the session timeout: keep it short (as the app's)
+        session_timeout_ms=6_000, heartbeat_interval_ms=1_000, **_aiokafka_options())
+    consumer.subscribe([settings.topics.predictions, settings.topics.labels], listener=listener)
+    return consumer
+
+
+def _ingest_producer():
+    import aiokafka
+
+    # one record per batch on the internal topic, as the app's producer writes it (its highwater
+    # is then exact on the embedded broker, see _log_restarted); no idempotent producer on Tansu
+    return aiokafka.AIOKafkaProducer(
+        acks="all", linger_ms=0, max_batch_size=settings.producer_max_batch_size,
+        max_request_size=8 * 1024 * 1024, enable_idempotence=False, **_aiokafka_options())
+
+
+async def _previous_group_positions(tps) -> dict:
+    """Where the app's group (which ran ingest as Faust agents before) committed the input partitions."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**_aiokafka_options())
+    await admin.start()
     try:
-        routed = await asyncio.shield(routing)
-    except asyncio.CancelledError:
-        await asyncio.wait({routing}, timeout=10.0)
-        if routing.done() and not routing.cancelled():
-            _handled(routing.result())
-        raise
-    _handled(routed)
+        offsets = await admin.list_consumer_group_offsets(settings.app_id, partitions=list(tps))
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items()}
 
 
-def _handled(events) -> None:
-    for event in events:
-        message = event.message
-        worker.ledger.handled((message.topic, message.partition), message.offset)
-
-
-async def _route_until_sent(events, validate, field: str, source) -> None:
-    delay, filled = 0.1, None
-    while True:
-        try:
-            if filled is None:   # once: a retry must send the records re-read from a gap too
-                filled = await gaps.fill(events)
-            await _route(filled, validate, field, source)
-            return filled
-        except Exception as exc:
-            log.warning("forwarding %d messages from %s failed (%r); retrying in %.1fs",
-                        len(events), source, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(2 * delay, 5.0)
-
-
-@app.agent(predictions_topic)
-async def ingest_predictions(stream):
-    async for events in stream.take_events(settings.ingest_batch, within=settings.ingest_linger):
-        await _forward(events, records.validate_prediction, "p", settings.topics.predictions)
-
-
-@app.agent(labels_topic)
-async def ingest_labels(stream):
-    async for events in stream.take_events(settings.ingest_batch, within=settings.ingest_linger):
-        await _forward(events, records.validate_label, "l", settings.topics.labels)
+ingest = IngestLoop(
+    [Source(settings.topics.predictions, "p", records.decode_predictions),
+     Source(settings.topics.labels, "l", records.decode_labels)],
+    IngestOptions(internal_topic=settings.internal_topic, deadletter_topic=settings.topics.deadletter,
+                  max_message_bytes=settings.max_message_bytes, batch_records=settings.ingest_batch,
+                  linger_ms=max(1, int(settings.ingest_linger * 1000)), commit_interval=settings.commit_interval,
+                  monitor_key=settings.monitor_key if settings.shards else None),
+    _ingest_consumer, _ingest_producer, worker.dedup, deadletters, worker.counts,
+    on_deadletter=lambda reason: metrics.instruments.deadlettered(reason),
+    fallback_positions=_previous_group_positions)
+app.service(ingest)        # started with the app once its tables are recovered, stopped with it
 
 
 @app.agent(events_topic)

@@ -76,8 +76,8 @@ class Settings:
     max_models: int = 1000               # model keys one worker monitors; events of more are dead-lettered
     commit_interval: float = 2.8         # seconds between offset commits (what a crash re-reads at most)
     tick_seconds: float = 5.0            # idle models get a tick this often (closes stale windows)
-    ingest_batch: int = 1000             # predictions gathered per repartition message
-    ingest_linger: float = 0.05          # seconds
+    ingest_batch: int = 1000             # most input messages per ingest batch (getmany max_records)
+    ingest_linger: float = 0.05          # seconds an ingest getmany waits for a first record
     fetch_max_wait_ms: int = 100         # longest a consumer fetch waits on idle partitions (latency)
     shutdown_timeout: float = 20.0       # a stop that takes longer (broker unreachable) exits hard
     broker_credentials: dict = field(default_factory=dict)  # SASL/TLS, passed to the Kafka client

@@ -1,5 +1,8 @@
 """Re-read input the consumer skipped: offset gaps inside one partition assignment.
 
+(The monitor stage's internal topic, which Faust reads; the ingest loop reads the input
+topics with aiokafka directly, which does not skip, see :mod:`streams.ingest`.)
+
 Offsets in a partition are contiguous unless records were compacted away or are
 transaction markers. Faust treats any jump in delivered offsets as such a gap and
 commits past it. Around a rebalance, though, Faust (faust-streaming 0.15.3 with

@@ -10,9 +10,9 @@ in ``tests/reliability/test_shutdown.py``). So the worker's consumer
 
 * ``start(tp, position)`` on the first message of an assignment, with the partition's
   committed position (where the previous owner stopped);
-* ``handled(tp, offset)`` once a message's effects are safe: for ingest, its events are
-  on the internal topic; for the monitor, its state is in a checkpoint and its outputs
-  sent. A stage handles a partition's messages in offset order, and :class:`GapFiller`
+* ``handled(tp, offset)`` once a message's effects are safe: its state is in a checkpoint
+  and its outputs sent. (Only the monitor stage reads through Faust; the ingest loop,
+  :mod:`streams.ingest`, is a plain aiokafka consumer that commits what it sent itself.) A stage handles a partition's messages in offset order, and :class:`GapFiller`
   puts back any that the consumer skipped, so handling offset ``n`` means every offset
   from the start up to ``n`` is handled;
 * ``committable(tp)``: the offset to commit (the next one to read), or ``None``.

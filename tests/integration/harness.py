@@ -399,7 +399,9 @@ def assigned_partitions(log: str, topic_name: str) -> set[int] | None:
 
     found = None
     for block in log.split("Setting newly assigned partitions")[1:]:
-        table = block.split("for group")[0]
+        table, _, group = block.partition("for group")
+        if group.split()[:1] and group.split()[0].endswith("-ingest"):
+            continue    # the ingest loop's own consumer group (streams.ingest), not Faust's
         match = re.search(re.escape(topic_name) + r"\s*\|\s*\{([^}]*)\}", table)
         parts: set[int] = set()
         if match:

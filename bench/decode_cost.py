@@ -1,0 +1,88 @@
+"""Decode + validate cost per prediction and per label: the reference (orjson + validators) vs typed (msgspec).
+
+    python -m bench.decode_cost [--n 20000] [--repeat 5]
+
+The bench data set (20 features, a score, a label each) framed as single-event messages and as
+micro-batches of 1,000; each decoder runs over the same bytes ``--repeat`` times, the median
+µs per event is reported side by side, with the internal-message format measured alongside:
+encoding the valid events of a batch for the internal topic and decoding them in the monitor,
+as today's list of dicts (orjson) and as msgspec Structs.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import msgspec
+import orjson
+
+from bench import common
+from streams import records
+
+
+def _time(fn, repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        start = time.process_time()
+        fn()
+        samples.append(time.process_time() - start)
+    return statistics.median(samples)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=20_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args(argv)
+    preds, labels = common.predictions(args.n, seed=11)
+    results: dict = {"n": args.n, "decode_us_per_event": {}, "internal_us_per_event": {}}
+    for kind, events, validate in (("prediction", preds, records.validate_prediction),
+                                   ("label", labels, records.validate_label)):
+        for framing in (1, 1000):
+            raws = common.encode(events, framing)
+            ref = _time(lambda: [records.decode_reference(r, 0.0, validate) for r in raws], args.repeat)
+            typed = _time(lambda: [records.decode(r, 0.0, validate) for r in raws], args.repeat)
+            results["decode_us_per_event"][f"{kind}/{framing}"] = {
+                "reference": 1e6 * ref / args.n, "typed": 1e6 * typed / args.n, "ratio": ref / typed}
+    # the internal hop: ingest encodes a model's valid events, the monitor decodes them
+    batches = [records.decode(r, 0.0, records.validate_prediction)[0] for r in common.encode(preds, 1000)]
+    structs = [msgspec.convert(b, list[records.PredictionEvent]) for b in batches]
+    encoded = [orjson.dumps({"p": b}) for b in batches]
+    results["internal_us_per_event"]["dicts: orjson encode"] = 1e6 * _time(
+        lambda: [orjson.dumps({"p": b}) for b in batches], args.repeat) / args.n
+    results["internal_us_per_event"]["dicts: orjson decode"] = 1e6 * _time(
+        lambda: [orjson.loads(e) for e in encoded], args.repeat) / args.n
+    results["internal_us_per_event"]["structs: msgspec encode"] = 1e6 * _time(
+        lambda: [msgspec.json.encode(s) for s in structs], args.repeat) / args.n
+    as_structs = msgspec.json.Decoder(list[records.PredictionEvent])
+    plain = [msgspec.json.encode(s) for s in structs]
+    results["internal_us_per_event"]["structs: msgspec decode"] = 1e6 * _time(
+        lambda: [as_structs.decode(e) for e in plain], args.repeat) / args.n
+    # per-model columnar batches: one list per field and per feature (what PredictionColumns holds)
+    def columns(events: list) -> dict:
+        names = {}
+        for e in events:
+            names.update(dict.fromkeys(e["features"]))
+        out = {k: [e[k] for e in events] for k in ("prediction_id", "model_version", "timestamp", "prediction",
+                                                  "score", "latency_ms", "segment")}
+        out["features"] = {n: [e["features"].get(n) for e in events] for n in names}
+        return out
+
+    results["internal_us_per_event"]["columns: build + orjson encode"] = 1e6 * _time(
+        lambda: [orjson.dumps({"p": columns(b)}) for b in batches], args.repeat) / args.n
+    encoded_columns = [orjson.dumps({"p": columns(b)}) for b in batches]
+    results["internal_us_per_event"]["columns: orjson decode"] = 1e6 * _time(
+        lambda: [orjson.loads(e) for e in encoded_columns], args.repeat) / args.n
+    results["internal_bytes_per_event"] = {"dicts": sum(map(len, encoded)) / args.n,
+                                           "columns": sum(map(len, encoded_columns)) / args.n}
+    for section in ("decode_us_per_event", "internal_us_per_event", "internal_bytes_per_event"):
+        print(section)
+        for key, value in results[section].items():
+            print(f"  {key:28s} {value if isinstance(value, float) else ', '.join(f'{k} {v:.2f}' for k, v in value.items())}")
+    common.save("decode_cost", results)
+    return results
+
+
+if __name__ == "__main__":
+    main()

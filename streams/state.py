@@ -1,0 +1,132 @@
+"""The monitor stage's state records in the ``monitor-state`` table: checkpoints in parts, references once.
+
+:class:`StateStore` wraps the table (any mapping with a ``write_partition`` attribute: the
+Faust table in the worker, a dict in a unit test).
+"""
+from __future__ import annotations
+
+import io
+import pickle
+
+import orjson
+
+from detectors.profile import ReferenceProfile
+
+# A record over the producer's request size (8 MiB here, 1 MB on a default Kafka broker) makes
+# Faust's producer crash the worker, and again after every restart. A wide model's reference or
+# checkpoint passes that (600 features: ~15 MB), so large records are stored in parts.
+STATE_PART_BYTES = 512 * 1024
+_PARTS = b"driftline-parts\x00"     # head of a record stored in parts (a pickle starts with 0x80)
+
+
+def _part_key(key: bytes, generation: int, index: int) -> bytes:
+    return b"%s\x00part\x00%d\x00%d" % (key, generation, index)
+
+
+def _parts_of(value: bytes | None) -> list | None:
+    return orjson.loads(value[len(_PARTS):]) if value is not None and value.startswith(_PARTS) else None
+
+
+class StateStore:
+    """Checkpoints and references in the state table (see the functions' notes)."""
+
+    def __init__(self, table) -> None:
+        self.table = table
+        self.stored_references: set[str] = set()
+
+    def put(self, key: bytes, value: bytes) -> None:
+        put_state(self.table, key, value)
+
+    def get(self, key: bytes) -> bytes | None:
+        return get_state(self.table, key)
+
+    def save_checkpoint(self, key: bytes, checkpoint: dict, partition: int) -> None:
+        """Write one model's checkpoint to ``partition`` (the model's, see _ModelStateTable in streams.app)."""
+        self.table.write_partition = partition
+        try:
+            self.put(key, dump_checkpoint(self.table, checkpoint, self.stored_references))
+        finally:
+            self.table.write_partition = None
+
+    def load_checkpoint(self, key: bytes) -> dict | None:
+        stored = self.get(key)
+        return None if stored is None else load_checkpoint(self.table, stored)
+
+
+def put_state(table, key: bytes, value: bytes) -> None:
+    """Write a state record; past STATE_PART_BYTES as parts, then a head naming them.
+
+    All of a model's records go to its partition in write order (streams.app._ModelStateTable), so a
+    crash at any point leaves the last head written with its parts intact; the previous
+    generation's parts are deleted only after the new head.
+    """
+    old = _parts_of(table.get(key))
+    if len(value) <= STATE_PART_BYTES:
+        table[key] = value
+    else:
+        generation, count = (old[0] + 1 if old else 0), -(-len(value) // STATE_PART_BYTES)
+        for i in range(count):
+            table[_part_key(key, generation, i)] = value[i * STATE_PART_BYTES:(i + 1) * STATE_PART_BYTES]
+        table[key] = _PARTS + orjson.dumps([generation, count])
+    if old:
+        for i in range(old[1]):
+            table.pop(_part_key(key, old[0], i), None)
+
+
+def get_state(table, key: bytes) -> bytes | None:
+    value = table.get(key)
+    parts = _parts_of(value)
+    if parts is None:
+        return value
+    chunks = [table.get(_part_key(key, parts[0], i)) for i in range(parts[1])]
+    if any(chunk is None for chunk in chunks):
+        raise LookupError(f"state record {key!r} is missing parts")
+    return b"".join(chunks)
+
+
+REFERENCE_PREFIX = b"ref\x00"
+
+
+class _CheckpointPickler(pickle.Pickler):
+    """Pickles a monitor without its reference profiles (immutable, ~75% of the bytes).
+
+    Each reference is written to the table once under its own key; checkpoints
+    refer to it by id, so a checkpoint costs the changing state only.
+    """
+
+    def __init__(self, file, references: dict):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.references = references
+
+    def persistent_id(self, obj):
+        if isinstance(obj, ReferenceProfile):
+            self.references[obj.reference_id] = obj
+            return obj.reference_id
+        return None
+
+
+class _CheckpointUnpickler(pickle.Unpickler):
+    def __init__(self, file, table):
+        super().__init__(file)
+        self.table = table
+
+    def persistent_load(self, reference_id):
+        stored = get_state(self.table, REFERENCE_PREFIX + reference_id.encode())
+        if stored is None:
+            raise pickle.UnpicklingError(f"reference {reference_id} missing from the state table")
+        return pickle.loads(stored)
+
+
+def dump_checkpoint(table, checkpoint: dict, stored_references: set) -> bytes:
+    buffer, references = io.BytesIO(), {}
+    _CheckpointPickler(buffer, references).dump(checkpoint)
+    for reference_id, profile in references.items():
+        if reference_id not in stored_references:
+            put_state(table, REFERENCE_PREFIX + reference_id.encode(), pickle.dumps(
+                profile, protocol=pickle.HIGHEST_PROTOCOL))
+            stored_references.add(reference_id)
+    return buffer.getvalue()
+
+
+def load_checkpoint(table, data: bytes) -> dict:
+    return _CheckpointUnpickler(io.BytesIO(data), table).load()
