@@ -29,6 +29,8 @@ from detectors.concept import make_concept_detector
 from detectors.domain_classifier import DomainClassifier
 from detectors.fairness import SegmentStats
 from detectors.histogram import histograms
+from detectors.kpi import KpiTracker, compare_kpi, kpi_alert, recommend_on_kpi
+from detectors.latency import LatencyTracker, latency_alert
 from detectors.performance import drop_test
 from detectors.profile import ReferenceProfile, WindowColumn
 from detectors.quality import DataQuality
@@ -229,6 +231,14 @@ class VersionMonitor:
         self.estimate: dict = {}            # CBPE's estimate of the last window (before labels come)
         self.closed_windows: list = []      # summaries for the window history, taken by the stream layer
         self.alerts_since_window: list = []  # what the next window summary lists as raised
+        self._outcome_trackers()
+
+    def _outcome_trackers(self) -> None:
+        """Serving latency and business KPIs (issue 15): their own trackers, fed per event."""
+        s = self.settings
+        self.latency = LatencyTracker(s.reference_size, s.window_size, s.latency_rolling_size, s.latency_slo_ms,
+                                      s.calibrate_ert_windows, self.window_settings)
+        self.kpis = KpiTracker(s.kpis, s.performance_window, s.kpi_tolerance, s.kpi_alpha)
 
     def __setstate__(self, state: dict) -> None:
         """Checkpoints from before the shared confusion matrices get them on restore; those from
@@ -254,6 +264,8 @@ class VersionMonitor:
             state["cbpe"], state["_cbpe_fit"] = None, []
         state["_cbpe_fit"] = [item for item in state.get("_cbpe_fit", []) if len(item) == 3]
         self.__dict__.update(state)
+        if "latency" not in state:   # checkpoints from before latency and KPIs
+            self._outcome_trackers()
         if self.task == "classification" and self._metrics is not None:
             _share_confusion_matrices(self._metrics, self._rolling)
 
@@ -336,6 +348,10 @@ class VersionMonitor:
             if not low <= event["prediction"] <= high:
                 self._score_out_of_range += 1
                 self.counts["score_out_of_range"] += 1
+        if event.get("latency_ms") is not None:
+            self.latency.observe((event["latency_ms"],))
+        if event.get("kpis") or event.get("invalid_kpis"):
+            self._observe_kpis(event["kpis"], event["invalid_kpis"], event["segment"])
         if event["segment"] and self.task == "classification":
             self.segments.add_prediction(event["segment"], _as_class(event["prediction"]))
         if self.settings.retrain_max_interval:
@@ -471,7 +487,10 @@ class VersionMonitor:
         if self.settings.segment_drift:
             findings["segment_drift"] = self._checked("segment_drift", lambda: self._segment_drift(raw), {})
         undecided = {"fairness": self.segments.undecided(self.settings.segment_min_size, active_gaps)}
-        emitted = []
+        latency = self._checked("latency", self.latency.close_window, None)
+        if latency is not None and latency.quality() is not None:
+            findings["data_quality"]["latency_ms/invalid"] = latency.quality()
+        emitted = self._outcome_alerts(latency, bounds, out)
         for kind, results in findings.items():
             announce, resolved = self.lifecycle.observe(self.window_index, kind, set(results),
                                                         undecided.get(kind, frozenset()))
@@ -497,6 +516,8 @@ class VersionMonitor:
             "findings": {kind: sorted(keys) for kind, keys in findings.items() if keys},
             "segments": self.segments.summary(),
             "segment_drift": dict(self._segment_report),
+            "latency": latency.to_dict() if latency is not None else None,
+            "kpis": self.kpis.summary(),
             "errors": dict(self._check_errors),
         }
         self.closed_windows.append(self._window_summary(report, columns))
@@ -524,9 +545,34 @@ class VersionMonitor:
             "start": window["start"], "end": window["end"], "n": window["n"], "features": features,
             "drifted_features": window["drifted_features"], "findings": window["findings"],
             "metrics": self.rolling_metrics(), "estimate": dict(self.estimate),
-            "alerts": alerts,
+            "alerts": alerts, "latency": window["latency"], "kpis": window["kpis"],
             "errors": window["errors"],
         })
+
+    def _outcome_alerts(self, latency, bounds: dict, out: list) -> list:
+        """Latency and KPI alerts of the closing window, through the same lifecycle as the others."""
+        emitted = []
+        common = {"model": self.model, "model_version": self.version, "window": bounds,
+                  "reference": self.reference_info, "window_index": self.window_index,
+                  "config_version": self.config_version}
+        kpis = self._checked("kpi", self.kpis.check, {})
+        for kind, found, build in (
+                ("latency", latency.findings() if latency is not None else {},
+                 lambda keys: latency_alert(keys=keys, report=latency, **common)),
+                ("kpi", kpis, lambda keys: kpi_alert(keys=keys, findings=kpis, **common))):
+            announce, resolved = self.lifecycle.observe(self.window_index, kind, set(found))
+            if announce:
+                alert = build(sorted(found))
+                self._emit(out, alert)
+                emitted.append(alert)
+            for key in resolved:
+                self._resolved_alert(kind, key, bounds, out)
+        return emitted
+
+    def _observe_kpis(self, kpis: dict, invalid: list, segment: dict | None) -> None:
+        self.kpis.observe_event(kpis, segment)
+        if invalid:
+            self.kpis.reject(len(invalid))
 
     def _next_window(self) -> None:
         self.segments.reset_window()
@@ -668,8 +714,11 @@ class VersionMonitor:
                                   ts, out, id_parts=("scheduled", self._scheduled_retrains))
 
     # -- labels ------------------------------------------------------------------
-    def add_label(self, prediction, score, label, ts: float, out: list, segment: dict | None = None) -> None:
+    def add_label(self, prediction, score, label, ts: float, out: list, segment: dict | None = None,
+                  kpis: dict | None = None, invalid_kpis: list | None = None) -> None:
         self.counts["labelled"] += 1
+        if kpis or invalid_kpis:
+            self._observe_kpis(kpis or {}, invalid_kpis, segment)
         if self.task == "classification":
             y_true, y_pred = _as_class(label), _as_class(prediction)
             error = float(y_true != y_pred)
@@ -821,6 +870,8 @@ class VersionMonitor:
             "last_retrain_at": self.last_retrain_at,
             "deployed_at": self.deployed_at,
             "suppressed_retrains": list(self.suppressed_retrains),
+            "latency": self.latency.status(),
+            "kpis": self.kpis.status(),
         }
 
 
@@ -947,7 +998,8 @@ class ModelMonitor:
                 if not label[2] and len(label) > 3 and label[3] >= ts:   # [3]: label time (newer checkpoints)
                     self.label_delay.observe(label[3] - ts)
                 label[2] = True
-                version.add_label(event["prediction"], event["score"], label[0], self.clock, out, event["segment"])
+                version.add_label(event["prediction"], event["score"], label[0], self.clock, out, event["segment"],
+                                  *label[4:6])   # [4:6]: the label's KPIs (newer checkpoints)
             elif shadows is None:
                 pending[pid] = [entry]
         self._expire()
@@ -961,13 +1013,15 @@ class ModelMonitor:
         for event in events:
             entries = self._pending.pop(event["prediction_id"], None)
             if entries is None:
-                self._early_labels[event["prediction_id"]] = [event["label"], watermark, False, event["timestamp"]]
+                self._early_labels[event["prediction_id"]] = [event["label"], watermark, False, event["timestamp"],
+                                                              event.get("kpis"), event.get("invalid_kpis")]
                 continue
             delay = event["timestamp"] - entries[0][4]
             if delay >= 0:   # a label stamped before its prediction is another clock's doing, not a delay
                 self.label_delay.observe(delay)
             for name, prediction, score, segment, _ in entries:
-                self.versions[name].add_label(prediction, score, event["label"], clock, out, segment)
+                self.versions[name].add_label(prediction, score, event["label"], clock, out, segment,
+                                              event.get("kpis"), event.get("invalid_kpis"))
         self._expire()
         return out
 
@@ -988,6 +1042,16 @@ class ModelMonitor:
             return
         result = compare_versions(list(a.recent_errors), list(b.recent_errors), a.task,
                                   settings.comparison_min_labelled, settings.comparison_alpha)
+        outcomes = self._compare_outcomes(a, b)    # latency and KPI differences (issue 15)
+        decided_on = settings.compare_on
+        if decided_on.startswith("kpi:"):
+            name = decided_on[4:]
+            on_kpi = recommend_on_kpi(outcomes["kpis"][name], settings.kpis[name],
+                                      settings.comparison_min_labelled, settings.comparison_alpha)
+            if result is None or on_kpi is None:
+                return
+            result = dataclasses.replace(result, evidence={**result.evidence, "recommendation": on_kpi,
+                                                           "recommendation_on_error": result.evidence["recommendation"]})
         if result is None:
             return
         recommendation = result.evidence["recommendation"]
@@ -1003,10 +1067,21 @@ class ModelMonitor:
                     "n": result.evidence["n_challenger"]},
             reference={"champion": champion, **a.reference_info},
             evidence={**result.evidence, "champion": champion, "challenger": challenger,
-                      "champion_metrics": a.rolling_metrics(), "challenger_metrics": b.rolling_metrics()},
+                      "champion_metrics": a.rolling_metrics(), "challenger_metrics": b.rolling_metrics(),
+                      "compare_on": decided_on, "latency": outcomes["latency"],
+                      "kpis": {k: c.to_dict() for k, c in outcomes["kpis"].items()}},
             id_parts=(champion, recommendation, b.window_index), config_version=self.config_version,
             message=f"{challenger} vs {champion}: {recommendation} "
                     f"(error {result.evidence['error_challenger']:.3f} vs {result.evidence['error_champion']:.3f})"))
+
+    @staticmethod
+    def _compare_outcomes(a: VersionMonitor, b: VersionMonitor) -> dict:
+        """Challenger minus champion: rolling latency percentiles and each KPI's rolling mean."""
+        pa, pb = a.latency.rolling_percentiles(), b.latency.rolling_percentiles()
+        latency = {"champion": pa, "challenger": pb,
+                   "difference_ms": {q: None if pa[q] is None or pb[q] is None else pb[q] - pa[q] for q in pa}}
+        return {"latency": latency, "kpis": {name: compare_kpi(name, a.kpis.values(name), b.kpis.values(name))
+                                             for name in b.kpis.directions}}
 
     def tick(self, now: float) -> list:
         """A wall-clock tick, delivered through the stream so a replay sees the same ticks.

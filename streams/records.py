@@ -106,6 +106,30 @@ def _features(value: Any) -> dict:
     return value
 
 
+def kpi_values(value: Any) -> tuple[dict, list]:
+    """The ``kpis`` object of an event: (name -> finite float, names refused).
+
+    A bad KPI never rejects the event it rides on (its prediction or label is still
+    good): a value that is not a finite number is left out and its name returned, for
+    the monitor to count as data quality; a ``kpis`` that is not an object is refused
+    whole (``"(kpis)"``). Whether a name is a configured KPI is the monitor's question.
+
+    >>> kpi_values({"revenue": 12.5, "converted": 1, "cost": "n/a", "x": True})
+    ({'revenue': 12.5, 'converted': 1.0}, ['cost', 'x'])
+    """
+    if value is None:
+        return {}, []
+    if not isinstance(value, dict):
+        return {}, ["(kpis)"]
+    good, bad = {}, []
+    for name, item in value.items():
+        if type(item) in (int, float) and -_FLOAT_MAX <= item <= _FLOAT_MAX and len(name) <= MAX_NAME:
+            good[name] = float(item)
+        else:
+            bad.append(name[:MAX_NAME])
+    return good, bad
+
+
 def _outcome(value: Any, what: str) -> float | str | bool:
     if isinstance(value, (str, bool)):
         return value
@@ -139,7 +163,9 @@ def validate_prediction(obj: Any, default_ts: float) -> dict:
         # out-of-range scores are kept: the monitor counts them as a data-quality signal
         "score": None if score is None else _finite(score, "score"),
         "segment": segment or None,
+        # a negative latency is kept: the monitor counts it as data quality (detectors.latency)
         "latency_ms": None if latency is None else _finite(latency, "latency_ms"),
+        **_kpi_fields(obj),
     }
 
 
@@ -151,7 +177,13 @@ def validate_label(obj: Any, default_ts: float) -> dict:
         "model": _name(obj.get("model"), "model"),
         "label": _outcome(obj.get("label"), "label"),
         "timestamp": parse_timestamp(obj.get("timestamp"), default_ts),
+        **_kpi_fields(obj),
     }
+
+
+def _kpi_fields(obj: dict) -> dict:
+    kpis, invalid = kpi_values(obj.get("kpis"))
+    return {"kpis": kpis, "invalid_kpis": invalid}
 
 
 def decode(raw: bytes | None, default_ts: float, validate, max_bytes: int = MAX_MESSAGE_BYTES):
