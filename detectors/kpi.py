@@ -25,7 +25,7 @@ tested once it holds ``min_n`` values; the check runs at each window close, so
 >>> kpis.observe("revenue", rng.normal(8.0, 3.0, size=300))   # a 20% drop
 >>> finding = kpis.check()["revenue"]
 >>> round(finding.evidence["gap"], 2), finding.p_value < 1e-6
-(0.19, True)
+(0.2, True)
 """
 from __future__ import annotations
 
