@@ -23,9 +23,16 @@ REGIONS = np.array(["eu", "us", "apac"])
 REGION_MS = {"eu": 40.0, "us": 60.0, "apac": 95.0}
 
 
-def traffic(n: int, seed: int, start: int = 0, version: str = "1", slow_from: int | None = None,
-            slow_factor: float = 1.6, revenue_drop_from: int | None = None, revenue_factor: float = 0.7):
+def traffic(n: int, seed: int, **kwargs):
     """Predictions and labels through the real validators (wire format in, validated dicts out)."""
+    predictions, labels = wire_traffic(n, seed, **kwargs)
+    return ([validate_prediction(p, 0.0) for p in predictions], [validate_label(label, 0.0) for label in labels])
+
+
+def wire_traffic(n: int, seed: int, start: int = 0, version: str = "1", slow_from: int | None = None,
+                 slow_factor: float = 1.6, revenue_drop_from: int | None = None, revenue_factor: float = 0.7,
+                 model: str = "shop", epoch: float = 0.0):
+    """Predictions and labels as a producer sends them."""
     rng = np.random.default_rng(seed)
     predictions, labels = [], []
     for i in range(start, start + n):
@@ -40,14 +47,14 @@ def traffic(n: int, seed: int, start: int = 0, version: str = "1", slow_from: in
         revenue = 8.0 * size * float(rng.gamma(4.0, 0.25)) if label else 0.0
         if revenue_drop_from is not None and i >= revenue_drop_from:
             revenue *= revenue_factor
-        pid = f"{version}-{i}"
-        predictions.append(validate_prediction({
-            "prediction_id": pid, "model": "shop", "model_version": version, "timestamp": float(i),
+        pid = f"{model}-{version}-{i}"
+        predictions.append({
+            "prediction_id": pid, "model": model, "model_version": version, "timestamp": epoch + i,
             "features": {"x": x, "size": size, "region": region}, "prediction": score >= 0.5, "score": score,
             "segment": {"region": region}, "latency_ms": round(latency, 3),
-            "kpis": {"cost": 0.01 * size}}, 0.0))
-        labels.append(validate_label({"prediction_id": pid, "model": "shop", "label": label, "timestamp": float(i),
-                                      "kpis": {"revenue": revenue}}, 0.0))
+            "kpis": {"cost": 0.01 * size}})
+        labels.append({"prediction_id": pid, "model": model, "label": label, "timestamp": epoch + i,
+                       "kpis": {"revenue": revenue}})
     return predictions, labels
 
 
