@@ -14,8 +14,9 @@ and the last ``window`` values as the rolling sample. A finding needs both:
   for a higher-is-better KPI (``"greater"`` for lower-is-better).
 
 The rolling sample starts after the baseline (it never overlaps it) and is
-tested once it holds ``min_n`` values; the check runs at each window close, so
-``alpha`` is low for those repeated looks (as the performance check's).
+tested once it holds ``min_n`` values; the check runs at each window close and every
+``window // 4`` KPI values in between, so ``alpha`` is low for those repeated looks (as the
+performance check's).
 
 >>> rng = np.random.default_rng(1)
 >>> kpis = KpiTracker({"revenue": "higher"}, window=300, tolerance=0.05, alpha=0.001)
@@ -130,6 +131,15 @@ class KpiTracker(Estimator):
         self._stats: dict[str, dict[str, KpiStats]] = {name: {} for name in self.directions}
         self.counts = {"observed": 0, "invalid": 0, "unknown": 0, "segments_dropped": 0}
         self.unknown_names: deque = deque(maxlen=10)
+        self._checked_at = 0         # counts["observed"] at the last check between windows
+
+    def due(self) -> bool:
+        """True once per ``window // 4`` (at least 25) values observed: KPIs are checked between
+        window closes too, at a pace that keeps the number of looks (and false alarms) down."""
+        if self.counts["observed"] - self._checked_at < max(25, self.window // 4):
+            return False
+        self._checked_at = self.counts["observed"]
+        return True
 
     @property
     def _needed(self) -> int:

@@ -549,18 +549,25 @@ class VersionMonitor:
             "errors": window["errors"],
         })
 
-    def _outcome_alerts(self, latency, bounds: dict, out: list) -> list:
-        """Latency and KPI alerts of the closing window, through the same lifecycle as the others."""
+    def _outcome_alerts(self, latency, bounds: dict, out: list, closing: bool = True) -> list:
+        """Latency and KPI alerts through the same lifecycle as the others: at a window close, and
+        for KPIs between closes too (``closing=False``: announces only, nothing counts as clear)."""
         emitted = []
         common = {"model": self.model, "model_version": self.version, "window": bounds,
                   "reference": self.reference_info, "window_index": self.window_index,
                   "config_version": self.config_version}
-        kpis = self._checked("kpi", self.kpis.check, {})
+        try:
+            kpis = self.kpis.check()
+        except Exception as exc:   # recorded; never stops the window or the label
+            self.counts["check_errors"] += 1
+            self.last_window.setdefault("errors", {})["kpi"] = f"{type(exc).__name__}: {exc}"
+            kpis = {}
         for kind, found, build in (
                 ("latency", latency.findings() if latency is not None else {},
                  lambda keys: latency_alert(keys=keys, report=latency, **common)),
                 ("kpi", kpis, lambda keys: kpi_alert(keys=keys, findings=kpis, **common))):
-            announce, resolved = self.lifecycle.observe(self.window_index, kind, set(found))
+            held = frozenset() if closing else {key for k, key in self.lifecycle.active() if k == kind}
+            announce, resolved = self.lifecycle.observe(self.window_index, kind, set(found), held)
             if announce:
                 alert = build(sorted(found))
                 self._emit(out, alert)
@@ -719,6 +726,9 @@ class VersionMonitor:
         self.counts["labelled"] += 1
         if kpis or invalid_kpis:
             self._observe_kpis(kpis or {}, invalid_kpis, segment)
+            if self.kpis.due():
+                self._outcome_alerts(None, {"index": self.window_index, "labelled": self.counts["labelled"],
+                                            "start": None, "end": ts, "n": None}, out, closing=False)
         if self.task == "classification":
             y_true, y_pred = _as_class(label), _as_class(prediction)
             error = float(y_true != y_pred)
