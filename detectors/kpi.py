@@ -229,13 +229,25 @@ class KpiTracker(Estimator):
                                "n_rolling": int(rolling.size), "test": f"welch_t.{alternative}"}))
 
     def check(self) -> dict[str, DriftResult]:
-        """Lifecycle keys (``revenue``, ``revenue@region=eu``) -> findings that fire now."""
+        """KPI name (the lifecycle key) -> its finding, when the KPI moved overall or in a segment value.
+
+        One condition per KPI, so a drop that spreads over segment values is one alert: the
+        finding is the overall test when it fires (else the most significant segment value's),
+        and ``evidence["scopes"]`` lists every scope that fires (``revenue``, ``revenue@region=eu``).
+        """
         found = {}
         for name, scopes in self._stats.items():
-            for scope in scopes:
-                result = self.test(name, scope)
-                if result is not None and result.drifted:
-                    found[result.feature] = result
+            firing = [r for r in (self.test(name, scope) for scope in scopes) if r is not None and r.drifted]
+            if not firing:
+                continue
+            top = firing[0] if firing[0].feature == name else min(firing, key=lambda r: r.p_value)
+            found[name] = DriftResult(top.detector, name, top.statistic, top.p_value, top.threshold,
+                                      top.threshold_on, True, top.effect_size, top.effect_name,
+                                      evidence={**top.evidence, "scopes": {
+                                          r.feature: {"rolling_mean": r.statistic, "p_value": r.p_value,
+                                                      "gap": r.effect_size,
+                                                      "baseline_mean": r.evidence["baseline_mean"]}
+                                          for r in firing}})
         return found
 
     def summary(self) -> dict:
@@ -309,8 +321,13 @@ def kpi_alert(*, model: str, model_version: str, keys: list, findings: dict, win
     results = sorted((findings[key] for key in keys), key=lambda r: r.p_value)
     top = results[0]
     severity = "critical" if any(r.effect_size > 2 * r.evidence["tolerance"] for r in results) else "warning"
-    parts = [f"{r.feature} {r.evidence['rolling_mean']:.4g} vs baseline {r.evidence['baseline_mean']:.4g} "
-             f"({r.evidence['direction']} is better; p={r.p_value:.2g})" for r in results]
+    parts = []
+    for r in results:
+        scope = "" if r.evidence["scope"] == "overall" else f" in {r.evidence['scope']}"
+        also = len(r.evidence["scopes"]) - 1
+        parts.append(f"{r.feature}{scope} {r.evidence['rolling_mean']:.4g} vs baseline "
+                     f"{r.evidence['baseline_mean']:.4g} ({r.evidence['direction']} is better; p={r.p_value:.2g})"
+                     + (f", and in {also} more scope(s)" if also else ""))
     return make_alert(
         model=model, model_version=model_version, kind="kpi", severity=severity, detector=top.detector,
         feature=top.feature, features=[r.feature for r in results], statistic=top.statistic, p_value=top.p_value,

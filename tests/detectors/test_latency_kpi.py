@@ -179,7 +179,7 @@ def test_a_revenue_drop_raises_a_kpi_alert_whose_p_value_is_scipys_welch():
     assert evidence["p_value"] == pytest.approx(welch.pvalue, rel=1e-9)
     assert evidence["rolling_mean"] == pytest.approx(rolling.mean(), rel=1e-12)
     assert evidence["baseline_mean"] == pytest.approx(baseline.mean(), rel=1e-12)
-    assert evidence["gap"] > 0.05 and evidence["p_value"] < 0.001
+    assert evidence["gap"] > 0.05 and evidence["p_value"] < 0.001 and "revenue" in evidence["scopes"]
     # the previous check (100 labels earlier) did not find it yet: the alert is the first look that does
     earlier = revenue[:seen - 100]
     before = stats.ttest_ind(earlier[400:][-400:], earlier[:400], equal_var=False, alternative="less").pvalue
