@@ -40,7 +40,7 @@ from scipy import stats
 from detectors.alerts import make_alert
 from detectors.base import DriftResult, Estimator, json_safe
 
-__all__ = ["KpiTracker", "KpiStats", "mean_ci", "compare_kpi", "kpi_alert", "DIRECTIONS"]
+__all__ = ["KpiTracker", "KpiStats", "mean_ci", "compare_kpi", "compare_kpis", "recommend_on_kpi", "kpi_alert", "DIRECTIONS"]
 
 DIRECTIONS = ("higher", "lower")
 OVERALL = ""
@@ -281,6 +281,13 @@ class KpiComparison:
     def to_dict(self) -> dict:
         return json_safe(dict(self.__dict__))
 
+    def summary(self) -> str:
+        """``revenue 5.42 vs 5.82 (p=0.25)``: challenger first, as the comparison message has it."""
+        if self.difference is None:
+            return f"{self.kpi}: too few values"
+        p = "" if self.p_value is None else f" (p={self.p_value:.2g})"
+        return f"{self.kpi} {self.challenger:.4g} vs {self.champion:.4g}{p}"
+
 
 def compare_kpi(name: str, champion: np.ndarray, challenger: np.ndarray) -> KpiComparison:
     """Challenger minus champion on a KPI's rolling values; p from ``ttest_ind(equal_var=False)``.
@@ -299,6 +306,12 @@ def compare_kpi(name: str, champion: np.ndarray, challenger: np.ndarray) -> KpiC
         p = p if math.isfinite(p) else 1.0
     return KpiComparison(name, float(a.mean()), float(b.mean()), float(b.mean() - a.mean()), p,
                          int(a.size), int(b.size))
+
+
+def compare_kpis(champion: KpiTracker, challenger: KpiTracker) -> dict[str, KpiComparison]:
+    """Every KPI of the challenger against the champion's, on their rolling values."""
+    return {name: compare_kpi(name, champion.values(name), challenger.values(name))
+            for name in challenger.directions}
 
 
 def recommend_on_kpi(comparison: KpiComparison, direction: str, min_n: int, alpha: float) -> str | None:

@@ -40,7 +40,7 @@ from detectors.calibration import calibrate
 from detectors.profile import ReferenceProfile, WindowColumn
 from detectors.suite import WindowSettings, evaluate_window
 
-__all__ = ["LatencyTracker", "LatencyReport", "percentile_of", "latency_alert", "LATENCY"]
+__all__ = ["LatencyTracker", "LatencyReport", "percentile_of", "latency_alert", "latency_difference", "LATENCY"]
 
 LATENCY = "latency_ms"
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
@@ -252,6 +252,13 @@ class LatencyTracker(Estimator):
                                         "n": self.reference.n if self.reference is not None else len(self._baseline),
                                         "target": self.reference_size, "calibration": self.calibration},
                           "last_window": self.last.to_dict() if self.last is not None else None})
+
+
+def latency_difference(champion: LatencyTracker, challenger: LatencyTracker) -> dict:
+    """Challenger minus champion, rolling p50/p95/p99 (None where either has no latency)."""
+    a, b = champion.rolling_percentiles(), challenger.rolling_percentiles()
+    return {"champion": a, "challenger": b,
+            "difference_ms": {q: None if a[q] is None or b[q] is None else b[q] - a[q] for q in a}}
 
 
 def latency_alert(*, model: str, model_version: str, keys: list, report: LatencyReport, window: dict,

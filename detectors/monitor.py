@@ -29,8 +29,8 @@ from detectors.concept import make_concept_detector
 from detectors.domain_classifier import DomainClassifier
 from detectors.fairness import SegmentStats
 from detectors.histogram import histograms
-from detectors.kpi import KpiTracker, compare_kpi, kpi_alert, recommend_on_kpi
-from detectors.latency import LatencyTracker, latency_alert
+from detectors.kpi import KpiTracker, compare_kpis, kpi_alert, recommend_on_kpi
+from detectors.latency import LatencyTracker, latency_alert, latency_difference
 from detectors.performance import drop_test
 from detectors.profile import ReferenceProfile, WindowColumn
 from detectors.quality import DataQuality
@@ -1052,7 +1052,8 @@ class ModelMonitor:
             return
         result = compare_versions(list(a.recent_errors), list(b.recent_errors), a.task,
                                   settings.comparison_min_labelled, settings.comparison_alpha)
-        outcomes = self._compare_outcomes(a, b)    # latency and KPI differences (issue 15)
+        outcomes = {"latency": latency_difference(a.latency, b.latency),   # issue 15
+                    "kpis": compare_kpis(a.kpis, b.kpis)}
         decided_on = settings.compare_on
         if decided_on.startswith("kpi:"):
             name = decided_on[4:]
@@ -1082,16 +1083,8 @@ class ModelMonitor:
                       "kpis": {k: c.to_dict() for k, c in outcomes["kpis"].items()}},
             id_parts=(champion, recommendation, b.window_index), config_version=self.config_version,
             message=f"{challenger} vs {champion}: {recommendation} "
-                    f"(error {result.evidence['error_challenger']:.3f} vs {result.evidence['error_champion']:.3f})"))
-
-    @staticmethod
-    def _compare_outcomes(a: VersionMonitor, b: VersionMonitor) -> dict:
-        """Challenger minus champion: rolling latency percentiles and each KPI's rolling mean."""
-        pa, pb = a.latency.rolling_percentiles(), b.latency.rolling_percentiles()
-        latency = {"champion": pa, "challenger": pb,
-                   "difference_ms": {q: None if pa[q] is None or pb[q] is None else pb[q] - pa[q] for q in pa}}
-        return {"latency": latency, "kpis": {name: compare_kpi(name, a.kpis.values(name), b.kpis.values(name))
-                                             for name in b.kpis.directions}}
+                    f"(error {result.evidence['error_challenger']:.3f} vs {result.evidence['error_champion']:.3f}"
+                    + (f"; {outcomes['kpis'][decided_on[4:]].summary()}, decided on it)" if decided_on != "error" else ")")))
 
     def tick(self, now: float) -> list:
         """A wall-clock tick, delivered through the stream so a replay sees the same ticks.

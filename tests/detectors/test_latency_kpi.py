@@ -271,6 +271,7 @@ def test_comparison_reports_latency_and_kpi_differences_and_can_decide_on_a_kpi(
     last = found[-1]
     assert last["evidence"]["compare_on"] == "kpi:revenue"
     assert last["evidence"]["recommendation"] == "rollback"   # less revenue, whatever the error says
+    assert "revenue" in last["message"] and "decided on it" in last["message"]
     kpi = last["evidence"]["kpis"]["revenue"]
     assert kpi["difference"] < 0 and kpi["p_value"] < 0.05
     latency = last["evidence"]["latency"]
