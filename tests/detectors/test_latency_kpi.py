@@ -115,6 +115,11 @@ def test_a_slowdown_raises_one_latency_alert_with_numpy_and_scipy_numbers():
     assert all("latency_ms" not in a["features"] for a in alerts(out, "input_drift"))
     summary = monitor.versions["1"].last_window["latency"]
     assert summary["slo"]["p99"]["breached"] is True
+    # the window history's entry (sinks.history stores these summaries as they are)
+    entry = next(w for w in monitor.window_summaries() if w["index"] == 6)
+    assert entry["latency"]["percentiles"]["p99"] == pytest.approx(np.percentile(window, 99), rel=1e-12)
+    assert entry["latency"]["drift"]["drifted"] is True and entry["kpis"]["revenue"]["n"] > 0
+    assert any(a["kind"] == "latency" for a in entry["alerts"])
 
 
 def test_latency_false_alarm_rate_matches_its_ert_calibration():
@@ -331,3 +336,24 @@ def test_prometheus_exposes_latency_percentiles_kpis_and_invalid_counts():
     assert value(found, "driftline_invalid_values_total", model="shop", model_version="1",
                  field="latency_ms") == 1
     assert value(found, "driftline_active_condition", model="shop", model_version="1", kind="latency") == 0
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[models.shop]\nlatency_slo_ms = { q99 = 250 }\n", "models.shop.latency_slo_ms: a percentile is named like 'p99'"),
+    ("[models.shop]\nlatency_slo_ms = { p99 = -1 }\n", "models.shop.latency_slo_ms: p99: the limit must be a positive"),
+    ("[models.shop]\nkpis = { revenue = \"up\" }\n", "models.shop.kpis.revenue: 'up' is not one of 'higher', 'lower'"),
+    ("[defaults]\ncompare_on = \"revenue\"\n", "defaults.compare_on: must be \"error\" or \"kpi:NAME\""),
+    ("[defaults]\nretrain_on = [\"kpi:critical\", \"latency:warning\"]\n", None),
+])
+def test_latency_and_kpi_settings_are_checked_at_start_up(tmp_path, text, expected):
+    from streams import config
+    from streams.config_check import ConfigError
+
+    path = tmp_path / "driftline.toml"
+    path.write_text(text)
+    if expected is None:
+        assert config.load(path, env={"HOME": "/nonexistent-home"}).defaults.retrain_on[0] == "kpi:critical"
+        return
+    with pytest.raises(ConfigError) as info:
+        config.load(path, env={"HOME": "/nonexistent-home"})
+    assert any(line.split(": ", 1)[1].startswith(expected) for line in info.value.lines), info.value.lines
