@@ -132,14 +132,25 @@ class KpiTracker(Estimator):
         self.counts = {"observed": 0, "invalid": 0, "unknown": 0, "segments_dropped": 0}
         self.unknown_names: deque = deque(maxlen=10)
         self._checked_at = 0         # counts["observed"] at the last check between windows
+        self._pending: dict = {}     # name -> (values, segments) added one event at a time, not folded yet
+        self._pending_n = 0
 
     def due(self) -> bool:
         """True once per ``window // 4`` (at least 25) values observed: KPIs are checked between
         window closes too, at a pace that keeps the number of looks (and false alarms) down."""
-        if self.counts["observed"] - self._checked_at < max(25, self.window // 4):
+        seen = self.counts["observed"] + self._pending_n
+        if seen - self._checked_at < max(25, self.window // 4):
             return False
-        self._checked_at = self.counts["observed"]
+        self._checked_at = seen
         return True
+
+    def _fold(self) -> None:
+        """Move the values :meth:`observe_event` collected into the statistics, one batch per KPI."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_n = self._pending, {}, 0
+        for name, (values, segments) in pending.items():
+            self.observe(name, values, segments if any(segments) else None)
 
     @property
     def _needed(self) -> int:
@@ -185,9 +196,17 @@ class KpiTracker(Estimator):
         return found
 
     def observe_event(self, kpis: dict, segment: dict | None = None) -> None:
-        """One event's KPIs (name -> number), for callers that have events rather than arrays."""
+        """One event's KPIs (name -> number): appended, folded in as a batch by the next read."""
         for name, value in kpis.items():
-            self.observe(name, (value,), None if segment is None else (segment,))
+            if name not in self._stats:
+                self.observe(name, (value,))     # counted as unknown
+                continue
+            pending = self._pending.get(name)
+            if pending is None:
+                pending = self._pending[name] = ([], [])
+            pending[0].append(value)
+            pending[1].append(segment)
+            self._pending_n += 1
 
     def reject(self, n: int = 1) -> None:
         """Count KPI values the wire contract already refused (not a number)."""
@@ -196,13 +215,19 @@ class KpiTracker(Estimator):
     # -- reading -------------------------------------------------------------------
     def values(self, name: str, scope: str = OVERALL) -> np.ndarray:
         """The rolling values of a KPI (the baseline's until the rolling sample starts)."""
+        self._fold()
         found = self._stats.get(name, {}).get(scope)
         if found is None:
             return np.empty(0)
         return np.asarray(found.rolling if found.rolling else found.baseline, dtype=np.float64)
 
-    def test(self, name: str, scope: str = OVERALL) -> DriftResult | None:
-        """The move-against-baseline test of one KPI in one scope (None until both samples are ready)."""
+    def test(self, name: str, scope: str = OVERALL, screen: bool = False) -> DriftResult | None:
+        """The move-against-baseline test of one KPI in one scope (None until both samples are ready).
+
+        ``screen``: None as well when the gap is within the tolerance (the test cannot fire, so
+        the t-test, most of the cost of a check, is not run).
+        """
+        self._fold()
         found = self._stats.get(name, {}).get(scope)
         if found is None or len(found.baseline) < self.window or len(found.rolling) < self._needed:
             return None
@@ -212,6 +237,8 @@ class KpiTracker(Estimator):
         against = (base_mean - mean) if direction == "higher" else (mean - base_mean)
         scale = abs(base_mean)
         gap = against / scale if scale > 0 else against
+        if screen and not gap > self.tolerance:
+            return None
         alternative = "less" if direction == "higher" else "greater"
         p = float(stats.ttest_ind(rolling, baseline, equal_var=False, alternative=alternative).pvalue)
         if not math.isfinite(p):      # both samples constant: no spread to test against
@@ -235,9 +262,11 @@ class KpiTracker(Estimator):
         finding is the overall test when it fires (else the most significant segment value's),
         and ``evidence["scopes"]`` lists every scope that fires (``revenue``, ``revenue@region=eu``).
         """
+        self._fold()
         found = {}
         for name, scopes in self._stats.items():
-            firing = [r for r in (self.test(name, scope) for scope in scopes) if r is not None and r.drifted]
+            firing = [r for r in (self.test(name, scope, screen=True) for scope in scopes)
+                      if r is not None and r.drifted]
             if not firing:
                 continue
             top = firing[0] if firing[0].feature == name else min(firing, key=lambda r: r.p_value)
@@ -252,6 +281,7 @@ class KpiTracker(Estimator):
 
     def summary(self) -> dict:
         """Per KPI: the overall rolling mean with its 95% interval and baseline, and per segment value."""
+        self._fold()
         out = {}
         for name, scopes in self._stats.items():
             overall = scopes.get(OVERALL)
@@ -262,6 +292,7 @@ class KpiTracker(Estimator):
         return json_safe(out)
 
     def status(self) -> dict:
+        self._fold()
         return json_safe({"counts": dict(self.counts), "unknown_names": list(self.unknown_names),
                           "kpis": self.summary()})
 

@@ -155,6 +155,18 @@ class LatencyTracker(Estimator):
         self._rolling_n = 0          # values ever pushed into the ring buffer
         self.counts = {"observed": 0, "invalid": 0, "windows": 0, "slo_breaches": 0}
         self.last: LatencyReport | None = None
+        self._pending: list = []     # single values (add), folded in as one batch when read
+
+    def add(self, value: float) -> None:
+        """One latency (the per-event path: a list append; folded in by the next read)."""
+        self._pending.append(value)
+        if len(self._pending) >= 256:
+            self._fold()
+
+    def _fold(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self.observe(pending)
 
     # -- feeding -------------------------------------------------------------------
     def observe(self, values) -> None:
@@ -207,9 +219,11 @@ class LatencyTracker(Estimator):
 
     # -- reading -------------------------------------------------------------------
     def rolling_values(self) -> np.ndarray:
+        self._fold()
         return self._rolling[:min(self._rolling_n, self._rolling.size)]
 
     def window_values(self) -> np.ndarray:
+        self._fold()
         return np.asarray(self._window, dtype=np.float64)
 
     def rolling_percentiles(self) -> dict:
@@ -246,6 +260,7 @@ class LatencyTracker(Estimator):
         return self.last
 
     def status(self) -> dict:
+        self._fold()
         return json_safe({"counts": dict(self.counts), "rolling": self.rolling_percentiles(),
                           "open_window": len(self._window), "slo_ms": self.slo_ms,
                           "reference": {"source": "first_latencies",

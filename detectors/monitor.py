@@ -349,7 +349,7 @@ class VersionMonitor:
                 self._score_out_of_range += 1
                 self.counts["score_out_of_range"] += 1
         if event.get("latency_ms") is not None:
-            self.latency.observe((event["latency_ms"],))
+            self.latency.add(event["latency_ms"])
         if event.get("kpis") or event.get("invalid_kpis"):
             self._observe_kpis(event["kpis"], event["invalid_kpis"], event["segment"])
         if event["segment"] and self.task == "classification":
@@ -1024,7 +1024,7 @@ class ModelMonitor:
             entries = self._pending.pop(event["prediction_id"], None)
             if entries is None:
                 self._early_labels[event["prediction_id"]] = [event["label"], watermark, False, event["timestamp"],
-                                                              event.get("kpis"), event.get("invalid_kpis")]
+                                                              event.get("kpis") or None, event.get("invalid_kpis") or None]
                 continue
             delay = event["timestamp"] - entries[0][4]
             if delay >= 0:   # a label stamped before its prediction is another clock's doing, not a delay

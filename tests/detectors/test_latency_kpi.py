@@ -150,7 +150,7 @@ def test_negative_latency_is_counted_and_reported_as_data_quality_not_a_crash():
     out = run(monitor, predictions, labels)
     version = monitor.versions["1"]
     assert version.counts["predictions"] == 3000           # the events themselves were folded in
-    assert version.latency.counts["invalid"] == 10
+    assert version.latency.status()["counts"]["invalid"] == 10
     quality = [a for a in alerts(out, "data_quality") if "latency_ms" in a["features"]]
     assert len(quality) == 1 and quality[0]["evidence"]["latency_ms"]["invalid"] == 10
     assert version.last_window["latency"]["invalid"] == 10
@@ -245,7 +245,7 @@ def test_bad_kpis_are_counted_never_stop_the_event():
     monitor.add_predictions([prediction])
     monitor.add_labels([label])
     kpis = monitor.versions["0"].kpis
-    assert kpis.counts == {"observed": 1, "invalid": 2, "unknown": 1, "segments_dropped": 0}
+    assert kpis.status()["counts"] == {"observed": 1, "invalid": 2, "unknown": 1, "segments_dropped": 0}
     assert list(kpis.unknown_names) == ["margin"]             # never configured: not tracked
     assert monitor.versions["0"].counts["labelled"] == 1     # the label itself counted
 

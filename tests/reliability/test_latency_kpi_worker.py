@@ -84,7 +84,9 @@ kpis = {{ revenue = "higher", cost = "lower" }}
     first = min(slow, key=lambda a: a["window"]["index"])
     assert first["window"]["end"] >= START + CHANGE           # nothing before the slowdown
     assert first["window"]["start"] <= START + CHANGE + 2 * WINDOW   # caught within two windows
-    assert "latency_ms:p99" in first["conditions"] and first["evidence"]["latency_ms:p99"]["statistic"] > 250
+    # the first slow window may straddle the change (arrival order): its p99 can still be under the SLO
+    breach = [a for a in slow if "latency_ms:p99" in a["conditions"]]
+    assert breach and breach[0]["evidence"]["latency_ms:p99"]["statistic"] > 250, [a["message"] for a in slow]
     drop = [a for a in alerts if a["kind"] == "kpi"]
     assert drop and all(a["window"]["end"] >= START + CHANGE for a in drop), [a["message"] for a in drop]
     revenue = next(a for a in drop if "revenue" in a["features"])
