@@ -12,6 +12,7 @@ No broker: this is the monitor's own cost (validation included), the part issue 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -62,10 +63,14 @@ def main() -> None:
         rates["latency_and_kpis"].append(one_run(*data[True], with_outcomes))
     medians = {k: median(v) for k, v in rates.items()}
     ratio = medians["latency_and_kpis"] / medians["plain"]
+    # each run's pair ran back to back: the median of their ratios is less moved by the load of the moment
+    pair_ratio = median([b / a for a, b in zip(rates["plain"], rates["latency_and_kpis"])])
+    print(f"median of the per-run ratios: {pair_ratio:.3f}")
     print(f"events/s, median of {args.runs}: plain {medians['plain']:,.0f}, "
           f"with latency and KPIs {medians['latency_and_kpis']:,.0f} (ratio {ratio:.3f})")
     save("outcome_cost", {"command": f"python -m bench.outcome_cost --events {args.events} --runs {args.runs}",
-                          "events_per_second": rates, "medians": medians, "ratio": ratio})
+                          "events_per_second": rates, "medians": medians, "ratio": ratio,
+                          "median_pair_ratio": pair_ratio, "load_average_1m": os.getloadavg()[0]})
 
 
 if __name__ == "__main__":
