@@ -357,3 +357,19 @@ def test_latency_and_kpi_settings_are_checked_at_start_up(tmp_path, text, expect
     with pytest.raises(ConfigError) as info:
         config.load(path, env={"HOME": "/nonexistent-home"})
     assert any(line.split(": ", 1)[1].startswith(expected) for line in info.value.lines), info.value.lines
+
+
+def test_the_report_draws_latency_percentiles_and_kpis_from_the_window_history():
+    from streams.report import model_page
+
+    monitor = ModelMonitor("shop", settings())
+    run(monitor, *traffic(2000 + 3 * 500, 95))
+    page = model_page("shop", {"1": monitor.window_summaries()})
+    assert 'id="outcomes-1"' in page and "latency p99 (ms)" in page and "revenue (rolling mean)" in page
+    assert "SLO p99 250 ms" in page
+    plain = ModelMonitor("shop", settings(kpis={}, latency_slo_ms={}))
+    predictions, labels = traffic(2000 + 500, 96)
+    for p in predictions:
+        p["latency_ms"] = None
+    run(plain, predictions, labels)
+    assert 'id="outcomes-1"' not in model_page("shop", {"1": plain.window_summaries()})
