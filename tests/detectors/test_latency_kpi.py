@@ -373,3 +373,22 @@ def test_the_report_draws_latency_percentiles_and_kpis_from_the_window_history()
         p["latency_ms"] = None
     run(plain, predictions, labels)
     assert 'id="outcomes-1"' not in model_page("shop", {"1": plain.window_summaries()})
+
+
+@pytest.mark.parametrize("make, feed", [
+    (lambda: LatencyTracker(reference_size=300, window_size=100, slo_ms={"p99": 50.0}),
+     lambda t, rng: t.observe(rng.gamma(4.0, 3.0, size=500))),
+    (lambda: KpiTracker({"revenue": "higher"}, window=100),
+     lambda t, rng: t.observe("revenue", rng.normal(5.0, 1.0, size=300), [{"region": "eu"}] * 300)),
+], ids=["LatencyTracker", "KpiTracker"])
+def test_trackers_follow_the_estimator_protocol(make, feed):
+    """repr shows the parameters, clone() is fresh with the same ones, a pickle resumes identically."""
+    tracker = make()
+    feed(tracker, np.random.default_rng(0))
+    assert repr(tracker).startswith(type(tracker).__name__ + "(")
+    fresh = tracker.clone()
+    assert repr(fresh) == repr(tracker) and fresh.status()["counts"] != tracker.status()["counts"]
+    restored = pickle.loads(pickle.dumps(tracker))
+    for t in (tracker, restored):
+        feed(t, np.random.default_rng(1))
+    assert restored.status() == tracker.status()
