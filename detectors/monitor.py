@@ -1061,8 +1061,11 @@ class ModelMonitor:
                                       settings.comparison_min_labelled, settings.comparison_alpha)
             if result is None or on_kpi is None:
                 return
-            result = dataclasses.replace(result, evidence={**result.evidence, "recommendation": on_kpi,
-                                                           "recommendation_on_error": result.evidence["recommendation"]})
+            kpi = outcomes["kpis"][name]   # the alert's numbers are then the KPI's Welch test
+            result = dataclasses.replace(result, detector="comparison.kpi_welch_t", statistic=kpi.difference,
+                                         p_value=kpi.p_value, effect_size=kpi.difference, effect_name=decided_on,
+                                         evidence={**result.evidence, "recommendation": on_kpi,
+                                                   "recommendation_on_error": result.evidence["recommendation"]})
         if result is None:
             return
         recommendation = result.evidence["recommendation"]

@@ -279,11 +279,15 @@ def test_comparison_reports_latency_and_kpi_differences_and_can_decide_on_a_kpi(
     assert "revenue" in last["message"] and "decided on it" in last["message"]
     kpi = last["evidence"]["kpis"]["revenue"]
     assert kpi["difference"] < 0 and kpi["p_value"] < 0.05
+    assert last["detector"] == "comparison.kpi_welch_t"
+    assert (last["statistic"], last["p_value"]) == (kpi["difference"], kpi["p_value"])
     latency = last["evidence"]["latency"]
     assert latency["difference_ms"]["p50"] > 0                # the challenger is slower
     a = monitor.versions["1"].kpis.values("revenue")
     b = monitor.versions["2"].kpis.values("revenue")
     assert compare_kpi("revenue", a, b).difference == pytest.approx(b.mean() - a.mean())
+    assert compare_kpi("revenue", a, b).p_value == pytest.approx(
+        stats.ttest_ind(b, a, equal_var=False).pvalue, rel=1e-12)
 
 
 def test_compare_on_must_name_a_configured_kpi():
