@@ -396,3 +396,22 @@ def test_trackers_follow_the_estimator_protocol(make, feed):
     for t in (tracker, restored):
         feed(t, np.random.default_rng(1))
     assert restored.status() == tracker.status()
+
+
+def test_driftline_status_shows_latency_percentiles_and_kpis():
+    import io
+
+    import orjson
+    from rich.console import Console
+
+    from streams.cli import _status_view
+    from streams.config import Settings
+
+    monitor = ModelMonitor("shop", settings())
+    run(monitor, *traffic(2000 + 2 * 500, 97))
+    status = orjson.loads(orjson.dumps(monitor.versions["1"].status()))   # as Redis holds it
+    out = io.StringIO()
+    Console(file=out, width=300).print(_status_view(Settings(), [status]))
+    line = next(line for line in out.getvalue().splitlines() if line.startswith("serving and KPIs"))
+    p99 = monitor.versions["1"].latency.rolling_percentiles()["p99"]
+    assert f"p99 {p99:.1f} ms" in line and "revenue" in line and "cost" in line
