@@ -112,7 +112,8 @@ def kpi_values(value: Any) -> tuple[dict, list]:
     A bad KPI never rejects the event it rides on (its prediction or label is still
     good): a value that is not a finite number is left out and its name returned, for
     the monitor to count as data quality; a ``kpis`` that is not an object is refused
-    whole (``"(kpis)"``). Whether a name is a configured KPI is the monitor's question.
+    whole (``"(kpis)"``); so is a name that is empty or longer than MAX_NAME. Whether a name
+    is a configured KPI is the monitor's question.
 
     >>> kpi_values({"revenue": 12.5, "converted": 1, "cost": "n/a", "x": True})
     ({'revenue': 12.5, 'converted': 1.0}, ['cost', 'x'])
@@ -123,7 +124,7 @@ def kpi_values(value: Any) -> tuple[dict, list]:
         return {}, ["(kpis)"]
     good, bad = {}, []
     for name, item in value.items():
-        if type(item) in (int, float) and -_FLOAT_MAX <= item <= _FLOAT_MAX and len(name) <= MAX_NAME:
+        if type(item) in (int, float) and -_FLOAT_MAX <= item <= _FLOAT_MAX and 0 < len(name) <= MAX_NAME:
             good[name] = float(item)
         else:
             bad.append(name[:MAX_NAME])
