@@ -752,15 +752,18 @@ class VersionMonitor:
         """Latency and KPI alerts through the same lifecycle as the others: at a window close, and
         for KPIs between closes too (``closing=False``: announces only, nothing counts as clear)."""
         emitted = []
-        common = {"model": self.model, "model_version": self.version, "window": bounds,
-                  "reference": self.reference_info, "window_index": self.window_index,
-                  "config_version": self.config_version}
         try:
             kpis = self.kpis.check()
         except Exception as exc:   # recorded; never stops the window or the label
             self.counts["check_errors"] += 1
             self.last_window.setdefault("errors", {})["kpi"] = f"{type(exc).__name__}: {exc}"
             kpis = {}
+        if bounds.get("n") is None:   # between closes: the rolling KPI values tested, as a performance alert
+            bounds = {**bounds, "n": max((r.evidence["n_rolling"] for r in kpis.values()), default=0),
+                      "size": self.kpis.window}
+        common = {"model": self.model, "model_version": self.version, "window": bounds,
+                  "reference": self.reference_info, "window_index": self.window_index,
+                  "config_version": self.config_version}
         for kind, found, build in (
                 ("latency", latency.findings() if latency is not None else {},
                  lambda keys: latency_alert(keys=keys, report=latency, **common)),

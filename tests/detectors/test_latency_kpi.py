@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import orjson
 import pytest
 from scipy import stats
 
@@ -18,6 +19,7 @@ from detectors.latency import LatencyTracker
 from detectors.monitor import ModelMonitor
 from detectors.settings import ModelSettings
 from streams.records import validate_label, validate_prediction
+from tests.schemas.outputs import problems, validators
 
 REGIONS = np.array(["eu", "us", "apac"])
 REGION_MS = {"eu": 40.0, "us": 60.0, "apac": 95.0}
@@ -191,6 +193,10 @@ def test_a_revenue_drop_raises_a_kpi_alert_whose_p_value_is_scipys_welch():
     assert before >= 0.001 or earlier[400:][-400:].mean() > 0.95 * earlier[:400].mean()
     delay = seen - drop_at
     assert 0 < delay <= 2 * 400, delay                           # labels after the drop until the alert
+    # raised between window closes: its window is the rolling KPI sample tested, and the alert is schema-valid
+    assert alert["window"]["n"] == evidence["n_rolling"] == 400 and alert["window"]["size"] == 400
+    checks = validators()
+    assert [problem for a in alerts(out, "kpi") for problem in problems("alerts", orjson.dumps(a), {}, checks)] == []
 
 
 def test_kpi_false_alarms_on_stationary_heavy_tailed_revenue_are_rare():
