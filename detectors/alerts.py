@@ -16,7 +16,7 @@ SEVERITIES = ("info", "warning", "critical")
 
 ALERT_KINDS = (
     "input_drift", "prediction_drift", "performance", "data_quality",
-    "multivariate_drift", "estimated_performance", "fairness", "segment_drift", "comparison", "resolved",
+    "multivariate_drift", "estimated_performance", "fairness", "segment_drift", "comparison", "latency", "kpi", "resolved",
 )
 
 

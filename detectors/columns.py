@@ -19,6 +19,10 @@ Conventions (stable: fields are added, never renamed):
   checks look at the raw types). A name absent from an event is missing in that row.
 * ``segments``: attribute -> list of str or None, one per event (None: the event's segment
   did not carry that attribute; an event without a segment is None in every list).
+* ``kpis``: KPI name -> float64 array, NaN where the event had no (valid) value for it
+  (validated KPI values are finite); ``invalid_kpis``: one list per event of the KPI names
+  the wire contract refused (``streams.records.kpi_values``), empty when none (issue 15).
+  Labels carry both too.
 * ``sources``: ``[(source partition, count), ...]`` over consecutive runs of events, as
   :meth:`detectors.monitor.ModelMonitor.add_predictions` takes it; None: all from one source.
 
@@ -43,7 +47,7 @@ import math
 
 import numpy as np
 
-__all__ = ["PredictionColumns", "LabelColumns", "feature_column", "optional_floats"]
+__all__ = ["PredictionColumns", "LabelColumns", "feature_column", "kpi_columns", "kpis_of", "optional_floats"]
 
 
 def optional_floats(values) -> np.ndarray:
@@ -75,10 +79,14 @@ class PredictionColumns:
     segments: dict[str, list] = dataclasses.field(default_factory=dict)
     latency_ms: np.ndarray | None = None
     sources: list[tuple] | None = None
+    kpis: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    invalid_kpis: list[list] | None = None
 
     def __post_init__(self) -> None:
         if self.latency_ms is None:
             self.latency_ms = np.full(len(self.ids), np.nan)
+        if self.invalid_kpis is None:
+            self.invalid_kpis = [[] for _ in self.ids]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -104,7 +112,8 @@ class PredictionColumns:
             score=optional_floats([e["score"] for e in events]),
             features=features, segments=segments,
             latency_ms=optional_floats([e.get("latency_ms") for e in events]),
-            sources=sources)
+            sources=sources, kpis=kpi_columns(events),
+            invalid_kpis=[list(e.get("invalid_kpis") or ()) for e in events])
 
     def feature_values(self, name: str) -> list:
         """One feature as Python values with None for missing (numbers come back as floats)."""
@@ -117,6 +126,10 @@ class PredictionColumns:
         """The segment of one event as validated events carry it (None when it had none)."""
         found = {attr: values[index] for attr, values in self.segments.items() if values[index] is not None}
         return found or None
+
+    def kpis_of(self, index: int) -> dict:
+        """The valid KPIs of one event (name -> float), as validated events carry them."""
+        return kpis_of(self.kpis, index)
 
     def to_events(self, keep_missing: bool = False) -> list[dict]:
         """Back to validated dicts: the row-by-row oracle's input. Numeric features come back
@@ -136,6 +149,7 @@ class PredictionColumns:
                 "score": None if scores[i] != scores[i] else scores[i],
                 "segment": self.segment_of(i),
                 "latency_ms": None if latencies[i] != latencies[i] else latencies[i],
+                "kpis": self.kpis_of(i), "invalid_kpis": list(self.invalid_kpis[i]),
             })
         return events
 
@@ -152,7 +166,8 @@ class PredictionColumns:
             prediction=sub(self.prediction), score=self.score[rows],
             features={name: sub(column) for name, column in self.features.items()},
             segments={attr: sub(values) for attr, values in self.segments.items()},
-            latency_ms=self.latency_ms[rows])
+            latency_ms=self.latency_ms[rows], kpis={name: values[rows] for name, values in self.kpis.items()},
+            invalid_kpis=sub(self.invalid_kpis))
 
 
 @dataclasses.dataclass(slots=True)
@@ -169,6 +184,12 @@ class LabelColumns:
     ids: list[str]
     label: list
     ts: np.ndarray
+    kpis: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    invalid_kpis: list[list] | None = None
+
+    def __post_init__(self) -> None:
+        if self.invalid_kpis is None:
+            self.invalid_kpis = [[] for _ in self.ids]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -177,8 +198,33 @@ class LabelColumns:
     def from_events(cls, events: list[dict]) -> "LabelColumns":
         return cls(model=events[0]["model"] if events else "", ids=[e["prediction_id"] for e in events],
                    label=[e["label"] for e in events],
-                   ts=np.array([e["timestamp"] for e in events], dtype=np.float64))
+                   ts=np.array([e["timestamp"] for e in events], dtype=np.float64),
+                   kpis=kpi_columns(events), invalid_kpis=[list(e.get("invalid_kpis") or ()) for e in events])
+
+    def kpis_of(self, index: int) -> dict:
+        return kpis_of(self.kpis, index)
 
     def to_events(self) -> list[dict]:
-        return [{"prediction_id": pid, "model": self.model, "label": label, "timestamp": ts}
-                for pid, label, ts in zip(self.ids, self.label, self.ts.tolist())]
+        return [{"prediction_id": pid, "model": self.model, "label": label, "timestamp": ts,
+                 "kpis": self.kpis_of(i), "invalid_kpis": list(self.invalid_kpis[i])}
+                for i, (pid, label, ts) in enumerate(zip(self.ids, self.label, self.ts.tolist()))]
+
+
+def kpi_columns(events: list[dict]) -> dict[str, np.ndarray]:
+    """KPI name -> float64 column (NaN: the event had no valid value for it), names in the
+    order they first appear."""
+    names: dict[str, None] = {}
+    for event in events:
+        if event.get("kpis"):
+            names.update(dict.fromkeys(event["kpis"]))
+    return {name: optional_floats([(e.get("kpis") or {}).get(name) for e in events]) for name in names}
+
+
+def kpis_of(columns: dict[str, np.ndarray], index: int) -> dict:
+    """One event's valid KPIs from KPI columns."""
+    found = {}
+    for name, values in columns.items():
+        value = float(values[index])
+        if value == value:
+            found[name] = value
+    return found

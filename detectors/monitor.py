@@ -25,13 +25,15 @@ from detectors.base import json_safe
 from detectors.buckets import DELAY_BUCKETS, DURATION_BUCKETS, BucketCounts
 from detectors.calibration import calibrate, calibrate_family
 from detectors.cbpe import CBPE
-from detectors.columns import LabelColumns, PredictionColumns
+from detectors.columns import LabelColumns, PredictionColumns, kpis_of
 from detectors.comparison import compare_versions
 from detectors.concept import make_concept_detector
 from detectors.domain_classifier import DomainClassifier
 from detectors.fairness import SegmentStats
 from detectors.histogram import histograms
+from detectors.kpi import KpiTracker, compare_kpis, kpi_alert, recommend_on_kpi
 from detectors.label_metrics import from_river, metric_suite
+from detectors.latency import LatencyTracker, latency_alert, latency_difference
 from detectors.performance import drop_test
 from detectors.profile import ReferenceProfile, WindowColumn
 from detectors.quality import DataQuality
@@ -127,6 +129,11 @@ class ColumnBuffer:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._rows = []
+
+
+def _label_kpis(early: list) -> tuple:
+    """An early label's KPIs and refused KPI names (``[4:6]``; None in older checkpoints)."""
+    return (early[4] if len(early) > 4 else None), (early[5] if len(early) > 5 else None)
 
 
 def _infer_task(prediction, score) -> str:
@@ -235,6 +242,14 @@ class VersionMonitor:
         self.estimate: dict = {}            # CBPE's estimate of the last window (before labels come)
         self.closed_windows: list = []      # summaries for the window history, taken by the stream layer
         self.alerts_since_window: list = []  # what the next window summary lists as raised
+        self._outcome_trackers()
+
+    def _outcome_trackers(self) -> None:
+        """Serving latency and business KPIs (issue 15): their own trackers, fed per event."""
+        s = self.settings
+        self.latency = LatencyTracker(s.reference_size, s.window_size, s.latency_rolling_size, s.latency_slo_ms,
+                                      s.calibrate_ert_windows, self.window_settings)
+        self.kpis = KpiTracker(s.kpis, s.performance_window, s.kpi_tolerance, s.kpi_alpha)
 
     def __setstate__(self, state: dict) -> None:
         """Checkpoints from before the shared confusion matrices get them on restore; those from
@@ -264,6 +279,8 @@ class VersionMonitor:
             state["_metrics_suite"] = None if overall is None else from_river(
                 state["task"], state["settings"].performance_window, overall, rolling)
         self.__dict__.update(state)
+        if "latency" not in state:   # checkpoints from before latency and KPIs
+            self._outcome_trackers()
 
     # -- reference ---------------------------------------------------------------
     def set_reference(self, profile: ReferenceProfile, source: str) -> None:
@@ -344,6 +361,10 @@ class VersionMonitor:
             if not low <= event["prediction"] <= high:
                 self._score_out_of_range += 1
                 self.counts["score_out_of_range"] += 1
+        if event.get("latency_ms") is not None:
+            self.latency.add(event["latency_ms"])
+        if event.get("kpis") or event.get("invalid_kpis"):
+            self._observe_kpis(event["kpis"], event["invalid_kpis"], event["segment"])
         if event["segment"] and self.task == "classification":
             self.segments.add_prediction(event["segment"], _as_class(event["prediction"]))
         if self.settings.retrain_max_interval:
@@ -376,7 +397,7 @@ class VersionMonitor:
 
         ``rows`` are the events' indices in their message (the audit offsets are
         ``[offset, row]``); ``labels`` the labels that came before their predictions, as
-        ``(position in batch, label, clock)``: each is joined after its prediction and before
+        ``(position in batch, label, clock, kpis, invalid kpis)``: each is joined after its prediction and before
         the window that holds it closes, as the row-by-row path does. Windows close where
         that path closes them (size, or ``window_seconds`` of event time); batches that need
         a decision per event (new feature names past ``max_features``, scheduled retrains)
@@ -409,6 +430,9 @@ class VersionMonitor:
         classification = batch.prediction if self.task == "classification" else None
         pending_labels = sorted(labels, key=lambda item: item[0])
         next_label = 0
+        # Latency and KPIs are fed up to a row before its early label joins and before a window
+        # closes, so the trackers see the order the row-by-row path gives them.
+        feed = self._outcome_feeder(batch)
         i = 0
         while i < n:
             if self.reference is None:
@@ -417,7 +441,8 @@ class VersionMonitor:
                 self._reference_rows.extend({k: v[i:stop] for k, v in columns.items()}, stop - i)
                 if self._reference_segments is not None:
                     self._reference_segments.extend(segment_rows[i:stop])
-                next_label = self._join_early(pending_labels, next_label, stop, batch, segment_rows, out)
+                next_label = self._join_early(pending_labels, next_label, stop, batch, segment_rows, out, feed)
+                feed(stop)
                 i = stop
                 if self._reference_rows.n >= settings.reference_size:
                     self._build_reference()
@@ -428,7 +453,6 @@ class VersionMonitor:
                 self._window_start = self._window_end = float(ts[i])
                 self._window_offsets[0] = None if offset is None else [offset, rows[i]]
             self._take(i, stop, out_of_range, segment_rows, classification)
-            self._observe_window_rows(batch, i, stop)
             self.window.extend({k: v[i:stop] for k, v in columns.items()}, stop - i)
             self._window_segments.extend(segment_rows[i:stop])
             self._window_start = min(self._window_start, float(ts[i:stop].min()))
@@ -436,16 +460,49 @@ class VersionMonitor:
             self._window_offsets[1] = None if offset is None else [offset, rows[stop - 1]]
             if cut is not None:
                 # labels of the rows before the closing one come before the close, its own after it
-                next_label = self._join_early(pending_labels, next_label, cut, batch, segment_rows, out)
+                next_label = self._join_early(pending_labels, next_label, cut, batch, segment_rows, out, feed)
+                feed(stop)
                 self.close_window(out)
-            next_label = self._join_early(pending_labels, next_label, stop, batch, segment_rows, out)
+            next_label = self._join_early(pending_labels, next_label, stop, batch, segment_rows, out, feed)
+            feed(stop)
             i = stop
         return out
 
     # -- per-window extra trackers (serving latency, KPIs): fed per run of rows, read at close --
+    def _outcome_feeder(self, batch: PredictionColumns):
+        """``feed(stop)``: rows up to ``stop`` (from where the last call left off) go to
+        :meth:`_observe_window_rows`; a no-op for a batch without latencies or KPIs."""
+        if not batch.kpis and np.isnan(batch.latency_ms).all() and not any(batch.invalid_kpis):
+            return lambda stop: None
+        fed = [0]
+
+        def feed(stop: int) -> None:
+            if stop > fed[0]:
+                self._observe_window_rows(batch, fed[0], stop)
+                fed[0] = stop
+        return feed
+
     def _observe_window_rows(self, batch: PredictionColumns, start: int, stop: int) -> None:
-        """Rows ``start:stop`` of ``batch`` enter the open window (``batch.latency_ms`` etc.):
-        the place where per-window trackers are fed. None yet."""
+        """Rows ``start:stop`` of ``batch`` enter the reference or the open window: their
+        latencies (NaN: none) and KPIs go to the trackers, one batch per KPI, as
+        :meth:`add_prediction` feeds them one event at a time."""
+        latency = batch.latency_ms[start:stop]
+        present = ~np.isnan(latency)
+        if present.any():
+            self.latency.observe(latency[present])
+        segments = None
+        for name, column in batch.kpis.items():
+            values = column[start:stop]
+            rows = np.flatnonzero(~np.isnan(values))
+            if not rows.size:
+                continue
+            if batch.segments and segments is None:
+                segments = [batch.segment_of(j) for j in range(start, stop)]
+            self.kpis.observe(name, values[rows],
+                              None if segments is None else [segments[j] for j in rows.tolist()])
+        refused = sum(len(names) for names in batch.invalid_kpis[start:stop])
+        if refused:
+            self.kpis.reject(refused)
 
     def _window_extras(self) -> dict:
         """What per-window trackers report at the close, merged into ``last_window`` (name -> dict)."""
@@ -492,13 +549,16 @@ class VersionMonitor:
         return bad
 
     def _join_early(self, labels: list, start: int, stop: int, batch: PredictionColumns, segment_rows: list,
-                    out: list) -> int:
-        """Join the early labels of rows before ``stop``; returns the index of the next one."""
+                    out: list, feed=None) -> int:
+        """Join the early labels of rows before ``stop``; returns the index of the next one.
+        ``feed(row + 1)`` first: the row's latency and KPIs are in before its label."""
         while start < len(labels) and labels[start][0] < stop:
-            row, label, clock = labels[start]
+            row, label, clock, kpis, invalid = labels[start]
+            if feed is not None:
+                feed(row + 1)
             score = batch.score[row]
             out += self.add_labels([batch.prediction[row]], [None if score != score else float(score)], [label],
-                                   clock, [segment_rows[row]])
+                                   clock, [segment_rows[row]], [kpis], [invalid])
             start += 1
         return start
 
@@ -508,12 +568,13 @@ class VersionMonitor:
         batch, so new columns come in the order the columnar path gives them."""
         out: list = []
         by_row: dict = {}
-        for row, label, clock in labels:
-            by_row.setdefault(row, []).append((label, clock))
+        for row, label, clock, kpis, invalid in labels:
+            by_row.setdefault(row, []).append((label, clock, kpis, invalid))
         for j, event in enumerate(batch.to_events(keep_missing)):
             self.add_prediction(event, None if offset is None else [offset, rows[j]], out)
-            for label, clock in by_row.get(j, ()):
-                self.add_label(event["prediction"], event["score"], label, clock, out, event["segment"])
+            for label, clock, kpis, invalid in by_row.get(j, ()):
+                self.add_label(event["prediction"], event["score"], label, clock, out, event["segment"],
+                               kpis, invalid)
         return out
 
     def _admit(self, features: dict) -> dict:
@@ -624,7 +685,10 @@ class VersionMonitor:
         if self.settings.segment_drift:
             findings["segment_drift"] = self._checked("segment_drift", lambda: self._segment_drift(raw), {})
         undecided = {"fairness": self.segments.undecided(self.settings.segment_min_size, active_gaps)}
-        emitted = []
+        latency = self._checked("latency", self.latency.close_window, None)
+        if latency is not None and latency.quality() is not None:
+            findings["data_quality"]["latency_ms/invalid"] = latency.quality()
+        emitted = self._outcome_alerts(latency, bounds, out)
         for kind, results in findings.items():
             announce, resolved = self.lifecycle.observe(self.window_index, kind, set(results),
                                                         undecided.get(kind, frozenset()))
@@ -650,6 +714,8 @@ class VersionMonitor:
             "findings": {kind: sorted(keys) for kind, keys in findings.items() if keys},
             "segments": self.segments.summary(),
             "segment_drift": dict(self._segment_report),
+            "latency": latency.to_dict() if latency is not None else None,
+            "kpis": self.kpis.summary(),
             "errors": dict(self._check_errors),
             **self._window_extras(),
         }
@@ -678,9 +744,44 @@ class VersionMonitor:
             "start": window["start"], "end": window["end"], "n": window["n"], "features": features,
             "drifted_features": window["drifted_features"], "findings": window["findings"],
             "metrics": self.rolling_metrics(), "estimate": dict(self.estimate),
-            "alerts": alerts,
+            "alerts": alerts, "latency": window["latency"], "kpis": window["kpis"],
             "errors": window["errors"],
         })
+
+    def _outcome_alerts(self, latency, bounds: dict, out: list, closing: bool = True) -> list:
+        """Latency and KPI alerts through the same lifecycle as the others: at a window close, and
+        for KPIs between closes too (``closing=False``: announces only, nothing counts as clear)."""
+        emitted = []
+        try:
+            kpis = self.kpis.check()
+        except Exception as exc:   # recorded; never stops the window or the label
+            self.counts["check_errors"] += 1
+            self.last_window.setdefault("errors", {})["kpi"] = f"{type(exc).__name__}: {exc}"
+            kpis = {}
+        if bounds.get("n") is None:   # between closes: the rolling KPI values tested, as a performance alert
+            bounds = {**bounds, "n": max((r.evidence["n_rolling"] for r in kpis.values()), default=0),
+                      "size": self.kpis.window}
+        common = {"model": self.model, "model_version": self.version, "window": bounds,
+                  "reference": self.reference_info, "window_index": self.window_index,
+                  "config_version": self.config_version}
+        for kind, found, build in (
+                ("latency", latency.findings() if latency is not None else {},
+                 lambda keys: latency_alert(keys=keys, report=latency, **common)),
+                ("kpi", kpis, lambda keys: kpi_alert(keys=keys, findings=kpis, **common))):
+            held = frozenset() if closing else {key for k, key in self.lifecycle.active() if k == kind}
+            announce, resolved = self.lifecycle.observe(self.window_index, kind, set(found), held)
+            if announce:
+                alert = build(sorted(found))
+                self._emit(out, alert)
+                emitted.append(alert)
+            for key in resolved:
+                self._resolved_alert(kind, key, bounds, out)
+        return emitted
+
+    def _observe_kpis(self, kpis: dict, invalid: list, segment: dict | None) -> None:
+        self.kpis.observe_event(kpis, segment)
+        if invalid:
+            self.kpis.reject(len(invalid))
 
     def _next_window(self) -> None:
         self.segments.reset_window()
@@ -822,20 +923,25 @@ class VersionMonitor:
                                   ts, out, id_parts=("scheduled", self._scheduled_retrains))
 
     # -- labels ------------------------------------------------------------------
-    def add_label(self, prediction, score, label, ts: float, out: list, segment: dict | None = None) -> None:
+    def add_label(self, prediction, score, label, ts: float, out: list, segment: dict | None = None,
+                  kpis: dict | None = None, invalid_kpis: list | None = None) -> None:
         """One joined label (see :meth:`add_labels`)."""
-        out += self.add_labels([prediction], [score], [label], ts, [segment])
+        out += self.add_labels([prediction], [score], [label], ts, [segment], [kpis], [invalid_kpis])
 
     def add_labels(self, predictions: list, scores: list, labels: list, ts: float,
-                   segments: list | None = None) -> list:
+                   segments: list | None = None, kpis: list | None = None, invalid_kpis: list | None = None) -> list:
         """Joined labels with their predictions' outputs, in join order; returns what they emit.
 
         The metrics take the labels in one numpy update per run between two performance
         checks (a check reads the rolling metric as of its label); the concept detector,
         the baseline, the segment counts and the CBPE fit see them one by one, as before.
+        ``kpis``/``invalid_kpis``: per label, its KPIs (name -> number) and the names the
+        contract refused (issue 15); KPIs are observed, and checked when due, label by label.
         """
         out: list = []
         segments = segments or [None] * len(labels)
+        kpis = kpis or [None] * len(labels)
+        invalid_kpis = invalid_kpis or [None] * len(labels)
         classification = self.task == "classification"
         pending_true, pending_pred, pending_score = [], [], []
         metrics, settings, counts = self._metrics_suite, self.settings, self.counts
@@ -845,8 +951,14 @@ class VersionMonitor:
                 metrics.update(pending_true, pending_pred, pending_score)
                 pending_true.clear(), pending_pred.clear(), pending_score.clear()
 
-        for prediction, score, label, segment in zip(predictions, scores, labels, segments):
+        for prediction, score, label, segment, kpi, invalid in zip(predictions, scores, labels, segments,
+                                                                   kpis, invalid_kpis):
             counts["labelled"] += 1
+            if kpi or invalid:
+                self._observe_kpis(kpi or {}, invalid, segment)
+                if self.kpis.due():
+                    self._outcome_alerts(None, {"index": self.window_index, "labelled": counts["labelled"],
+                                                "start": None, "end": ts, "n": None}, out, closing=False)
             if classification:
                 y_true, y_pred = _as_class(label), _as_class(prediction)
                 error = float(y_true != y_pred)
@@ -1003,6 +1115,8 @@ class VersionMonitor:
             "last_retrain_at": self.last_retrain_at,
             "deployed_at": self.deployed_at,
             "suppressed_retrains": list(self.suppressed_retrains),
+            "latency": self.latency.status(),
+            "kpis": self.kpis.status(),
         }
 
 
@@ -1150,7 +1264,7 @@ class ModelMonitor:
                 if not label[2] and len(label) > 3 and label[3] >= times[index]:   # [3]: label time
                     self.label_delay.observe(label[3] - times[index])
                 label[2] = True
-                taken[1].append((len(taken[0]), label[0], clock))
+                taken[1].append((len(taken[0]), label[0], clock, *_label_kpis(label)))
             elif shadows is None:
                 pending[pid] = [entry]
             taken[0].append(index)
@@ -1175,22 +1289,26 @@ class ModelMonitor:
         out: list = []
         clock, watermark = self.clock, self.watermark
         pending, early = self._pending, self._early_labels
-        joined: list = []      # [version, predictions, scores, labels, segments] per run
-        for pid, label, ts in zip(batch.ids, batch.label, batch.ts.tolist()):
+        joined: list = []      # [version, predictions, scores, labels, segments, kpis, invalid kpis] per run
+        with_kpis = batch.kpis
+        for position, (pid, label, ts) in enumerate(zip(batch.ids, batch.label, batch.ts.tolist())):
             entries = pending.pop(pid, None)
-            if entries is None:
-                early[pid] = [label, watermark, False, ts]
+            label_kpis = kpis_of(with_kpis, position) if with_kpis else None
+            label_invalid = batch.invalid_kpis[position] or None
+            if entries is None:   # [4:6]: the label's KPIs (newer checkpoints)
+                early[pid] = [label, watermark, False, ts, label_kpis or None, label_invalid]
                 continue
             delay = ts - entries[0][4]
             if delay >= 0:   # a label stamped before its prediction is another clock's doing, not a delay
                 self.label_delay.observe(delay)
             for name, prediction, score, segment, _ in entries:
                 if not joined or joined[-1][0] != name:
-                    joined.append([name, [], [], [], []])
+                    joined.append([name, [], [], [], [], [], []])
                 run = joined[-1]
                 run[1].append(prediction), run[2].append(score), run[3].append(label), run[4].append(segment)
-        for name, predictions, scores, labels, segments in joined:
-            out += self.versions[name].add_labels(predictions, scores, labels, clock, segments)
+                run[5].append(label_kpis), run[6].append(label_invalid)
+        for name, predictions, scores, labels, segments, kpis, invalid in joined:
+            out += self.versions[name].add_labels(predictions, scores, labels, clock, segments, kpis, invalid)
         self._expire()
         return out
 
@@ -1211,6 +1329,20 @@ class ModelMonitor:
             return
         result = compare_versions(list(a.recent_errors), list(b.recent_errors), a.task,
                                   settings.comparison_min_labelled, settings.comparison_alpha)
+        outcomes = {"latency": latency_difference(a.latency, b.latency),   # issue 15
+                    "kpis": compare_kpis(a.kpis, b.kpis)}
+        decided_on = settings.compare_on
+        if decided_on.startswith("kpi:"):
+            name = decided_on[4:]
+            on_kpi = recommend_on_kpi(outcomes["kpis"][name], settings.kpis[name],
+                                      settings.comparison_min_labelled, settings.comparison_alpha)
+            if result is None or on_kpi is None:
+                return
+            kpi = outcomes["kpis"][name]   # the alert's numbers are then the KPI's Welch test
+            result = dataclasses.replace(result, detector="comparison.kpi_welch_t", statistic=kpi.difference,
+                                         p_value=kpi.p_value, effect_size=kpi.difference, effect_name=decided_on,
+                                         evidence={**result.evidence, "recommendation": on_kpi,
+                                                   "recommendation_on_error": result.evidence["recommendation"]})
         if result is None:
             return
         recommendation = result.evidence["recommendation"]
@@ -1226,10 +1358,13 @@ class ModelMonitor:
                     "n": result.evidence["n_challenger"]},
             reference={"champion": champion, **a.reference_info},
             evidence={**result.evidence, "champion": champion, "challenger": challenger,
-                      "champion_metrics": a.rolling_metrics(), "challenger_metrics": b.rolling_metrics()},
+                      "champion_metrics": a.rolling_metrics(), "challenger_metrics": b.rolling_metrics(),
+                      "compare_on": decided_on, "latency": outcomes["latency"],
+                      "kpis": {k: c.to_dict() for k, c in outcomes["kpis"].items()}},
             id_parts=(champion, recommendation, b.window_index), config_version=self.config_version,
             message=f"{challenger} vs {champion}: {recommendation} "
-                    f"(error {result.evidence['error_challenger']:.3f} vs {result.evidence['error_champion']:.3f})"))
+                    f"(error {result.evidence['error_challenger']:.3f} vs {result.evidence['error_champion']:.3f}"
+                    + (f"; {outcomes['kpis'][decided_on[4:]].summary()}, decided on it)" if decided_on != "error" else ")")))
 
     def tick(self, now: float) -> list:
         """A wall-clock tick, delivered through the stream so a replay sees the same ticks.

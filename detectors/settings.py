@@ -49,6 +49,26 @@ class ModelSettings:
     champion: str | None = None         # version to compare others with (default: the one with most traffic)
     comparison_min_labelled: int = 200
     comparison_alpha: float = 0.05
+    compare_on: str = "error"           # what the recommendation decides on: "error" or "kpi:NAME"
+    # serving latency and business KPIs (detectors.latency, detectors.kpi)
+    latency_slo_ms: dict = field(default_factory=dict)  # percentile -> limit, e.g. {"p99": 250}
+    latency_rolling_size: int = 5000    # latencies the rolling percentiles are computed over
+    kpis: dict = field(default_factory=dict)            # KPI name -> "higher" | "lower" (which is better)
+    kpi_tolerance: float = 0.05         # alert when a KPI's rolling mean moves this much (relative) against...
+    kpi_alpha: float = 0.001            # ...its baseline and Welch's one-sided t-test rejects at this level
+
+    def __setstate__(self, state: dict) -> None:
+        """Settings pickled in a checkpoint before a field existed get that field's default
+        (e.g. issue 15's ``latency_slo_ms``/``kpis`` in checkpoints from before them)."""
+        for spec in dataclasses.fields(self):
+            if spec.name not in state:
+                missing = spec.default_factory is dataclasses.MISSING
+                state[spec.name] = spec.default if missing else spec.default_factory()
+        self.__dict__.update(state)   # frozen: set directly, as unpickling a dataclass does
+
+    def __post_init__(self):
+        if self.compare_on.startswith("kpi:") and self.compare_on[4:] not in self.kpis:
+            raise ValueError(f"compare_on = {self.compare_on!r} names a KPI not in kpis ({sorted(self.kpis)})")
 
     def merged(self, overrides: dict) -> "ModelSettings":
         known = {f.name for f in dataclasses.fields(self)}

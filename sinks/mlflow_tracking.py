@@ -47,6 +47,9 @@ def _flatten(prefix: str, value, out: dict) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             _flatten(f"{prefix}.{key}", item, out)
+    elif isinstance(value, list) and len(value) == 2 and prefix.endswith(".ci95"):   # a KPI mean's interval
+        _flatten(f"{prefix}_low", value[0], out)
+        _flatten(f"{prefix}_high", value[1], out)
     elif (number := _number(value)) is not None:
         out[metric_key(prefix)] = number
 

@@ -260,7 +260,7 @@ def status(ctx, as_json: bool, watch: float | None) -> None:
 
 def _status_view(settings, statuses: list):
     """The status table and its summary lines, as one renderable (printed, or redrawn by --watch)."""
-    from streams.render import join_line, labels_cell, metric_cell
+    from streams.render import join_line, labels_cell, metric_cell, outcome_line
 
     if not statuses:
         return f"no models seen yet (app id {settings.app_id}, Redis {redact_url(settings.redis_url)})"
@@ -275,6 +275,8 @@ def _status_view(settings, statuses: list):
     lines = [table]
     for line in dict.fromkeys(filter(None, (join_line(s) for s in statuses))):
         lines.append("label join " + line)
+    for line in filter(None, (outcome_line(s) for s in statuses)):
+        lines.append("serving and KPIs " + line)
     workers = [s.get("worker") or {} for s in statuses]
     counters = ("deadletter", "deadletter_deduplicated", "processing_errors", "redelivered_skipped", "models_rejected",
                 "input_gaps", "gap_records_recovered", "gap_reads_incomplete", "status_write_failures")

@@ -18,6 +18,7 @@ from detectors.concept import CONCEPT_DETECTORS, make_concept_detector
 from detectors.domain_classifier import DomainClassifier
 from detectors.profile import KINDS
 from detectors.quality import DataQuality
+from detectors.kpi import DIRECTIONS as KPI_DIRECTIONS
 from detectors.settings import ModelSettings
 from detectors.suite import WindowSettings
 from streams.config_check import Custom, ListOf, MapOf, OneOf, Table, table_of_dataclass, table_of_signature
@@ -42,6 +43,27 @@ def _output_range(value) -> str | None:
     return None if value[0] < value[1] else f"low must be below high, got {value!r}"
 
 
+def _latency_slo(value) -> str | None:
+    from detectors.latency import percentile_of
+
+    if not isinstance(value, dict):
+        return f"must be a table of percentile = limit in ms, e.g. {{ p99 = 250 }}, got {value!r}"
+    for name, limit in value.items():
+        try:
+            percentile_of(name)
+        except ValueError as exc:
+            return str(exc)
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+            return f"{name}: the limit must be a positive number of ms, got {limit!r}"
+    return None
+
+
+def _compare_on(value) -> str | None:
+    if value == "error" or (isinstance(value, str) and value.startswith("kpi:") and len(value) > 4):
+        return None
+    return f"must be \"error\" or \"kpi:NAME\", got {value!r}"
+
+
 def _concept_detector(value) -> str | None:
     try:
         make_concept_detector(value)
@@ -60,6 +82,9 @@ MODEL = table_of_dataclass(ModelSettings, {
     "retrain_on": ListOf(Custom(_retrain_rule, "kind:severity")),
     "output_range": Custom(_output_range, "[low, high]"),
     "champion": str,
+    "latency_slo_ms": Custom(_latency_slo, "{ p99 = 250 }"),
+    "kpis": MapOf(OneOf(KPI_DIRECTIONS)),
+    "compare_on": Custom(_compare_on, "\"error\" or \"kpi:NAME\""),
 })
 
 

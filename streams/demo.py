@@ -17,7 +17,7 @@ from rich.table import Table
 
 from streams import config
 from streams.embedded import free_port, redis_reachable, start_broker, start_redis
-from streams.simulator import SHIFT_FEATURE, Scenario, publish
+from streams.simulator import KPI, LATENCY_SLO_MS, SHIFT_FEATURE, Scenario, publish
 
 STYLE = {"critical": "bold red", "warning": "yellow", "info": "green"}
 
@@ -54,6 +54,14 @@ class AlertCollector(threading.Thread):
 
 
 APP_ID = "driftline-demo"
+
+
+def demo_config(scenario: Scenario) -> str:
+    """The demo model's settings: a p99 latency SLO, the revenue KPI, the champion."""
+    return (f"[models.{scenario.model}]\n"
+            f"latency_slo_ms = {{ p99 = {LATENCY_SLO_MS} }}\n"
+            f"kpis = {{ {KPI} = \"higher\" }}\n"
+            f"champion = \"{scenario.version}\"\n")
 
 
 def _processed(redis_url: str, model: str) -> tuple[int, int]:
@@ -110,6 +118,9 @@ def run_demo(console: Console, events: int, shift_at: int, concept_at: int, batc
         env = {**os.environ, "DRIFTLINE_BROKER": broker.url, "DRIFTLINE_REDIS_URL": redis_url,
                "DRIFTLINE_WEB_PORT": str(web_port), "DRIFTLINE_APP_ID": APP_ID,
                "DRIFTLINE_DATA_DIR": str(workdir / "data")}   # nothing left in the working directory
+        if not env.get("DRIFTLINE_CONFIG"):   # a configuration of the user's own is used as it is
+            (workdir / "demo.toml").write_text(demo_config(scenario))
+            env["DRIFTLINE_CONFIG"] = str(workdir / "demo.toml")
         log_path = workdir / "worker.log"
         with open(log_path, "wb") as log:
             worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "-l", "warning"],
@@ -119,7 +130,11 @@ def run_demo(console: Console, events: int, shift_at: int, concept_at: int, batc
                       f"(metrics: http://127.0.0.1:{web_port}/metrics)")
         console.print(f"traffic {events} predictions from a river model trained on the bundled Phishing data; "
                       f"covariate shift in [bold]{SHIFT_FEATURE}[/] at event {shift_at}, "
-                      f"concept drift (labels flip) at event {concept_at}")
+                      f"concept drift (labels flip) at event {concept_at}, "
+                      f"serving {scenario.latency_factor:g}x slower at event {scenario.latency_at} "
+                      f"(p99 SLO {LATENCY_SLO_MS:g} ms), {KPI} down to {scenario.kpi_drop:.0%} at event "
+                      f"{scenario.kpi_drop_at}; {scenario.challenger_share:.0%} of traffic served by challenger "
+                      f"{scenario.challenger}")
         console.print("reference = first 2,000 predictions; drift windows of 1,000\n")
 
         bootstrap = broker.url.split("://", 1)[1]
@@ -190,7 +205,8 @@ def _summary(console: Console, scenario: Scenario, records: list, processed: int
         groups.setdefault(key, []).append(r)
     injected = {kind: scenario.shift_at for kind in ("input_drift", "prediction_drift", "multivariate_drift",
                                                      "data_quality", "segment_drift")}
-    injected.update(performance=scenario.concept_at, estimated_performance=scenario.concept_at)
+    injected.update(performance=scenario.concept_at, estimated_performance=scenario.concept_at,
+                    latency=scenario.latency_at, kpi=scenario.kpi_drop_at)
     for (kind, features), items in sorted(groups.items()):
         first = min((_event_index(r, scenario) for r in items), default=None, key=lambda i: i or 0)
         point = injected.get(kind)
@@ -204,10 +220,37 @@ def _summary(console: Console, scenario: Scenario, records: list, processed: int
     false = [r for r in shift_alerts if (_event_index(r, scenario) or 0) < scenario.shift_at]
     performance = [r for r in alerts if r["kind"] == "performance"
                    and (_event_index(r, scenario) or 0) >= scenario.concept_at]
+    slo = [r for r in alerts if r["kind"] == "latency" and (_event_index(r, scenario) or 0) >= scenario.latency_at
+           and any(key.startswith("latency_ms:") for key in r.get("conditions") or [])]
+    kpi_drop = [r for r in alerts if r["kind"] == "kpi" and (_event_index(r, scenario) or 0) >= scenario.kpi_drop_at
+                and r.get("feature", "").startswith(KPI)]
     verdict = Counter()
     verdict["covariate shift caught"] = bool(caught)
     verdict["concept drift caught"] = bool(performance)
+    verdict["latency SLO breach caught"] = bool(slo)
+    verdict[f"{KPI} drop caught"] = bool(kpi_drop)
     verdict["input-drift alerts before the shift"] = len(false)
     for name, value in verdict.items():
         console.print(f"{name}: [bold]{value}[/]")
-    return 0 if caught and not false else 1
+    for line in challenger_lines(alerts, scenario):
+        console.print(line)
+    return 0 if caught and not false and slo and kpi_drop else 1
+
+
+def challenger_lines(alerts: list, scenario: Scenario) -> list[str]:
+    """The challenger's KPI and latency difference, from the last champion/challenger comparison."""
+    comparisons = [r for r in alerts if r["kind"] == "comparison"]
+    if not comparisons:
+        return [f"challenger {scenario.challenger}: no comparison yet (too few labelled events)"]
+    evidence = comparisons[-1]["evidence"]
+    lines = [f"challenger {evidence['challenger']} vs {evidence['champion']}: "
+             f"[bold]{evidence['recommendation']}[/] (decided on {evidence.get('compare_on', 'error')})"]
+    for name, kpi in (evidence.get("kpis") or {}).items():
+        if kpi.get("difference") is not None:
+            p = kpi.get("p_value")
+            lines.append(f"  {name}: {kpi['challenger']:.3f} vs {kpi['champion']:.3f}, difference "
+                         f"{kpi['difference']:+.3f}" + (f" (Welch p={p:.2g})" if p is not None else ""))
+    difference = (evidence.get("latency") or {}).get("difference_ms") or {}
+    if difference.get("p99") is not None:
+        lines.append(f"  latency p50 {difference['p50']:+.1f} ms, p99 {difference['p99']:+.1f} ms")
+    return lines

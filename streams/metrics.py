@@ -200,6 +200,14 @@ class WorkerCollector:
                                        "Event time of the newest prediction.", labels=["model"])
         freshness = GaugeMetricFamily("driftline_event_freshness_seconds",
                                       "Now minus the event time of the newest prediction.", labels=["model"])
+        latency = GaugeMetricFamily("driftline_latency_ms", "Serving latency percentiles (latency_ms) of the last "
+                                    "closed window and over the rolling sample.",
+                                    labels=[*mv, "quantile", "scope"])
+        kpi = GaugeMetricFamily("driftline_kpi", "A business KPI's rolling mean and its baseline mean.",
+                                labels=[*mv, "kpi", "stat"])
+        invalid = CounterMetricFamily("driftline_invalid_values", "Latencies and KPI values left out as invalid "
+                                      "(negative/non-finite, not a number, or a KPI not configured).",
+                                      labels=[*mv, "field"])
         features = _FeatureGauges(self.settings) if self.settings.metrics_feature_gauges else None
         for model, (_partition, monitor) in list(self.worker.monitors.items()):
             for version, vm in monitor.versions.items():
@@ -220,6 +228,7 @@ class WorkerCollector:
                 if counts["predictions"]:
                     join.add_metric(labels, counts["labelled"] / counts["predictions"])
                 _add_histogram(test_time, labels, vm.window_test_seconds)
+                _add_outcomes(latency, kpi, invalid, labels, vm)
                 if features is not None:
                     features.add(labels, vm.last_window.get("drift") or {})
             join_counts = monitor.counts
@@ -232,9 +241,26 @@ class WorkerCollector:
                 last_event.add_metric([model], monitor.clock)
                 freshness.add_metric([model], now - monitor.clock)
         yield from (events, windows, alerts, active, rolling, estimated, join, test_time, expired, expired_labels,
-                    pending, delay, last_event, freshness)
+                    pending, delay, last_event, freshness, latency, kpi, invalid)
         if features is not None:
             yield from features.families()
+
+
+def _add_outcomes(latency, kpi, invalid, labels: list, vm) -> None:
+    """Latency percentiles and KPI means of one version (issue 15)."""
+    last = vm.latency.last
+    for scope, values in (("window", last.percentiles if last is not None else {}),
+                          ("rolling", vm.latency.rolling_percentiles())):
+        for quantile, value in values.items():
+            if value is not None:
+                latency.add_metric([*labels, quantile, scope], value)
+    for name, entry in vm.kpis.summary().items():
+        for stat, value in (("mean", entry.get("mean")), ("baseline", (entry.get("baseline") or {}).get("mean"))):
+            if value is not None:
+                kpi.add_metric([*labels, name, stat], value)
+    invalid.add_metric([*labels, "latency_ms"], vm.latency.counts["invalid"])
+    invalid.add_metric([*labels, "kpis"], vm.kpis.counts["invalid"])
+    invalid.add_metric([*labels, "kpis_unknown"], vm.kpis.counts["unknown"])
 
 
 def _add_histogram(family: HistogramMetricFamily, labels: list, counts) -> None:

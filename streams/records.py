@@ -117,6 +117,31 @@ def _features(value: Any) -> dict:
     return value
 
 
+def kpi_values(value: Any) -> tuple[dict, list]:
+    """The ``kpis`` object of an event: (name -> finite float, names refused).
+
+    A bad KPI never rejects the event it rides on (its prediction or label is still
+    good): a value that is not a finite number is left out and its name returned, for
+    the monitor to count as data quality; a ``kpis`` that is not an object is refused
+    whole (``"(kpis)"``); so is a name that is empty or longer than MAX_NAME. Whether a name
+    is a configured KPI is the monitor's question.
+
+    >>> kpi_values({"revenue": 12.5, "converted": 1, "cost": "n/a", "x": True})
+    ({'revenue': 12.5, 'converted': 1.0}, ['cost', 'x'])
+    """
+    if value is None:
+        return {}, []
+    if not isinstance(value, dict):
+        return {}, ["(kpis)"]
+    good, bad = {}, []
+    for name, item in value.items():
+        if type(item) in (int, float) and -_FLOAT_MAX <= item <= _FLOAT_MAX and 0 < len(name) <= MAX_NAME:
+            good[name] = float(item)
+        else:
+            bad.append(name[:MAX_NAME])
+    return good, bad
+
+
 def _outcome(value: Any, what: str) -> float | str | bool:
     if isinstance(value, (str, bool)):
         return value
@@ -150,7 +175,9 @@ def validate_prediction(obj: Any, default_ts: float) -> dict:
         # out-of-range scores are kept: the monitor counts them as a data-quality signal
         "score": None if score is None else _finite(score, "score"),
         "segment": segment or None,
+        # a negative latency is kept: the monitor counts it as data quality (detectors.latency)
         "latency_ms": None if latency is None else _finite(latency, "latency_ms"),
+        **_kpi_fields(obj),
     }
 
 
@@ -162,7 +189,13 @@ def validate_label(obj: Any, default_ts: float) -> dict:
         "model": _name(obj.get("model"), "model"),
         "label": _outcome(obj.get("label"), "label"),
         "timestamp": parse_timestamp(obj.get("timestamp"), default_ts),
+        **_kpi_fields(obj),
     }
+
+
+def _kpi_fields(obj: dict) -> dict:
+    kpis, invalid = kpi_values(obj.get("kpis"))
+    return {"kpis": kpis, "invalid_kpis": invalid}
 
 
 def decode(raw: bytes | None, default_ts: float, validate, max_bytes: int = MAX_MESSAGE_BYTES):
@@ -214,6 +247,9 @@ _Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
 _Feature = str | bool | _Int | float | None
 _Outcome = str | bool | float          # an integer outcome is a float (as _finite makes it)
+# KPIs: a value kpi_values would refuse (not a finite number, a bool) or a bad name fails the
+# typed decode, and the message takes the reference path, which keeps the event and lists the name.
+_Kpis = dict[_Name, Annotated[float, msgspec.Meta(ge=-_FLOAT_MAX, le=_FLOAT_MAX)]]
 
 
 # forbid_unknown_fields: msgspec skips an unknown field without checking all of it (a number
@@ -230,6 +266,7 @@ class PredictionEvent(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     score: float | None = None
     segment: dict[str, str] | None = None
     latency_ms: float | None = None
+    kpis: _Kpis | None = None
 
 
 class LabelEvent(msgspec.Struct, gc=False, forbid_unknown_fields=True):
@@ -237,6 +274,7 @@ class LabelEvent(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     model: _Name
     label: _Outcome
     timestamp: float | str | None = None
+    kpis: _Kpis | None = None
 
 
 def _prediction_dict(event: PredictionEvent, default_ts: float) -> dict:
@@ -249,7 +287,8 @@ def _prediction_dict(event: PredictionEvent, default_ts: float) -> dict:
     return {"prediction_id": event.prediction_id, "model": event.model, "model_version": version,
             "timestamp": timestamp, "features": {} if event.features is None else event.features,
             "prediction": event.prediction, "score": event.score, "segment": event.segment or None,
-            "latency_ms": event.latency_ms}
+            "latency_ms": event.latency_ms, "kpis": {} if event.kpis is None else event.kpis,
+            "invalid_kpis": []}
 
 
 def _label_dict(event: LabelEvent, default_ts: float) -> dict:
@@ -257,7 +296,7 @@ def _label_dict(event: LabelEvent, default_ts: float) -> dict:
     if type(timestamp) is not float:
         timestamp = parse_timestamp(timestamp, default_ts)
     return {"prediction_id": event.prediction_id, "model": event.model, "label": event.label,
-            "timestamp": timestamp}
+            "timestamp": timestamp, "kpis": {} if event.kpis is None else event.kpis, "invalid_kpis": []}
 
 
 class TypedDecoder:

@@ -55,6 +55,34 @@ def metric_cell(status: dict) -> str:
     return f"{name}={value:.3f}" if isinstance(value, (int, float)) else "-"
 
 
+def outcome_line(status: dict) -> str | None:
+    """A version's rolling latency percentiles and KPI means (issue 15), or None when it has neither.
+
+    >>> outcome_line({"model": "shop", "model_version": "2",
+    ...               "latency": {"rolling": {"p50": 7.41, "p95": 18.6, "p99": 25.3}, "counts": {"invalid": 3}},
+    ...               "kpis": {"kpis": {"revenue": {"mean": 5.381, "ci95": [5.1, 5.66],
+    ...                                             "baseline": {"mean": 6.1}}}, "counts": {"invalid": 0}}})
+    'shop/2: latency p50 7.4 ms, p95 18.6 ms, p99 25.3 ms (3 invalid); revenue 5.381 [5.1, 5.66] vs baseline 6.1'
+    """
+    parts = []
+    latency = status.get("latency") or {}
+    rolling = {q: v for q, v in (latency.get("rolling") or {}).items() if isinstance(v, (int, float))}
+    if rolling:
+        invalid = (latency.get("counts") or {}).get("invalid") or 0
+        parts.append("latency " + ", ".join(f"{q} {v:.1f} ms" for q, v in rolling.items())
+                     + (f" ({invalid} invalid)" if invalid else ""))
+    kpis = status.get("kpis") or {}
+    for name, entry in (kpis.get("kpis") or {}).items():
+        if isinstance(entry.get("mean"), (int, float)):
+            low, high = entry.get("ci95") or (None, None)
+            ci = f" [{low:.4g}, {high:.4g}]" if isinstance(low, (int, float)) and isinstance(high, (int, float)) else ""
+            base = (entry.get("baseline") or {}).get("mean")
+            parts.append(f"{name} {entry['mean']:.4g}{ci}" + (f" vs baseline {base:.4g}" if base is not None else ""))
+    if not parts:
+        return None
+    return f"{status.get('model')}/{status.get('model_version')}: " + "; ".join(parts)
+
+
 def join_line(status: dict) -> str | None:
     """Predictions that expired unlabelled and labels that never met a prediction, per model."""
     join = status.get("join") or {}

@@ -79,6 +79,28 @@ def timeline(version: str, windows: list[dict]) -> go.Figure:
     return figure
 
 
+def outcomes(windows: list[dict]) -> go.Figure | None:
+    """Each window's latency percentiles (ms, left axis) and KPIs' rolling means (right axis); None
+    when no window has either."""
+    x = [_when(w.get("end")) for w in windows]
+    latency = [w.get("latency") or {} for w in windows]
+    kpis = sorted({name for w in windows for name in (w.get("kpis") or {})})
+    if not any(entry.get("n") for entry in latency) and not kpis:
+        return None
+    figure = go.Figure()
+    for q in ("p50", "p95", "p99"):
+        figure.add_trace(go.Scatter(x=x, y=[(entry.get("percentiles") or {}).get(q) for entry in latency],
+                                    mode="lines+markers", name=f"latency {q} (ms)"))
+    for q, limit in sorted({(q, slo["limit"]) for entry in latency for q, slo in (entry.get("slo") or {}).items()}):
+        figure.add_hline(y=limit, line_dash="dot", annotation_text=f"SLO {q} {limit:g} ms")
+    for name in kpis:
+        figure.add_trace(go.Scatter(x=x, y=[((w.get("kpis") or {}).get(name) or {}).get("mean") for w in windows],
+                                    mode="lines", name=f"{name} (rolling mean)", yaxis="y2", line={"dash": "dash"}))
+    figure.update_layout(height=300, xaxis_title="window end (UTC, event time)", yaxis_title="latency (ms)",
+                         yaxis2={"title": "KPI", "overlaying": "y", "side": "right"}, legend={"orientation": "h"})
+    return figure
+
+
 def _strength(p_value) -> float | None:
     if p_value is None or not isinstance(p_value, (int, float)) or math.isnan(p_value):
         return None
@@ -169,6 +191,7 @@ def model_page(model: str, history: dict[str, list[dict]], *, feature: str | Non
             slug = quote(version, safe="")
             entry.update(
                 timeline=_div(timeline(version, windows), f"timeline-{slug}"),
+                outcomes=_div(figure, f"outcomes-{slug}") if (figure := outcomes(windows)) is not None else "",
                 heatmap=_div(heat, f"heatmap-{slug}"),
                 feature=chosen or "-", feature_window=at["index"],
                 histogram=_div(feature_histogram(chosen, at), f"histogram-{slug}") if chosen else "",

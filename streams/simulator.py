@@ -9,7 +9,17 @@ true label. Two changes are injected:
 * a **covariate shift** at ``shift_at``: ``request_from_other_domain`` is pushed
   towards 1 (the feature alerts, and so do the model's scores);
 * a **concept drift** at ``concept_at``: a share of labels flips, so the same
-  inputs now mean something else and accuracy falls.
+  inputs now mean something else and accuracy falls;
+* a **latency regression** at ``latency_at``: serving gets ``latency_factor`` times
+  slower (latency otherwise depends on the channel and on ``long_url``);
+* a **KPI drop** at ``kpi_drop_at``: the ``revenue`` a label event carries (earned
+  on legitimate pages, so correlated with the true label) falls to ``kpi_drop`` of itself.
+
+A share ``challenger_share`` of the traffic is served by a challenger version
+(``challenger``) that earns ``challenger_revenue`` of the champion's revenue, so
+the champion/challenger comparison has a KPI difference to report. Latency, revenue
+and the split come from a random stream of their own: the features, scores and labels
+are those of the scenario without them.
 
 Timestamps are ``start + i * step`` so an alert's window bounds map back to the
 event index that caused it.
@@ -23,6 +33,9 @@ from dataclasses import dataclass
 from streams.producer import BatchProducer
 
 CHANNELS = ("web", "mobile", "email")
+CHANNEL_MS = {"web": 6.0, "mobile": 9.0, "email": 4.0}   # median serving time per channel
+LATENCY_SLO_MS = 60.0          # the demo's p99 SLO: about 2x the stationary p99
+KPI = "revenue"
 SHIFT_FEATURE = "request_from_other_domain"
 
 
@@ -39,6 +52,13 @@ class Scenario:
     seed: int = 7
     start: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
     step: float = 0.05              # seconds of event time between predictions
+    latency_at: int = 6_500
+    latency_factor: float = 4.0
+    kpi_drop_at: int = 10_000
+    kpi_drop: float = 0.5
+    challenger: str = "v2"
+    challenger_share: float = 0.2   # 0: no challenger
+    challenger_revenue: float = 0.85
 
     def index_of(self, timestamp: float) -> int:
         return int(round((timestamp - self.start) / self.step))
@@ -58,6 +78,7 @@ def train_model():
 def generate(scenario: Scenario):
     """Yield (prediction, label or None) pairs, one per event, deterministically."""
     rng = random.Random(scenario.seed)
+    serving = random.Random(scenario.seed + 1)   # latency, revenue and the version split
     model, rows = train_model()
     for i in range(scenario.events):
         x, y = rows[rng.randrange(len(rows))]
@@ -68,18 +89,30 @@ def generate(scenario: Scenario):
         features = {**x, "channel": rng.choice(CHANNELS)}
         pid = f"{scenario.model}-{scenario.seed}-{i}"
         ts = scenario.start + i * scenario.step
+        challenger = serving.random() < scenario.challenger_share
+        latency = CHANNEL_MS[features["channel"]] * (1.0 + 0.8 * float(x.get("long_url", 0.0))) \
+            * serving.gammavariate(6.0, 1 / 6.0)
+        if i >= scenario.latency_at:
+            latency *= scenario.latency_factor
+        revenue = serving.gammavariate(4.0, 2.5) if not y else serving.gammavariate(2.0, 0.5)
+        if i >= scenario.kpi_drop_at:
+            revenue *= scenario.kpi_drop
+        if challenger:
+            revenue *= scenario.challenger_revenue
         prediction = {
-            "prediction_id": pid, "model": scenario.model, "model_version": scenario.version,
+            "prediction_id": pid, "model": scenario.model,
+            "model_version": scenario.challenger if challenger else scenario.version,
             "timestamp": ts, "features": features, "prediction": bool(score >= 0.5),
             "score": round(score, 6), "segment": {"channel": features["channel"]},
-            "latency_ms": round(rng.uniform(2, 9), 2),
+            "latency_ms": round(latency, 3),
         }
         label = None
         if rng.random() < scenario.labelled_share:
             truth = bool(y)
             if i >= scenario.concept_at and rng.random() < scenario.label_flip:
                 truth = not truth
-            label = {"prediction_id": pid, "model": scenario.model, "label": truth, "timestamp": ts + 1.0}
+            label = {"prediction_id": pid, "model": scenario.model, "label": truth, "timestamp": ts + 1.0,
+                     "kpis": {KPI: round(revenue, 4)}}
         yield prediction, label
 
 

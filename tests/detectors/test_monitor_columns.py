@@ -91,3 +91,54 @@ def test_columnar_path_equals_row_by_row(batch, settings):
     assert _plain(ours.status()) == _plain(oracle.status())
     assert [v.window_index for v in ours.versions.values()] == [v.window_index for v in oracle.versions.values()]
     assert ours.versions["1"].last_window["offsets"] == oracle.versions["1"].last_window["offsets"]
+
+
+def _outcome_traffic(seed=5):
+    """:func:`_traffic` with serving latencies (some negative, a slowdown after the shift), a
+    ``cost`` KPI on predictions and a ``revenue`` KPI on labels (a drop in ``eu`` after the
+    shift), refused KPI values and an unconfigured KPI name."""
+    predictions, labels = _traffic(seed)
+    rng = np.random.default_rng(seed)
+    for p in predictions:
+        i = int(p["prediction_id"][1:])
+        late = i >= 3500
+        p["latency_ms"] = None if i % 11 == 0 else float(rng.lognormal(4.0 + 0.6 * late, 0.3))
+        if i % 173 == 0:
+            p["latency_ms"] = -1.0                         # counted as bad data, the event is kept
+        p["kpis"] = {} if i % 7 == 0 else {"cost": float(rng.gamma(2.0, 0.1))}
+        if i % 89 == 0:
+            p["kpis"]["bogus"] = 1.0                        # a name never configured
+        p["invalid_kpis"] = ["cost"] if i % 131 == 0 else []
+    for label in labels:
+        i = int(label["prediction_id"][1:])
+        drop = 0.5 if i >= 3500 else 1.0
+        label["kpis"] = {"revenue": float(rng.gamma(2.0, 6.0) * drop)} if i % 3 else {}
+        label["invalid_kpis"] = ["revenue"] if i % 97 == 0 else []
+    return predictions, labels
+
+
+@pytest.mark.parametrize("batch", [1, 37, 1000])
+def test_latency_and_kpis_columnar_path_equals_row_by_row(batch):
+    """The trackers of issue 15 (latency, KPIs) see the same values in the same order on both
+    paths: same latency and kpi alerts (at window closes and between them), same status."""
+    settings = dict(window_size=300, reference_size=600, performance_window=200, cbpe_reference_labels=400,
+                    min_window_size=50, window_seconds=300.0, latency_slo_ms={"p99": 150},
+                    latency_rolling_size=700, kpis={"revenue": "higher", "cost": "lower"})
+    predictions, labels = _outcome_traffic()
+    ours, oracle = ModelMonitor("m", ModelSettings(**settings)), RowByRow("m", ModelSettings(**settings))
+    got, want = _feed(ours, predictions, labels, batch), _feed(oracle, predictions, labels, batch)
+    kinds = {record.get("kind") for kind, record in want if kind == "alert"}
+    assert {"latency", "kpi"} <= kinds
+    assert _plain(comparable(got)) == _plain(comparable(want))
+    assert _plain(ours.status()) == _plain(oracle.status())
+    for name, version in ours.versions.items():
+        other = oracle.versions[name]
+        assert version.latency.counts == other.latency.counts and version.latency.counts["invalid"] > 0
+        assert version.kpis.counts == other.kpis.counts
+        assert version.kpis.counts["invalid"] > 0 and version.kpis.counts["unknown"] > 0
+        np.testing.assert_array_equal(version.latency.rolling_values(), other.latency.rolling_values())
+        np.testing.assert_array_equal(version.kpis.values("revenue", "region=eu"),
+                                      other.kpis.values("revenue", "region=eu"))
+        assert _plain(version.last_window.get("latency")) == _plain(other.last_window.get("latency"))
+        assert _plain(version.last_window.get("kpis")) == _plain(other.last_window.get("kpis"))
+    assert ours.versions["1"].last_window["latency"]["n"] > 0

@@ -42,6 +42,9 @@ def _check_good(kind: str, event: dict) -> None:
     else:
         outcome = event["label"]
     assert isinstance(outcome, (str, bool)) or is_finite_number(outcome)
+    # a bad KPI never rejects its event: what is kept is finite, what is not is named (issue 15)
+    assert all(isinstance(k, str) and is_finite_number(v) for k, v in event["kpis"].items())
+    assert isinstance(event["invalid_kpis"], list)
     orjson.dumps(event)  # the ingest stage re-serialises it for the internal topic
 
 
@@ -61,7 +64,7 @@ def test_decode_never_raises_on_arbitrary_bytes_or_json(kind):
         st.lists(json_values, max_size=5).map(orjson.dumps),
         # valid-looking objects whose fields take any JSON value
         st.dictionaries(st.sampled_from(["prediction_id", "model", "model_version", "timestamp", "features",
-                                         "prediction", "score", "segment", "latency_ms", "label", "x"]),
+                                         "prediction", "score", "segment", "latency_ms", "label", "kpis", "x"]),
                         st.one_of(json_values, st.datetimes().map(lambda d: d.isoformat()),
                                   st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat())),
                         max_size=9).map(orjson.dumps),

@@ -5,24 +5,47 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
 import pytest
 
+from detectors.kpi import KpiTracker
+from detectors.latency import LatencyTracker
 from sinks import SinkRouter, build_sink
 from sinks.base import SinkFilter
 from sinks.mlflow_tracking import MlflowSink, window_metrics
 from streams.config_check import ConfigError, check
 from streams.embedded import free_port
 
+def _outcomes():
+    """A window summary's ``latency`` and ``kpis`` as the monitor writes them (real trackers)."""
+    rng = np.random.default_rng(3)
+    latency = LatencyTracker(reference_size=200, window_size=100, rolling_size=300, slo_ms={"p99": 250},
+                             ert_windows=0)
+    latency.observe(rng.lognormal(3.0, 0.4, 300))
+    kpis = KpiTracker({"revenue": "higher"}, window=50)
+    kpis.observe("revenue", rng.gamma(2.0, 2.0, 120), [{"region": "eu"}] * 120)
+    return latency.close_window().to_dict(), kpis.summary()
+
+
+LATENCY, KPIS = _outcomes()
 SUMMARY = {"model": "m", "model_version": "1", "index": 4, "end": 1767225600.5, "n": 500,
            "metrics": {"accuracy": 0.91}, "estimate": {"accuracy": 0.9, "window": 4},
            "drifted_features": [], "features": {"x": {"effect_size": 0.01, "p_value": 0.5}}, "alerts": [],
-           "latency": {"p50": 12.0, "p99": 80.5}, "kpis": {"revenue": {"mean": 3.5, "n": 40}}}
+           "latency": LATENCY, "kpis": KPIS}
 
 
 def test_window_metrics_take_latency_and_kpis_when_the_summary_has_them():
     found = window_metrics(SUMMARY)
-    assert found["latency.p99"] == 80.5 and found["kpis.revenue.mean"] == 3.5 and found["kpis.revenue.n"] == 40
-    assert "latency.p50" not in window_metrics({**SUMMARY, "latency": None})
+    assert found["latency.percentiles.p99"] == LATENCY["percentiles"]["p99"]
+    assert found["latency.rolling.p50"] == LATENCY["rolling"]["p50"]
+    assert found["latency.slo.p99.value"] == LATENCY["slo"]["p99"]["value"] and found["latency.slo.p99.limit"] == 250
+    assert found["latency.n"] == 100 and found["latency.drift.p_value"] == LATENCY["drift"]["p_value"]
+    revenue = KPIS["revenue"]
+    assert found["kpis.revenue.mean"] == revenue["mean"] and found["kpis.revenue.n"] == 120
+    assert [found["kpis.revenue.ci95_low"], found["kpis.revenue.ci95_high"]] == revenue["ci95"]
+    assert found["kpis.revenue.baseline.mean"] == revenue["baseline"]["mean"]
+    assert found["kpis.revenue.segments.region=eu.mean".replace("=", "_")] == revenue["segments"]["region=eu"]["mean"]
+    assert "latency.percentiles.p50" not in window_metrics({**SUMMARY, "latency": None})
 
 
 def test_an_unreachable_server_costs_publish_nothing_and_failures_are_counted():

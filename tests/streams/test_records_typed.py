@@ -47,7 +47,7 @@ def _same(raw, kind: str, max_bytes: int = records.MAX_MESSAGE_BYTES) -> tuple:
 
 
 FIELDS = ["prediction_id", "model", "model_version", "timestamp", "features", "prediction", "score",
-          "segment", "latency_ms", "label", "x"]
+          "segment", "latency_ms", "kpis", "label", "x"]
 edge_values = st.sampled_from([
     2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**30, -(10**30), 1e308, -1e308, 5e-324,
     0, 1, -1, 0.0, -0.0, True, False, None, "", "0", "x" * 256, "x" * 257, "\U0001F600" * 256,
@@ -60,7 +60,7 @@ near_valid = st.fixed_dictionaries(
     {"prediction_id": st.one_of(names, edge_values), "model": st.one_of(names, edge_values),
      "prediction": field_values, "label": field_values},
     optional={k: field_values for k in ("model_version", "timestamp", "features", "score", "segment",
-                                        "latency_ms", "x")})
+                                        "latency_ms", "kpis", "x")})
 
 
 def _dumps(value) -> bytes:
@@ -115,6 +115,13 @@ def test_typed_decoder_agrees_with_the_reference_on_the_contract_payloads(kind):
     b'{"prediction_id":"p","model":"m","prediction":1,"label":1,"timestamp":12}',
     b'{"prediction_id":"p","model":"m","prediction":1,"label":1,"segment":{},"features":{}}',
     b'[{"prediction_id":"p","model":"m","prediction":1,"label":1},3,{"model":"m"},[]]',
+    # KPIs (issue 15): a refused value or name keeps the event and lists the name (reference path)
+    b'{"prediction_id":"p","model":"m","prediction":1,"label":1,"kpis":{"revenue":12.5,"converted":1}}',
+    b'{"prediction_id":"p","model":"m","prediction":1,"label":1,"kpis":{"a":true,"b":1e400,"c":"x","d":null}}',
+    b'{"prediction_id":"p","model":"m","prediction":1,"label":1,"kpis":{"a":18446744073709551616,"b":-1e308}}',
+    b'{"prediction_id":"p","model":"m","prediction":1,"label":1,"kpis":{"":1,"ok":2}}',
+    b'{"prediction_id":"p","model":"m","prediction":1,"label":1,"kpis":[1,2]}',
+    b'{"prediction_id":"p","model":"m","prediction":1,"label":1,"kpis":null,"latency_ms":-5}',
 ])
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_typed_decoder_agrees_with_the_reference_on_edge_cases(kind, raw):
@@ -134,5 +141,10 @@ def test_typed_path_fills_the_defaults_like_the_reference():
                                DEFAULT_TS, records.validate_prediction)
     assert bad == []
     assert good == [{"prediction_id": "p", "model": "m", "model_version": "3", "timestamp": DEFAULT_TS,
-                     "features": {}, "prediction": 2.0, "score": None, "segment": None, "latency_ms": None}]
+                     "features": {}, "prediction": 2.0, "score": None, "segment": None, "latency_ms": None,
+                     "kpis": {}, "invalid_kpis": []}]
     assert type(good[0]["prediction"]) is float
+    labels, _ = records.decode(b'{"prediction_id":"p","model":"m","label":1,"kpis":{"revenue":3}}',
+                               DEFAULT_TS, records.validate_label)
+    assert labels[0]["kpis"] == {"revenue": 3.0} and labels[0]["invalid_kpis"] == []
+    assert type(labels[0]["kpis"]["revenue"]) is float
