@@ -84,9 +84,11 @@ def _missing_p(n_cur: int, x_cur: int, n_ref: int, missing_rate: float) -> float
 def _categorical_counts(values: np.ndarray, groups: Sequence[SegmentGroup]) -> tuple[list, np.ndarray, np.ndarray]:
     """The categories of a converted categorical column and, per group, their counts and missing count.
 
-    One dict lookup per row codes the column (code 0 is missing), then one ``bincount`` per group."""
-    code_of = {None: 0}
-    codes = np.fromiter((code_of.setdefault(v, len(code_of)) for v in values.tolist()), dtype=np.intp, count=values.size)
+    One dict lookup per row (in C, ``map``) codes the column (code 0 is missing), then one
+    ``bincount`` per group."""
+    labels = values.tolist()
+    code_of = {value: code for code, value in enumerate(dict.fromkeys([None, *labels]))}
+    codes = np.fromiter(map(code_of.__getitem__, labels), dtype=np.intp, count=len(labels))
     k = len(code_of)
     counts = np.stack([np.bincount(codes[group.rows], minlength=k) for group in groups]) if groups else \
         np.zeros((0, k), dtype=np.int64)
