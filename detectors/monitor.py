@@ -21,7 +21,7 @@ import numpy as np
 from river import metrics, utils
 
 from detectors.alerts import AlertLifecycle, make_alert, make_retrain_request
-from detectors.base import json_safe
+from detectors.base import json_safe, json_safe_tree
 from detectors.buckets import DELAY_BUCKETS, DURATION_BUCKETS, BucketCounts
 from detectors.calibration import calibrate, calibrate_family
 from detectors.cbpe import CBPE
@@ -674,7 +674,7 @@ class VersionMonitor:
                     features[name]["histogram"] = {"bins": bins[0][:30], "reference": bins[1][:30].tolist(),
                                                    "current": bins[2][:30].tolist()}
         window = self.last_window
-        return json_safe({
+        return json_safe_tree({
             "model": self.model, "model_version": self.version, "index": window["index"],
             "start": window["start"], "end": window["end"], "n": window["n"], "features": features,
             "drifted_features": window["drifted_features"], "findings": window["findings"],
