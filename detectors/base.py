@@ -13,11 +13,12 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+import orjson
 
 if TYPE_CHECKING:  # pragma: no cover
     from detectors.profile import FeatureProfile
 
-__all__ = ["DriftResult", "WindowTest", "OnlineDetector", "Estimator", "json_safe", "empty_result"]
+__all__ = ["DriftResult", "WindowTest", "OnlineDetector", "Estimator", "json_safe", "json_safe_tree", "empty_result"]
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})  # JSON-safe as they are
@@ -55,6 +56,30 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, (list, tuple, np.ndarray)):
         return [json_safe(v) for v in obj]
     return str(obj)
+
+
+_TREE_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def json_safe_tree(obj: Any) -> Any:
+    """:func:`json_safe` of a big tree of mostly plain values (a window summary), in C.
+
+    One orjson round trip: plain str/int/float/bool/None, dicts with str keys, lists and tuples
+    are taken as they are (NaN and inf become None, as json_safe makes them); anything else,
+    numpy scalars and arrays included (``np.float64`` is a float subclass), goes through
+    :func:`json_safe` itself (orjson's ``default``). A tree orjson refuses (a non-str key, an int
+    beyond 64 bits) is converted by :func:`json_safe`. Not for trees holding ``Enum`` members,
+    which orjson writes as their value where json_safe writes ``str()``.
+
+    >>> json_safe_tree({"a": np.float64("nan"), "b": [np.int64(2), np.bool_(True)], "c": (1.5, float("inf"))})
+    {'a': None, 'b': [2, True], 'c': [1.5, None]}
+    >>> json_safe_tree({1: "x"})   # orjson refuses int keys: json_safe converts it
+    {'1': 'x'}
+    """
+    try:
+        return orjson.loads(orjson.dumps(obj, default=json_safe, option=_TREE_OPTIONS))
+    except TypeError:
+        return json_safe(obj)
 
 
 @dataclass(frozen=True)

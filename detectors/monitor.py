@@ -21,7 +21,7 @@ import numpy as np
 from river import metrics, utils
 
 from detectors.alerts import AlertLifecycle, make_alert, make_retrain_request
-from detectors.base import json_safe
+from detectors.base import json_safe, json_safe_tree
 from detectors.buckets import DELAY_BUCKETS, DURATION_BUCKETS, BucketCounts
 from detectors.calibration import calibrate, calibrate_family
 from detectors.cbpe import CBPE
@@ -38,6 +38,7 @@ from detectors.performance import drop_test
 from detectors.profile import ReferenceProfile, WindowColumn
 from detectors.quality import DataQuality
 from detectors.settings import ModelSettings
+from detectors.segment_drift import SegmentGroup, segment_family
 from detectors.suite import WindowSettings, decide_family, evaluate_window
 from detectors.alerts import SEVERITIES
 
@@ -683,7 +684,7 @@ class VersionMonitor:
             findings["fairness"][result.feature] = result
         self._segment_report = {}
         if self.settings.segment_drift:
-            findings["segment_drift"] = self._checked("segment_drift", lambda: self._segment_drift(raw), {})
+            findings["segment_drift"] = self._checked("segment_drift", lambda: self._segment_drift(columns), {})
         undecided = {"fairness": self.segments.undecided(self.settings.segment_min_size, active_gaps)}
         latency = self._checked("latency", self.latency.close_window, None)
         if latency is not None and latency.quality() is not None:
@@ -739,7 +740,7 @@ class VersionMonitor:
                     features[name]["histogram"] = {"bins": bins[0][:30], "reference": bins[1][:30].tolist(),
                                                    "current": bins[2][:30].tolist()}
         window = self.last_window
-        return json_safe({
+        return json_safe_tree({
             "model": self.model, "model_version": self.version, "index": window["index"],
             "start": window["start"], "end": window["end"], "n": window["n"], "features": features,
             "drifted_features": window["drifted_features"], "findings": window["findings"],
@@ -813,8 +814,7 @@ class VersionMonitor:
         references = self.reference.segments or {}
         sizes = self.reference.segment_sizes
         settings = self.segment_window_settings
-        uncorrected = dataclasses.replace(settings, correction="none")
-        untested, tested, family = {}, {}, []
+        untested, tested, groups = {}, {}, []
         for rank, ((attr, value), rows) in enumerate(large):
             key = f"{attr}={value}"
             sub = references.get(key)
@@ -828,22 +828,17 @@ class VersionMonitor:
                                  f"{self.settings.segment_reference_min_size}")
                 continue
             tested[key] = len(rows)
-            subset = {name: [columns[name][i] for i in rows] for name in sub.features if name in columns}
-            for result in evaluate_window(sub, subset, uncorrected).results:
-                if (result.feature not in OUTPUT_COLUMNS and result.p_value is not None
-                        and "reason" not in result.evidence
-                        and result.detector in ("ks", "chi_squared", "missing_rate")):
-                    family.append((key, len(rows), sub.n, result))
+            groups.append(SegmentGroup(key, np.asarray(rows, dtype=np.intp), sub))
+        family, drifted = segment_family(groups, columns, settings, skip=frozenset(OUTPUT_COLUMNS))
         found = {}
-        decided = decide_family([r for *_, r in family], settings)
-        for (key, n_rows, n_reference, _), result in zip(family, decided):
-            if result.drifted:
-                attr, _, value = key.partition("=")
-                name = f"{key}:{result.feature}"
-                found[name] = dataclasses.replace(result, feature=name, evidence={
-                    **result.evidence, "segment": {attr: value}, "segment_rows": n_rows,
-                    "segment_reference_rows": n_reference, "family_size": len(family),
-                    "calibration": self.segment_calibration})
+        for i, result in drifted.items():
+            test = family[i]
+            attr, _, value = test.key.partition("=")
+            name = f"{test.key}:{result.feature}"
+            found[name] = dataclasses.replace(result, feature=name, evidence={
+                **result.evidence, "segment": {attr: value}, "segment_rows": test.n_rows,
+                "segment_reference_rows": test.n_reference, "family_size": len(family),
+                "calibration": self.segment_calibration})
         self._segment_report = {"tested": tested, "untested": untested, "family_size": len(family)}
         return found
 

@@ -42,12 +42,38 @@ def assert_same(got, want, where="") -> None:
         assert got == want, (where, got, want)
 
 
+CLASSIFIER_FIELDS = ("statistic", "p_value", "message")   # and evidence.rows, and the features' order
+
+
+def _without_classifier_numbers(value):
+    """The multivariate_drift alerts with what the domain classifier computes taken out.
+
+    The fixture's code trained it with river's SGD row by row; since issue 13 it is a ridge
+    logistic regression fitted in batch (tests/detectors/test_detectors_stage2.py checks it), so
+    its AUC, p-value and feature ranking differ by design. What the restore must keep stays
+    compared: that the alert is raised in the same window, its identity, window, severity,
+    lifecycle and the set of features it names."""
+    if isinstance(value, dict):
+        if value.get("kind") == "multivariate_drift":
+            value = {k: v for k, v in value.items() if k not in CLASSIFIER_FIELDS}
+            if "features" in value:
+                value["features"] = sorted(value["features"])
+            if "evidence" in value:
+                value["evidence"] = {k: v for k, v in value["evidence"].items() if k != "rows"}
+        return {k: _without_classifier_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_classifier_numbers(v) for v in value]
+    return value
+
+
 def test_checkpoint_of_the_pickled_format_restores_and_continues_identically():
     monitor = pickle.loads((FIXTURES / "checkpoint_v0.pickle").read_bytes())["monitor"]
     out = feed(monitor, *stream(2400, 1800, seed=2, shift_from=2700))
     expected = _expected()
     assert [kind for kind, _ in out] == [kind for kind, _ in expected["emitted"]]
-    assert_same(_plain(comparable(out)), _plain(expected["emitted"]))
+    assert "multivariate_drift" in [alert.get("kind") for _, alert in expected["emitted"]]
+    assert_same(_without_classifier_numbers(_plain(comparable(out))),
+                _without_classifier_numbers(_plain(expected["emitted"])))
     status = _plain(monitor.status())
     for version in status["versions"].values():
         # issue 15's trackers came after that code: restored empty, they see no latency or KPI in this stream
@@ -57,4 +83,4 @@ def test_checkpoint_of_the_pickled_format_restores_and_continues_identically():
         window_latency, window_kpis = version["last_window"].pop("latency"), version["last_window"].pop("kpis")
         assert window_latency["n"] == 0 and window_kpis == {}
         assert kpis["counts"] == {"observed": 0, "invalid": 0, "unknown": 0, "segments_dropped": 0}
-    assert_same(status, _plain(expected["status"]))
+    assert_same(_without_classifier_numbers(status), _without_classifier_numbers(_plain(expected["status"])))

@@ -134,11 +134,62 @@ def test_domain_classifier_quiet_then_fires_and_names_the_feature():
 def test_domain_classifier_false_alarm_rate_is_near_alpha():
     rng = np.random.default_rng(6)
     ref = ReferenceProfile.from_columns(_dc_columns(rng, 2000))
-    dc = DomainClassifier(alpha=0.05, max_rows=300, epochs=1)
-    fired = sum(DomainClassifier(alpha=0.05, max_rows=300, epochs=1, seed=s).test(ref, _dc_columns(rng, 300)).drifted
+    dc = DomainClassifier(alpha=0.05, max_rows=300, newton_steps=3)
+    fired = sum(DomainClassifier(alpha=0.05, max_rows=300, newton_steps=3, seed=s).test(ref, _dc_columns(rng, 300)).drifted
                 for s in range(20))
     assert fired <= 4  # expected 1 of 20 at alpha = 0.05
     assert "max_rows=300" in repr(dc)
+
+
+def _mixed_columns(rng, n, shift_f3=0.0, shift_c1=0.0):
+    """10 correlated numeric features, 5 categorical ones with 8 levels (c0 tied to the shared
+    factor), 2 % missing values; a shift moves f3's mean and/or c1's mix."""
+    factor = rng.normal(size=n)
+    columns = {f"f{j}": 0.6 * factor + 0.8 * rng.normal(size=n) + (shift_f3 if j == 3 else 0.0) for j in range(10)}
+    for x in columns.values():
+        x[rng.random(n) < 0.02] = np.nan
+    levels = np.array(list("abcdefgh"), dtype=object)
+    for j in range(5):
+        if j == 0:
+            codes = np.clip(((factor + rng.normal(scale=0.7, size=n)) * 2 + 4).astype(int), 0, 7)
+        else:
+            weights = np.ones(8)
+            if j == 1:
+                weights[:2] += 8 * shift_c1
+            codes = rng.choice(8, size=n, p=weights / weights.sum())
+        c = levels[codes]
+        c[rng.random(n) < 0.02] = None
+        columns[f"c{j}"] = c
+    return columns
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_domain_classifier_names_the_shifted_numeric_and_categorical_features_first(seed):
+    """Issue 13: on a shift of f3 and of c1's mix the river-trained classifier's summed absolute
+    weights named unshifted many-levelled features (c4, c2) beside c1 and missed f3."""
+    rng = np.random.default_rng(seed)
+    ref = ReferenceProfile.from_columns(_mixed_columns(rng, 2000))
+    dc = DomainClassifier(alpha=0.001, max_rows=500)
+    r = dc.test(ref, _mixed_columns(rng, 1000, shift_f3=0.5, shift_c1=0.3))
+    assert r.drifted
+    top = [name for name, _ in r.evidence["top_features"]]
+    assert set(top[:2]) == {"f3", "c1"}, r.evidence["top_features"]
+    shares = [share for _, share in r.evidence["top_features"]]
+    assert shares == sorted(shares, reverse=True) and 0.7 < shares[0] + shares[1] <= 1.0
+    assert not dc.test(ref, _mixed_columns(rng, 1000)).drifted
+
+
+def test_domain_classifier_restores_a_river_era_checkpoint():
+    """A pickled classifier from before the batch fit (epochs, learning_rate, cached river rows)
+    restores with the batch fit's defaults and gives the freshly built classifier's results."""
+    rng = np.random.default_rng(9)
+    ref = ReferenceProfile.from_columns(_dc_columns(rng, 1000))
+    old = DomainClassifier.__new__(DomainClassifier)
+    old.__setstate__({"alpha": 0.01, "max_rows": 300, "epochs": 2, "learning_rate": 0.05, "n_top": 5, "seed": 42,
+                      "_reference_cache": ("stale",)})
+    window = _dc_columns(rng, 600, shift=0.5)
+    assert old.test(ref, window) == DomainClassifier(alpha=0.01, max_rows=300).test(ref, window)
+    assert repr(old) == repr(DomainClassifier(alpha=0.01, max_rows=300))
 
 
 # -- calibration --------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The throughput work keeps every value: shared confusion matrices, lazy column buffers,
-shared window columns, the cached reference rows of the domain classifier, the vectorised
+shared window columns, the cached reference encoding of the domain classifier, the vectorised
 data-quality scans. Each is checked against the straightforward computation it replaced."""
 from __future__ import annotations
 
@@ -193,33 +193,40 @@ def test_data_quality_on_window_columns_equals_data_quality_on_lists():
 
 
 # -- domain classifier -------------------------------------------------------------------
-def _naive_encode(columns, kinds, scale) -> list[dict]:
-    n = len(next(iter(columns.values())))
-    rows = [{} for _ in range(n)]
+def _naive_design(ref, cur, kinds):
+    """The design matrix built value by value: intercept; per numeric feature its value standardised
+    by the reference side (missing -> 0) and, when either side misses one, a missing indicator; per
+    categorical feature one column per category in order of first appearance (reference rows first)."""
+    n_ref, n_cur = len(next(iter(ref.values()))), len(next(iter(cur.values())))
+    columns = [[1.0] * (n_ref + n_cur)]
     for name, kind in kinds.items():
-        for i, value in enumerate(columns[name].tolist()):
-            if kind == "numeric":
-                mean, std = scale[name]
-                rows[i][name] = 0.0 if math.isnan(value) else (value - mean) / std
-                if math.isnan(value):
-                    rows[i][name + "__missing"] = 1.0
-            else:
-                rows[i][f"{name}={'__missing__' if value is None else value}"] = 1.0
-    return rows
+        values = ref[name].tolist() + cur[name].tolist()
+        if kind == "numeric":
+            present = [v for v in ref[name].tolist() if not math.isnan(v)]
+            mean = float(np.mean(present))
+            std = float(np.std(present)) or 1.0
+            columns.append([0.0 if math.isnan(v) else (v - mean) / std for v in values])
+            if any(math.isnan(v) for v in values):
+                columns.append([1.0 if math.isnan(v) else 0.0 for v in values])
+        else:
+            for category in dict.fromkeys(values):
+                columns.append([1.0 if v == category else 0.0 for v in values])
+    return np.array(columns).T
 
 
-def test_domain_classifier_encoding_keeps_keys_values_and_their_order():
+def test_domain_classifier_design_is_the_value_by_value_encoding():
     rng = np.random.default_rng(2)
-    x = rng.normal(size=200)
-    x[[3, 50, 51]] = np.nan
-    c = np.array(rng.choice(["u", "v"], size=200), dtype=object)
-    c[[4, 50]] = None
-    columns, kinds = {"x": x, "c": c, "y": rng.normal(size=200)}, {"x": "numeric", "c": "categorical", "y": "numeric"}
-    scale = {"x": (0.1, 1.2), "y": (0.0, 2.0)}
-    encoded = DomainClassifier()._encode(columns, kinds, scale)
-    expected = _naive_encode(columns, kinds, scale)
-    assert encoded == expected
-    assert [list(row) for row in encoded] == [list(row) for row in expected]
+    def side(n, unseen):
+        x = rng.normal(size=n)
+        x[rng.choice(n, 3, replace=False)] = np.nan
+        c = np.array(rng.choice(["u", "v", "w"] if unseen else ["u", "v"], size=n), dtype=object)
+        c[rng.choice(n, 2, replace=False)] = None
+        return {"x": x, "c": c, "y": rng.normal(size=n)}
+    kinds = {"x": "numeric", "c": "categorical", "y": "numeric"}
+    ref, cur = side(200, False), side(150, True)
+    design, owners = DomainClassifier.design(DomainClassifier.reference_encoding(ref, kinds), cur, kinds)
+    np.testing.assert_allclose(design, _naive_design(ref, cur, kinds), rtol=1e-15, atol=0)
+    assert owners == ["", "x", "x", "c", "c", "c", "c", "y"]   # u/v/None, then the unseen w
 
 
 def test_domain_classifier_reuses_reference_rows_without_changing_results():

@@ -82,7 +82,7 @@ def test_a_valid_nested_configuration_loads(tmp_path):
 [defaults]
 drift = { alpha = 0.02, correction = "bonferroni", numeric_tests = ["ks", "psi"] }
 quality = { max_unseen_rate = 0.05 }
-multivariate = { enabled = false, every = 2, max_rows = 300, alpha = 0.001, epochs = 3 }
+multivariate = { enabled = false, every = 2, max_rows = 300, alpha = 0.001, newton_steps = 3 }
 concept_detector = "page_hinkley"
 concept_params = { threshold = 20 }
 [models.fraud]

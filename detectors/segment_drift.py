@@ -1,0 +1,199 @@
+"""Input drift inside segment values: the p-values of every segment x feature test, computed lean.
+
+Segment drift compares each tested segment value's window rows with the same value's reference
+rows (its own :class:`~detectors.profile.ReferenceProfile`), every primary test (KS, chi-squared)
+and missing-rate test of every feature in every tested value forming one family, corrected together.
+Running :func:`~detectors.suite.evaluate_window` per value computed every distance, summary and
+evidence dict of every test, although only the p-values decide (the family correction) and only
+the few that fire are reported. :func:`segment_family` therefore
+
+1. converts each window column once (not once per segment value) and counts, per feature, the
+   missing values and the categories of all segment values in one pass (codes, ``bincount``);
+2. computes each test's p-value with the same arithmetic as the test itself
+   (:func:`~detectors.ks.ks_2samp_sorted`, :func:`~detectors.chi_squared.chi2_homogeneity`, the
+   missing-rate z-test), so every p-value equals today's and scipy's bit for bit;
+3. corrects them together, and builds the full result (evidence, effect size, the decision) with
+   the suite's own code only for tests whose raw p-value is significant after the correction.
+
+The results are those of ``evaluate_window(sub, rows, replace(settings, correction="none"))``
+filtered to the primary and missing-rate tests and decided by
+:func:`~detectors.suite.decide_family`: ``tests/detectors/test_segment_drift_fast.py`` keeps that
+computation as the oracle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy import special
+
+from detectors.base import DriftResult
+from detectors.chi_squared import chi2_homogeneity
+from detectors.ks import ks_2samp_sorted, pooled_counts
+from detectors.missing_rate import MissingRate
+from detectors.multiple_testing import correct, raw_threshold
+from detectors.profile import ReferenceProfile, WindowColumn, to_column
+from detectors.suite import PRIMARY, WindowSettings, _decide, _feature_results
+
+__all__ = ["SegmentGroup", "SegmentTest", "segment_family"]
+
+
+@dataclass(frozen=True)
+class SegmentGroup:
+    """One tested segment value: its key (``"region=eu"``), its window rows and its reference."""
+
+    key: str
+    rows: np.ndarray
+    reference: ReferenceProfile
+
+
+@dataclass(frozen=True)
+class SegmentTest:
+    """One member of the segment family: which test, of which feature, in which segment value."""
+
+    key: str
+    feature: str
+    detector: str        # "ks" | "chi_squared" | "missing_rate"
+    n_rows: int
+    n_reference: int
+    p_value: float
+
+
+def _sorted_reference(sample: np.ndarray) -> np.ndarray:
+    if sample.size > 1 and not (sample[:-1] <= sample[1:]).all():
+        return np.sort(sample)  # profiles keep it sorted; one built by hand may not
+    return sample
+
+
+def _missing_p(n_cur: int, x_cur: int, n_ref: int, missing_rate: float) -> float | None:
+    """The missing-rate test's p-value (None when it has a reason not to run), as MissingRate.test."""
+    if n_cur == 0 or n_ref == 0:
+        return None
+    x_ref = int(round(missing_rate * n_ref))
+    p_ref = x_ref / n_ref
+    p_cur = x_cur / n_cur
+    pooled = (x_ref + x_cur) / (n_ref + n_cur)
+    se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_ref + 1.0 / n_cur))
+    z = (p_cur - p_ref) / se if se > 0 else 0.0
+    return float(2.0 * special.ndtr(-abs(z)))
+
+
+def _categorical_counts(values: np.ndarray, groups: Sequence[SegmentGroup]) -> tuple[list, np.ndarray, np.ndarray]:
+    """The categories of a converted categorical column and, per group, their counts and missing count.
+
+    One dict lookup per row (in C, ``map``) codes the column (code 0 is missing), then one
+    ``bincount`` per group."""
+    labels = values.tolist()
+    code_of = {value: code for code, value in enumerate(dict.fromkeys([None, *labels]))}
+    codes = np.fromiter(map(code_of.__getitem__, labels), dtype=np.intp, count=len(labels))
+    k = len(code_of)
+    counts = np.stack([np.bincount(codes[group.rows], minlength=k) for group in groups]) if groups else \
+        np.zeros((0, k), dtype=np.int64)
+    return list(code_of)[1:], counts[:, 1:], counts[:, 0]
+
+
+def _chi2_p(reference_counts: dict, categories: list, window_counts: np.ndarray) -> float | None:
+    """The chi-squared test's p-value (None when it has a reason not to run), as ChiSquared.test."""
+    current = {c: int(n) for c, n in zip(categories, window_counts.tolist()) if n}
+    unseen = sorted(c for c in current if c not in reference_counts)
+    order = list(reference_counts) + unseen
+    table = np.array([[reference_counts.get(c, 0) for c in order], [current.get(c, 0) for c in order]], dtype=np.int64)
+    n_ref, n_cur = int(table[0].sum()), int(table[1].sum())
+    if n_cur == 0 or n_ref == 0 or len(order) < 2:
+        return None
+    return float(chi2_homogeneity(table)[1])
+
+
+def segment_family(groups: Sequence[SegmentGroup], columns: Mapping[str, Sequence | np.ndarray],
+                   settings: WindowSettings, skip: frozenset = frozenset()) -> tuple[list[SegmentTest], dict[int, DriftResult]]:
+    """Every segment x feature test's p-value, and the decided result of those that drift.
+
+    ``columns`` are the window's columns (all rows; raw values or :class:`WindowColumn`);
+    each group's ``rows`` index them.
+    ``skip`` names columns left out of the family (the model's outputs). Returns the family in
+    the order :func:`~detectors.suite.evaluate_window` would list it (group, feature, primary
+    then missing rate), and ``{index in the family: decided DriftResult}`` for the members that
+    drifted (significant after ``settings.correction`` and at least ``min_effect_size``), equal
+    to what :func:`~detectors.suite.decide_family` gives for them.
+    """
+    tests: list[SegmentTest] = []
+    converted: dict[tuple[str, str], np.ndarray] = {}
+    cat_counts: dict[tuple[str, str], tuple] = {}
+    per_group_missing: dict[tuple[str, str], np.ndarray] = {}
+
+    def column(name: str, value_type: str, n: int) -> np.ndarray:
+        key = (name, value_type)
+        if key not in converted:
+            raw = columns.get(name)
+            kind = "numeric" if value_type == "numeric" else "categorical"
+            if isinstance(raw, WindowColumn) and raw.type == value_type:
+                converted[key] = raw.values   # the window's conversion, shared with its other checks
+            elif isinstance(raw, WindowColumn):
+                converted[key] = to_column(raw.raw, value_type)
+            elif raw is None:
+                converted[key] = np.full(n, np.nan) if kind == "numeric" else np.full(n, None, dtype=object)
+            else:
+                converted[key] = to_column(raw, value_type)
+        return converted[key]
+
+    n_window = max((len(v) for v in columns.values()), default=0)
+    for g, group in enumerate(groups):
+        sub, rows = group.reference, group.rows
+        n_rows = int(rows.size)
+        for name, fp in sub.features.items():
+            if name in skip:
+                continue
+            values = column(name, fp.value_type, n_window)
+            tests_of_kind = settings.numeric_tests if fp.kind == "numeric" else settings.categorical_tests
+            primary_p = None
+            if fp.kind == "numeric":
+                x = values[rows]
+                x = x[~np.isnan(x)]
+                n_missing = n_rows - x.size
+                if PRIMARY["numeric"] in tests_of_kind and x.size and fp.sample.size:
+                    x.sort()
+                    primary_p = float(ks_2samp_sorted(x, _sorted_reference(fp.sample))[1])
+            else:
+                key = (name, fp.value_type)
+                if key not in cat_counts:
+                    cat_counts[key] = _categorical_counts(values, groups)
+                categories, counts, missing = cat_counts[key]
+                n_missing = int(missing[g])
+                if PRIMARY["categorical"] in tests_of_kind:
+                    primary_p = _chi2_p(fp.category_counts, categories, counts[g])
+            if primary_p is not None:
+                tests.append(SegmentTest(group.key, name, PRIMARY[fp.kind], n_rows, sub.n, primary_p))
+            if settings.missing_rate:
+                p = _missing_p(n_rows, n_missing, int(fp.n), fp.missing_rate)
+                if p is not None:
+                    tests.append(SegmentTest(group.key, name, "missing_rate", n_rows, sub.n, p))
+
+    decided: dict[int, DriftResult] = {}
+    if not tests:
+        return tests, decided
+    p_values = np.array([t.p_value for t in tests], dtype=np.float64)
+    adjusted, reject = correct(p_values, settings.alpha, settings.correction)
+    threshold = raw_threshold(p_values, settings.alpha, settings.correction)
+    by_key = {group.key: group for group in groups}
+    uncorrected = WindowSettings(**{**settings.__dict__, "correction": "none"})
+    for i in np.flatnonzero(reject).tolist():
+        t = tests[i]
+        group = by_key[t.key]
+        fp = group.reference.features[t.feature]
+        raw = columns.get(t.feature)
+        raw = raw.raw if isinstance(raw, WindowColumn) else raw
+        rows = group.rows.tolist()
+        subset = ([raw[i] for i in rows] if raw is not None else
+                  column(t.feature, fp.value_type, n_window)[group.rows])   # as evaluate_window of the rows would see them
+        window_column = WindowColumn(subset, fp.value_type)
+        if t.detector == "missing_rate":
+            result = MissingRate(uncorrected.alpha).test(fp, window_column)
+        else:
+            result = _feature_results(fp, window_column, uncorrected)[0]
+        result = _decide(result, adjusted[i], True, threshold, settings)
+        if result.drifted:
+            decided[i] = result
+    return tests, decided
