@@ -149,3 +149,68 @@ def test_outputs_folded_while_delivering_wait_for_the_next_checkpoint():
     asyncio.run(worker.commit())
     assert [e for e in journal if e[0] == "ack"] == [("ack", 10)]    # offset 11 is held for its checkpoint
     assert [e.message.offset for e in worker.held] == [11] and "m" in worker.dirty
+
+
+class KeyedEvent(Event):
+    def __init__(self, journal, offset, model: str, partition: int = 3):
+        super().__init__(journal, offset)
+        self.key = model.encode()
+        self.message.partition = partition
+
+
+def _fold_quietly(worker: Worker, journal, model: str, offset: int, nbytes: int, partition: int = 3) -> None:
+    """A message that changes ``model``'s state (``nbytes`` of input) and emits nothing."""
+    worker.monitor_for(model, partition).applied_offsets[partition] = offset
+    worker.folded(model, nbytes)
+    worker.held.append(KeyedEvent(journal, offset, model, partition))
+
+
+def _stored_offset(table, model: str, partition: int = 3) -> int:
+    return StateStore(table).load_checkpoint(model.encode())["monitor"].applied_offsets[partition]
+
+
+def test_a_model_is_checkpointed_when_its_changes_are_worth_it_and_acks_wait_for_it():
+    journal = Journal()
+    table, dedup = Table(journal), Dedup()
+    worker, _ = _worker(table, journal, dedup)
+    _fold_quietly(worker, journal, "a", 10, 100)
+    _fold_quietly(worker, journal, "b", 11, 100)
+    asyncio.run(worker.commit())                  # first checkpoint of each: always due
+    size_a = worker.saved_bytes["a"]
+    assert size_a > 1000 and [e[1] for e in journal if e[0] == "ack"] == [10, 11]
+
+    journal.clear()
+    _fold_quietly(worker, journal, "a", 12, 100)          # a few bytes: a is not rewritten...
+    _fold_quietly(worker, journal, "b", 13, 2 * worker.saved_bytes["b"])   # ...b has grown enough
+    _fold_quietly(worker, journal, "b", 14, 0, partition=4)               # another partition
+    asyncio.run(worker.commit())
+    assert ("state", b"a", 3) not in journal and ("state", b"b", 3) in journal
+    # 12 (a, unsaved) holds 13 back on its partition; partition 4 goes on
+    assert [e[1] for e in journal if e[0] == "ack"] == [14]
+    assert [e.message.offset for e in worker.held] == [12, 13] and worker.dirty == {"a"}
+    assert _stored_offset(table, "a") == 10 and _stored_offset(table, "b") == 13
+
+    # every acknowledged message's effects are in its model's checkpoint
+    journal.clear()
+    worker.unsaved_bytes["a"] = 2 * size_a
+    asyncio.run(worker.commit())
+    assert [e[1] for e in journal if e[0] == "ack"] == [12, 13] and worker.held == []
+    assert _stored_offset(table, "a") == 12 and worker.dirty == set()
+
+
+def test_an_unchanged_little_model_is_checkpointed_after_checkpoint_max_seconds_and_at_shutdown():
+    journal = Journal()
+    table, dedup = Table(journal), Dedup()
+    worker, _ = _worker(table, journal, dedup)
+    _fold_quietly(worker, journal, "a", 10, 100)
+    asyncio.run(worker.commit())
+    _fold_quietly(worker, journal, "a", 11, 100)
+    asyncio.run(worker.commit())
+    assert worker.dirty == {"a"} and _stored_offset(table, "a") == 10
+    worker.dirty_since["a"] -= worker.settings.checkpoint_max_seconds       # dirty that long
+    asyncio.run(worker.commit())
+    assert worker.dirty == set() and _stored_offset(table, "a") == 11
+
+    _fold_quietly(worker, journal, "a", 12, 1)
+    asyncio.run(worker.commit(force=True))                                  # shutdown
+    assert worker.dirty == set() and worker.held == [] and _stored_offset(table, "a") == 12
