@@ -353,13 +353,8 @@ async def tick() -> None:
 
 @app.timer(interval=1.0)
 async def flush_status() -> None:
-    """Status of models that changed since their last (rate-limited) write."""
-    for model in list(worker.status_stale):
-        entry = worker.monitors.get(model)
-        if entry is None:
-            worker.status_stale.discard(model)
-        else:
-            worker.schedule_status(model, entry[1])
+    """Status of the models that changed in the last second, in one Redis write."""
+    worker.flush_statuses()
 
 
 @app.task

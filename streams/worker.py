@@ -83,7 +83,6 @@ class Worker:
         self.held: list = []
         self.outbox: list = []
         self.last_checkpoint = time.monotonic()
-        self.status_due: dict[str, float] = {}
         self.status_stale: set[str] = set()
         self.references_checked: set[tuple[str, str]] = set()
         self.last_event_at: dict[str, float] = {}
@@ -252,16 +251,29 @@ class Worker:
                 self.outbox.remove(item)
 
     def schedule_status(self, model: str, monitor: ModelMonitor) -> None:
-        """Write status at most once a second per model; the flush timer writes what is left."""
-        now = time.monotonic()
-        if now < self.status_due.get(model, 0.0):
-            self.status_stale.add(model)
-            return
-        self.status_stale.discard(model)
-        self.status_due[model] = now + 1.0
-        status = monitor.status()
-        status["worker"] = {**self.counts, **self.extra_counts(), "sinks": self.router.stats()}
-        self.spawn(self._write_status(model, status), "status write")
+        """Mark ``model``'s status for the next :meth:`flush_statuses` (once a second)."""
+        self.status_stale.add(model)
+
+    def flush_statuses(self) -> int:
+        """Write the status of every model that changed since the last flush, all versions in one
+        Redis round trip, in the background; returns how many versions it writes. A worker with
+        hundreds of models pays one write a second, and idle models none."""
+        stale, self.status_stale = self.status_stale, set()
+        entries, worker_counts = [], None
+        for model in sorted(stale):
+            entry = self.monitors.get(model)
+            if entry is None:
+                continue
+            if worker_counts is None:
+                worker_counts = {**self.counts, **self.extra_counts(), "sinks": self.router.stats()}
+            status = entry[1].status()
+            for version, version_status in status["versions"].items():
+                entries.append((model, version, {
+                    **version_status, "join": status["join"], "pending_labels": status["pending_labels"],
+                    "early_labels": status["early_labels"], "worker": worker_counts}))
+        if entries:
+            self.spawn(self.status.write_statuses(entries), "status write")
+        return len(entries)
 
     def spawn(self, coro, what: str) -> None:
         """Run a Redis write in the background: Redis being slow or down never stalls the stream."""
@@ -275,13 +287,6 @@ class Worker:
         task = asyncio.ensure_future(guarded())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _write_status(self, model: str, status: dict) -> None:
-        for version, version_status in status["versions"].items():
-            await self.status.write_status(model, version, {
-                **version_status, "join": status["join"], "pending_labels": status["pending_labels"],
-                "early_labels": status["early_labels"],
-                "worker": status["worker"]})
 
     async def ensure_reference(self, monitor: ModelMonitor, events: list) -> None:
         """A version seen for the first time: use a reference built with `driftline reference build`."""

@@ -214,3 +214,37 @@ def test_an_unchanged_little_model_is_checkpointed_after_checkpoint_max_seconds_
     _fold_quietly(worker, journal, "a", 12, 1)
     asyncio.run(worker.commit(force=True))                                  # shutdown
     assert worker.dirty == set() and worker.held == [] and _stored_offset(table, "a") == 12
+
+
+class Statuses:
+    def __init__(self):
+        self.writes = []
+
+    async def write_statuses(self, entries):
+        self.writes.append(list(entries))
+
+
+def test_status_of_changed_models_is_written_once_a_second_in_one_batch():
+    from streams.records import validate_prediction
+
+    journal = Journal()
+    worker, _ = _worker(Table(journal), journal, Dedup())
+    worker.status = Statuses()
+    for model in ("a", "b", "c"):
+        event = validate_prediction({"prediction_id": f"{model}-1", "model": model, "model_version": "1",
+                                     "prediction": 1, "score": 0.7, "features": {"x": 1.0}}, 1.0e9)
+        worker.monitor_for(model, 3).add_predictions([event], offset=1, partition=3)
+        worker.schedule_status(model, worker.monitors[model][1])
+    worker.schedule_status("a", worker.monitors["a"][1])          # twice: written once
+
+    async def flush_twice():
+        written = worker.flush_statuses()
+        again = worker.flush_statuses()                              # nothing changed since
+        await asyncio.gather(*worker._tasks)
+        return written, again
+
+    assert asyncio.run(flush_twice()) == (3, 0)
+    assert len(worker.status.writes) == 1                            # one round trip for all
+    assert [(m, v) for m, v, _ in worker.status.writes[0]] == [("a", "1"), ("b", "1"), ("c", "1")]
+    assert all(s["counts"]["predictions"] == 1 and s["worker"]["checkpoints"] == 0 and "join" in s
+               for _, _, s in worker.status.writes[0])
