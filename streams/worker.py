@@ -42,7 +42,7 @@ def outgoing(envelope, record: dict) -> tuple[bytes, list | None]:
 
 # A model is checkpointed once it has folded in this many times the bytes of its last checkpoint
 # (or after checkpoint_max_seconds): bench.models measures the changelog against the input.
-CHECKPOINT_GROWTH = 2.0
+CHECKPOINT_GROWTH = 4.0
 
 
 def _model_of(event) -> str:
