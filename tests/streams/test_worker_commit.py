@@ -14,7 +14,7 @@ import pytest
 from sinks import build_sinks
 from streams.config import Settings
 from streams.state import StateStore
-from streams.worker import Worker
+from streams.worker import CHECKPOINT_GROWTH, Worker
 
 
 class Journal(list):
@@ -181,7 +181,7 @@ def test_a_model_is_checkpointed_when_its_changes_are_worth_it_and_acks_wait_for
 
     journal.clear()
     _fold_quietly(worker, journal, "a", 12, 100)          # a few bytes: a is not rewritten...
-    _fold_quietly(worker, journal, "b", 13, 2 * worker.saved_bytes["b"])   # ...b has grown enough
+    _fold_quietly(worker, journal, "b", 13, int(CHECKPOINT_GROWTH * worker.saved_bytes["b"]))   # ...b has grown enough
     _fold_quietly(worker, journal, "b", 14, 0, partition=4)               # another partition
     asyncio.run(worker.commit())
     assert ("state", b"a", 3) not in journal and ("state", b"b", 3) in journal
@@ -192,7 +192,7 @@ def test_a_model_is_checkpointed_when_its_changes_are_worth_it_and_acks_wait_for
 
     # every acknowledged message's effects are in its model's checkpoint
     journal.clear()
-    worker.unsaved_bytes["a"] = 2 * size_a
+    worker.unsaved_bytes["a"] = int(CHECKPOINT_GROWTH * size_a)
     asyncio.run(worker.commit())
     assert [e[1] for e in journal if e[0] == "ack"] == [12, 13] and worker.held == []
     assert _stored_offset(table, "a") == 12 and worker.dirty == set()
