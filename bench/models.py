@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -69,8 +70,8 @@ def warmup_cpu(reference: int, window: int, runs: int = 3) -> dict:
             "warmup_cpu_s": round(common.median([a - b for a, b in zip(first, steady)]), 3)}
 
 
-def config_file(directory: Path, reference: int, window: int) -> Path:
-    path = directory / f"models-{uuid.uuid4().hex[:6]}.toml"
+def config_file(reference: int, window: int) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="bench-models-")) / "driftline.toml"
     path.write_text(f"[defaults]\nreference_size = {reference}\nwindow_size = {window}\n")
     return path
 
@@ -209,7 +210,7 @@ def run_case(broker, redis, models: int, rate: int, framing: int, seconds: float
              reference: int, window: int) -> dict:
     name = f"models-{uuid.uuid4().hex[:4]}"
     env = common.worker_env(broker.url, redis.url, name=name)
-    env["DRIFTLINE_CONFIG"] = str(config_file(common.RESULTS, reference, window))
+    env["DRIFTLINE_CONFIG"] = str(config_file(reference, window))
     common.create_topics(broker.url, [common.topic_of(env, w) for w in
                                       ("predictions", "labels", "alerts", "retrain", "deadletter")])
     names = [f"m{i:04d}" for i in range(models)]

@@ -268,7 +268,7 @@ async def _monitor_one(event) -> None:
                 await worker.ensure_reference(mon, body["p"])
                 if worker.monitors.get(model, (None, None))[1] is not mon:
                     return       # its partition was revoked meanwhile: the next owner replays the message
-            _fold(mon, model, message, body)
+            _fold(mon, model, message, body, len(event.value))
         worker.held.append(event)
         worker.schedule_status(model, mon)
     except ModelLimitReached as exc:
@@ -301,7 +301,7 @@ def _replayed(mon: ModelMonitor, message) -> bool:
     return False
 
 
-def _fold(mon: ModelMonitor, model: str, message, body: dict) -> None:
+def _fold(mon: ModelMonitor, model: str, message, body: dict, nbytes: int = 0) -> None:
     """Apply a message's fresh events and queue what they emit (no awaits: one step for a checkpoint)."""
     out: list = []
     if "p" in body:
@@ -322,7 +322,7 @@ def _fold(mon: ModelMonitor, model: str, message, body: dict) -> None:
     if "tick" not in body:
         worker.last_event_at[model] = time.monotonic()
     mon.applied_offsets[message.partition] = message.offset
-    worker.dirty.add(model)
+    worker.folded(model, nbytes)
     worker.outbox.extend((kind, record, message.partition) for kind, record in out)
 
 
@@ -353,13 +353,8 @@ async def tick() -> None:
 
 @app.timer(interval=1.0)
 async def flush_status() -> None:
-    """Status of models that changed since their last (rate-limited) write."""
-    for model in list(worker.status_stale):
-        entry = worker.monitors.get(model)
-        if entry is None:
-            worker.status_stale.discard(model)
-        else:
-            worker.schedule_status(model, entry[1])
+    """Status of the models that changed in the last second, in one Redis write."""
+    worker.flush_statuses()
 
 
 @app.task
@@ -398,7 +393,7 @@ async def flush_on_shutdown(app, **kwargs) -> None:
         if worker.dirty or worker.outbox or worker.held:
             log.info("shutdown: checkpointing %d models, %d unsent outputs, %d held events",
                      len(worker.dirty), len(worker.outbox), len(worker.held))
-            await asyncio.wait_for(worker.commit(), timeout=max(1.0, settings.shutdown_timeout / 2))
+            await asyncio.wait_for(worker.commit(force=True), timeout=max(1.0, settings.shutdown_timeout / 2))
         await asyncio.wait_for(worker.router.stop(flush_timeout=5), timeout=8)
         await worker.status.close()
         await worker.dedup.close()

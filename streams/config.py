@@ -72,7 +72,8 @@ class Settings:
     metrics_feature_gauges: bool = False
     metrics_max_feature_series: int = 2000
     history_windows: int = 1000          # window summaries kept per model version (`driftline history`)
-    checkpoint_seconds: float = 2.0      # monitor state is checkpointed at least this often
+    checkpoint_seconds: float = 2.0      # the monitor commits (checkpoint, deliver, ack) this often...
+    checkpoint_max_seconds: float = 30.0 # ...checkpointing a changed model once it is due, at the latest after this
     max_models: int = 1000               # model keys one worker monitors; events of more are dead-lettered
     commit_interval: float = 2.8         # seconds between offset commits (what a crash re-reads at most)
     tick_seconds: float = 5.0            # idle models get a tick this often (closes stale windows)

@@ -40,13 +40,16 @@ class StateStore:
     def get(self, key: bytes) -> bytes | None:
         return get_state(self.table, key)
 
-    def save_checkpoint(self, key: bytes, checkpoint: dict, partition: int) -> None:
-        """Write one model's checkpoint to ``partition`` (the model's, see _ModelStateTable in streams.app)."""
+    def save_checkpoint(self, key: bytes, checkpoint: dict, partition: int) -> int:
+        """Write one model's checkpoint to ``partition`` (the model's, see _ModelStateTable in
+        streams.app); returns its size in bytes."""
         self.table.write_partition = partition
         try:
-            self.put(key, dump_checkpoint(self.table, checkpoint, self.stored_references))
+            data = dump_checkpoint(self.table, checkpoint, self.stored_references)
+            self.put(key, data)
         finally:
             self.table.write_partition = None
+        return len(data)
 
     def load_checkpoint(self, key: bytes) -> dict | None:
         stored = self.get(key)

@@ -40,6 +40,15 @@ def outgoing(envelope, record: dict) -> tuple[bytes, list | None]:
     return orjson.dumps(envelope.structured(record)), None
 
 
+# A model is checkpointed once it has folded in this many times the bytes of its last checkpoint
+# (or after checkpoint_max_seconds): bench.models measures the changelog against the input.
+CHECKPOINT_GROWTH = 4.0
+
+
+def _model_of(event) -> str:
+    return event.key.decode() if isinstance(event.key, bytes) else str(event.key)
+
+
 class ModelLimitReached(Exception):
     """A new model key past ``max_models``: its events are dead-lettered, the worker's memory stays flat."""
 
@@ -65,17 +74,22 @@ class Worker:
         self.extra_counts = extra_counts
         self.monitors: dict[str, tuple[int, ModelMonitor]] = {}
         self.dirty: set[str] = set()
+        # what each model folded in since its checkpoint (bytes of internal messages), the size of
+        # that checkpoint, and since when it has been dirty: a model is checkpointed when its changes
+        # are worth it (see checkpoint), not every few seconds whole
+        self.unsaved_bytes: dict[str, int] = {}
+        self.saved_bytes: dict[str, int] = {}
+        self.dirty_since: dict[str, float] = {}
         self.held: list = []
         self.outbox: list = []
         self.last_checkpoint = time.monotonic()
-        self.status_due: dict[str, float] = {}
         self.status_stale: set[str] = set()
         self.references_checked: set[tuple[str, str]] = set()
         self.last_event_at: dict[str, float] = {}
         self.counts = {"predictions": 0, "labels": 0, "deadletter": 0, "alerts_sent": 0,
                        "alerts_deduplicated": 0, "deadletter_deduplicated": 0, "retrain_sent": 0, "replayed_skipped": 0, "redelivered_skipped": 0,
                        "checkpoints": 0, "status_write_failures": 0, "processing_errors": 0, "log_restarts": 0,
-                       "models_rejected": 0}
+                       "models_rejected": 0, "checkpoint_bytes": 0}
         self.router = router
         self.status = status
         self.dedup = dedup
@@ -114,16 +128,62 @@ class Worker:
         self.monitors[model] = (partition, monitor)
         return monitor
 
-    def checkpoint(self) -> None:
-        for model in self.dirty:
+    def folded(self, model: str, nbytes: int) -> None:
+        """``model``'s state took in an internal message of ``nbytes``: it is dirty until checkpointed."""
+        if model not in self.dirty:
+            self.dirty.add(model)
+            self.dirty_since[model] = time.monotonic()
+        self.unsaved_bytes[model] = self.unsaved_bytes.get(model, 0) + nbytes
+
+    def _due(self, model: str, now: float, force: bool, with_outputs: set) -> bool:
+        """Whether ``model`` is checkpointed now: always when forced (shutdown) or when it has
+        outputs to send (they are persisted before delivery); otherwise once it has folded in
+        CHECKPOINT_GROWTH x the size of its last checkpoint, or has been dirty for
+        ``checkpoint_max_seconds``. The changelog then grows with the traffic (at most about
+        1 / CHECKPOINT_GROWTH of the internal bytes, plus the forced ones), not with the number of
+        models x their state, and a crash replays at most ``checkpoint_max_seconds`` of a partition."""
+        if force or model in with_outputs:
+            return True
+        if self.unsaved_bytes.get(model, 0) >= CHECKPOINT_GROWTH * self.saved_bytes.get(model, 0):
+            return True
+        return now - self.dirty_since.get(model, now) >= self.settings.checkpoint_max_seconds
+
+    def checkpoint(self, force: bool = False) -> set[str]:
+        """Checkpoint the dirty models that are due (:meth:`_due`); returns those still dirty."""
+        now = time.monotonic()
+        with_outputs = {o[1]["model"] for o in self.outbox}
+        for model in list(self.dirty):
             entry = self.monitors.get(model)
             if entry is None:
+                self._saved(model, 0)
+                continue
+            if not self._due(model, now, force, with_outputs):
                 continue
             outbox = [o for o in self.outbox if o[1]["model"] == model]
-            self.state.save_checkpoint(model.encode(), {"monitor": entry[1], "outbox": outbox}, entry[0])
-        self.dirty.clear()
-        self.counts["checkpoints"] += 1
-        self.last_checkpoint = time.monotonic()
+            size = self.state.save_checkpoint(model.encode(), {"monitor": entry[1], "outbox": outbox}, entry[0])
+            self._saved(model, size)
+            self.counts["checkpoints"] += 1
+            self.counts["checkpoint_bytes"] += size
+        self.last_checkpoint = now
+        return set(self.dirty)
+
+    def _saved(self, model: str, size: int) -> None:
+        self.dirty.discard(model)
+        self.dirty_since.pop(model, None)
+        self.unsaved_bytes.pop(model, None)
+        self.saved_bytes[model] = size
+
+    def _ackable(self, held: list, unsaved: set) -> tuple[list, list]:
+        """(messages that may be acknowledged, messages that wait): per partition, the messages
+        before the first one whose model's state is not yet checkpointed (a commit passes every
+        offset below the one it names, so a message waits behind any earlier one that waits)."""
+        ackable, waiting, blocked = [], [], set()
+        for event in held:
+            partition = event.message.partition
+            if unsaved and partition not in blocked and _model_of(event) in unsaved:
+                blocked.add(partition)
+            (waiting if partition in blocked else ackable).append(event)
+        return ackable, waiting
 
     def ack(self, events: list) -> None:
         for event in events:
@@ -131,7 +191,7 @@ class Worker:
             self.ledger.handled((message.topic, message.partition), message.offset)
             event.ack()
 
-    async def commit(self) -> None:
+    async def commit(self, force: bool = False) -> None:
         """Persist, deliver, acknowledge: the order that makes a crash at any step lose nothing.
 
         1. the monitors' state (with the offsets it applied and the unsent outputs) goes to the
@@ -140,19 +200,26 @@ class Worker:
         3. the held messages are marked handled, so the next commit may pass them.
         A crash after 1 replays the messages after the checkpoint (skipped: already applied)
         and re-sends the outbox (dropped by id); a crash after 2 only re-reads.
+
+        Models that are not due (:meth:`checkpoint`) stay dirty; their messages, and those after
+        them on the same partition, stay held for a later commit. ``force`` checkpoints every
+        dirty model (shutdown).
         """
         async with self.commit_lock:
             # only what this checkpoint holds: the monitor may fold in more while outputs are sent
             held, self.held = self.held, []
-            self.checkpoint()
+            unsaved = self.checkpoint(force)
             await self.deliver()
-            self.ack(held)
+            ackable, waiting = self._ackable(held, unsaved)
+            self.held[:0] = waiting
+            self.ack(ackable)
 
     def forget_partitions(self, partitions: set[int]) -> None:
         """Partitions moved away: drop their monitors and held events (the new owner replays)."""
         for model in [m for m, (p, _) in self.monitors.items() if p in partitions]:
             del self.monitors[model]
-            self.dirty.discard(model)
+            self._saved(model, 0)
+            self.saved_bytes.pop(model, None)
         self.held = [e for e in self.held if e.message.partition not in partitions]
         self.outbox = [o for o in self.outbox if o[2] not in partitions]
 
@@ -184,16 +251,29 @@ class Worker:
                 self.outbox.remove(item)
 
     def schedule_status(self, model: str, monitor: ModelMonitor) -> None:
-        """Write status at most once a second per model; the flush timer writes what is left."""
-        now = time.monotonic()
-        if now < self.status_due.get(model, 0.0):
-            self.status_stale.add(model)
-            return
-        self.status_stale.discard(model)
-        self.status_due[model] = now + 1.0
-        status = monitor.status()
-        status["worker"] = {**self.counts, **self.extra_counts(), "sinks": self.router.stats()}
-        self.spawn(self._write_status(model, status), "status write")
+        """Mark ``model``'s status for the next :meth:`flush_statuses` (once a second)."""
+        self.status_stale.add(model)
+
+    def flush_statuses(self) -> int:
+        """Write the status of every model that changed since the last flush, all versions in one
+        Redis round trip, in the background; returns how many versions it writes. A worker with
+        hundreds of models pays one write a second, and idle models none."""
+        stale, self.status_stale = self.status_stale, set()
+        entries, worker_counts = [], None
+        for model in sorted(stale):
+            entry = self.monitors.get(model)
+            if entry is None:
+                continue
+            if worker_counts is None:
+                worker_counts = {**self.counts, **self.extra_counts(), "sinks": self.router.stats()}
+            status = entry[1].status()
+            for version, version_status in status["versions"].items():
+                entries.append((model, version, {
+                    **version_status, "join": status["join"], "pending_labels": status["pending_labels"],
+                    "early_labels": status["early_labels"], "worker": worker_counts}))
+        if entries:
+            self.spawn(self.status.write_statuses(entries), "status write")
+        return len(entries)
 
     def spawn(self, coro, what: str) -> None:
         """Run a Redis write in the background: Redis being slow or down never stalls the stream."""
@@ -207,13 +287,6 @@ class Worker:
         task = asyncio.ensure_future(guarded())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _write_status(self, model: str, status: dict) -> None:
-        for version, version_status in status["versions"].items():
-            await self.status.write_status(model, version, {
-                **version_status, "join": status["join"], "pending_labels": status["pending_labels"],
-                "early_labels": status["early_labels"],
-                "worker": status["worker"]})
 
     async def ensure_reference(self, monitor: ModelMonitor, events: list) -> None:
         """A version seen for the first time: use a reference built with `driftline reference build`."""

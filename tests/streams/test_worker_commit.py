@@ -14,7 +14,7 @@ import pytest
 from sinks import build_sinks
 from streams.config import Settings
 from streams.state import StateStore
-from streams.worker import Worker
+from streams.worker import CHECKPOINT_GROWTH, Worker
 
 
 class Journal(list):
@@ -149,3 +149,102 @@ def test_outputs_folded_while_delivering_wait_for_the_next_checkpoint():
     asyncio.run(worker.commit())
     assert [e for e in journal if e[0] == "ack"] == [("ack", 10)]    # offset 11 is held for its checkpoint
     assert [e.message.offset for e in worker.held] == [11] and "m" in worker.dirty
+
+
+class KeyedEvent(Event):
+    def __init__(self, journal, offset, model: str, partition: int = 3):
+        super().__init__(journal, offset)
+        self.key = model.encode()
+        self.message.partition = partition
+
+
+def _fold_quietly(worker: Worker, journal, model: str, offset: int, nbytes: int, partition: int = 3) -> None:
+    """A message that changes ``model``'s state (``nbytes`` of input) and emits nothing."""
+    worker.monitor_for(model, partition).applied_offsets[partition] = offset
+    worker.folded(model, nbytes)
+    worker.held.append(KeyedEvent(journal, offset, model, partition))
+
+
+def _stored_offset(table, model: str, partition: int = 3) -> int:
+    return StateStore(table).load_checkpoint(model.encode())["monitor"].applied_offsets[partition]
+
+
+def test_a_model_is_checkpointed_when_its_changes_are_worth_it_and_acks_wait_for_it():
+    journal = Journal()
+    table, dedup = Table(journal), Dedup()
+    worker, _ = _worker(table, journal, dedup)
+    _fold_quietly(worker, journal, "a", 10, 100)
+    _fold_quietly(worker, journal, "b", 11, 100)
+    asyncio.run(worker.commit())                  # first checkpoint of each: always due
+    size_a = worker.saved_bytes["a"]
+    assert size_a > 1000 and [e[1] for e in journal if e[0] == "ack"] == [10, 11]
+
+    journal.clear()
+    _fold_quietly(worker, journal, "a", 12, 100)          # a few bytes: a is not rewritten...
+    _fold_quietly(worker, journal, "b", 13, int(CHECKPOINT_GROWTH * worker.saved_bytes["b"]))   # ...b has grown enough
+    _fold_quietly(worker, journal, "b", 14, 0, partition=4)               # another partition
+    asyncio.run(worker.commit())
+    assert ("state", b"a", 3) not in journal and ("state", b"b", 3) in journal
+    # 12 (a, unsaved) holds 13 back on its partition; partition 4 goes on
+    assert [e[1] for e in journal if e[0] == "ack"] == [14]
+    assert [e.message.offset for e in worker.held] == [12, 13] and worker.dirty == {"a"}
+    assert _stored_offset(table, "a") == 10 and _stored_offset(table, "b") == 13
+
+    # every acknowledged message's effects are in its model's checkpoint
+    journal.clear()
+    worker.unsaved_bytes["a"] = int(CHECKPOINT_GROWTH * size_a)
+    asyncio.run(worker.commit())
+    assert [e[1] for e in journal if e[0] == "ack"] == [12, 13] and worker.held == []
+    assert _stored_offset(table, "a") == 12 and worker.dirty == set()
+
+
+def test_an_unchanged_little_model_is_checkpointed_after_checkpoint_max_seconds_and_at_shutdown():
+    journal = Journal()
+    table, dedup = Table(journal), Dedup()
+    worker, _ = _worker(table, journal, dedup)
+    _fold_quietly(worker, journal, "a", 10, 100)
+    asyncio.run(worker.commit())
+    _fold_quietly(worker, journal, "a", 11, 100)
+    asyncio.run(worker.commit())
+    assert worker.dirty == {"a"} and _stored_offset(table, "a") == 10
+    worker.dirty_since["a"] -= worker.settings.checkpoint_max_seconds       # dirty that long
+    asyncio.run(worker.commit())
+    assert worker.dirty == set() and _stored_offset(table, "a") == 11
+
+    _fold_quietly(worker, journal, "a", 12, 1)
+    asyncio.run(worker.commit(force=True))                                  # shutdown
+    assert worker.dirty == set() and worker.held == [] and _stored_offset(table, "a") == 12
+
+
+class Statuses:
+    def __init__(self):
+        self.writes = []
+
+    async def write_statuses(self, entries):
+        self.writes.append(list(entries))
+
+
+def test_status_of_changed_models_is_written_once_a_second_in_one_batch():
+    from streams.records import validate_prediction
+
+    journal = Journal()
+    worker, _ = _worker(Table(journal), journal, Dedup())
+    worker.status = Statuses()
+    for model in ("a", "b", "c"):
+        event = validate_prediction({"prediction_id": f"{model}-1", "model": model, "model_version": "1",
+                                     "prediction": 1, "score": 0.7, "features": {"x": 1.0}}, 1.0e9)
+        worker.monitor_for(model, 3).add_predictions([event], offset=1, partition=3)
+        worker.schedule_status(model, worker.monitors[model][1])
+    worker.schedule_status("a", worker.monitors["a"][1])          # twice: written once
+
+    async def flush_twice():
+        written = worker.flush_statuses()
+        again = worker.flush_statuses()                              # nothing changed since
+        await asyncio.gather(*worker._tasks)
+        return written, again
+
+    assert asyncio.run(flush_twice()) == (3, 0)
+    assert len(worker.status.writes) == 1                            # one round trip for all
+    assert [(m, v) for m, v, _ in worker.status.writes[0]] == [("a", "1"), ("b", "1"), ("c", "1")]
+    assert all(s["counts"]["predictions"] == 1 and s["worker"]["checkpoints"] == 0 and "join" in s
+               for _, _, s in worker.status.writes[0])
