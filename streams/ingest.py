@@ -111,6 +111,9 @@ def interleaved(batch: dict):
         yield tp, message
 
 
+# The longest the loop waits after an assignment for every new partition's first fetch (_settle).
+SETTLE_SECONDS = 3.0
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, loop: "IngestLoop") -> None:
         self._ingest = loop
@@ -154,6 +157,7 @@ class IngestLoop(Service):
         self._last_commit = time.monotonic()
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._settling: tuple[set, float] | None = None   # (new assignment, give up at): see _settle
         self.ingest_counts = {"ingest_batches": 0, "ingest_messages": 0, "ingest_commit_failures": 0,
                               "ingest_retries": 0, "ingest_batches_dropped": 0}
 
@@ -201,7 +205,15 @@ class IngestLoop(Service):
             self._batch_lock.release()
 
     async def assigned(self, assigned) -> None:
-        """Partitions the ingest group never committed start where ``fallback_positions`` says."""
+        """Partitions the ingest group never committed start where ``fallback_positions`` says.
+
+        The loop then waits (:meth:`_settle`) until every newly assigned partition has answered a
+        fetch before it takes a batch: otherwise the first batches after an assignment hold the
+        backlog of whichever partition was fetched first, and a model's window fills with one
+        partition's hours of event time before another's (the merge by timestamp only orders
+        what one batch holds)."""
+        if assigned:
+            self._settling = (set(assigned), time.monotonic() + SETTLE_SECONDS)
         if self.fallback_positions is None or not assigned:
             return
         try:
@@ -221,6 +233,8 @@ class IngestLoop(Service):
         delay = 0.1
         while not self._stopping:
             try:
+                if self._settling is not None:
+                    await self._settle()
                 batch = await self.consumer.getmany(timeout_ms=self.options.linger_ms,
                                                     max_records=self.options.batch_records)
                 delay = 0.1
@@ -234,6 +248,20 @@ class IngestLoop(Service):
             elif self._committable and time.monotonic() - self._last_commit >= self.options.commit_interval:
                 async with self._batch_lock:
                     await self.commit()
+
+    async def _settle(self) -> None:
+        """Wait until each partition of the new assignment has a highwater (its first fetch was
+        answered, with records or none) or SETTLE_SECONDS passed; fetched records wait in the
+        consumer meanwhile, so the next batch holds every partition's first records."""
+        partitions, give_up_at = self._settling
+        try:
+            while not self._stopping and time.monotonic() < give_up_at:
+                assignment = self.consumer.assignment()
+                if all(self.consumer.highwater(tp) is not None for tp in partitions & assignment):
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            self._settling = None
 
     async def handle(self, batch: dict, generation: int) -> bool:
         """Forward one ``getmany`` batch until it is sent, then commit it; False if it was dropped."""
