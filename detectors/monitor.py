@@ -1173,6 +1173,7 @@ class ModelMonitor:
                 found.append({"reference_id": monitor.reference.reference_id, "model": self.model,
                               "model_version": monitor.version, "profile": monitor.reference.to_dict(),
                               "window_settings": monitor.window_settings.to_dict(),
+                              "segment_window_settings": monitor.segment_window_settings.to_dict(),
                               "calibration": monitor.calibration})
         return found
 

@@ -322,7 +322,7 @@ def _fold(mon: ModelMonitor, model: str, message, body: dict, nbytes: int = 0) -
     if "tick" not in body:
         worker.last_event_at[model] = time.monotonic()
     mon.applied_offsets[message.partition] = message.offset
-    worker.folded(model, nbytes)
+    worker.folded(model, nbytes, tick="tick" in body)
     worker.outbox.extend((kind, record, message.partition) for kind, record in out)
 
 

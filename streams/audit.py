@@ -62,19 +62,22 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
-def _reference_for(settings, alert: dict) -> tuple[ReferenceProfile, WindowSettings]:
+def _reference_for(settings, alert: dict) -> tuple[ReferenceProfile, WindowSettings, WindowSettings | None]:
+    """The reference, the window settings and the segment family's (calibrated apart) it was judged with."""
     ref = alert["reference"]
     archived = get_archived_reference_sync(settings.redis_url, ref["reference_id"], prefix=settings.redis_prefix)
     if archived:
+        segment = archived.get("segment_window_settings")     # archives before it: the window's
         return (ReferenceProfile.from_dict(archived["profile"]),
-                WindowSettings.from_dict(archived["window_settings"]))
+                WindowSettings.from_dict(archived["window_settings"]),
+                None if segment is None else WindowSettings.from_dict(segment))
     stored = get_reference_sync(settings.redis_url, alert["model"], alert["model_version"],
                                 prefix=settings.redis_prefix)
     if not stored or stored.get("reference_id") != ref["reference_id"]:
         raise LookupError(f"reference {ref['reference_id']} is no longer stored")
     window = settings.for_model(alert["model"]).drift
     return ReferenceProfile.from_dict(stored), WindowSettings.from_dict(
-        {**window, "alpha": ref.get("alpha", 0.01), "correction": ref.get("correction", "bh")})
+        {**window, "alpha": ref.get("alpha", 0.01), "correction": ref.get("correction", "bh")}), None
 
 
 # Internal messages read before the window to learn the source positions already applied: a
@@ -160,11 +163,11 @@ def recompute(settings, alert: dict, progress=None) -> list[dict]:
         raise NotRecomputable(f"{kind} alerts cannot be recomputed: {NOT_RECOMPUTABLE[kind]}")
     if kind not in WINDOW_KINDS:
         raise NotRecomputable(f"{kind} alerts cannot be recomputed (not a window alert)")
-    profile, window_settings = _reference_for(settings, alert)
+    profile, window_settings, segment_settings = _reference_for(settings, alert)
     events = window_events(settings, alert, progress=progress)
     if len(events) != alert["window"]["n"]:
         raise LookupError(f"found {len(events)} of the window's {alert['window']['n']} events in Kafka")
-    again = _replay(settings, alert, profile, window_settings, events)
+    again = _replay(settings, alert, profile, window_settings, events, segment_settings)
     evidence = (again or {}).get("evidence", {})
     rows = []
     for feature, stored in alert["evidence"].items():
@@ -186,7 +189,7 @@ def _close(a, b) -> bool:
 
 
 def _replay(settings, alert: dict, profile: ReferenceProfile, window_settings: WindowSettings,
-            events: list[dict]) -> dict | None:
+            events: list[dict], segment_settings: WindowSettings | None = None) -> dict | None:
     """The alert of ``alert``'s kind that a fresh monitor raises on exactly these events, if any."""
     model_settings = dataclasses.replace(
         settings.for_model(settings.model_of(alert["model"])),
@@ -194,6 +197,7 @@ def _replay(settings, alert: dict, profile: ReferenceProfile, window_settings: W
         retrain_max_interval=0.0)
     monitor = VersionMonitor(alert["model"], alert["model_version"], model_settings, alert.get("config_version", ""))
     monitor.window_settings = window_settings
+    monitor.segment_window_settings = segment_settings or window_settings   # calibrated apart (segment ERT)
     monitor.set_reference(profile, source=alert["reference"].get("source", "explicit"))
     monitor.window_index = alert["window"]["index"]        # multivariate `every` and alert ids depend on it
     monitor.partition = alert["window"].get("partition")

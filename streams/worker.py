@@ -80,6 +80,7 @@ class Worker:
         self.unsaved_bytes: dict[str, int] = {}
         self.saved_bytes: dict[str, int] = {}
         self.dirty_since: dict[str, float] = {}
+        self.idle: set[str] = set()
         self.held: list = []
         self.outbox: list = []
         self.last_checkpoint = time.monotonic()
@@ -128,21 +129,26 @@ class Worker:
         self.monitors[model] = (partition, monitor)
         return monitor
 
-    def folded(self, model: str, nbytes: int) -> None:
-        """``model``'s state took in an internal message of ``nbytes``: it is dirty until checkpointed."""
+    def folded(self, model: str, nbytes: int, tick: bool = False) -> None:
+        """``model``'s state took in an internal message of ``nbytes``: it is dirty until checkpointed.
+
+        ``tick``: the message was an idle tick (the model had no traffic for ``tick_seconds``): an
+        idle model is checkpointed at once, so its partition's acks do not wait for it."""
         if model not in self.dirty:
             self.dirty.add(model)
             self.dirty_since[model] = time.monotonic()
         self.unsaved_bytes[model] = self.unsaved_bytes.get(model, 0) + nbytes
+        if tick:
+            self.idle.add(model)
 
     def _due(self, model: str, now: float, force: bool, with_outputs: set) -> bool:
-        """Whether ``model`` is checkpointed now: always when forced (shutdown) or when it has
-        outputs to send (they are persisted before delivery); otherwise once it has folded in
+        """Whether ``model`` is checkpointed now: always when forced (shutdown), when it has
+        outputs to send (they are persisted before delivery) or when it went idle; otherwise once it has folded in
         CHECKPOINT_GROWTH x the size of its last checkpoint, or has been dirty for
         ``checkpoint_max_seconds``. The changelog then grows with the traffic (at most about
         1 / CHECKPOINT_GROWTH of the internal bytes, plus the forced ones), not with the number of
         models x their state, and a crash replays at most ``checkpoint_max_seconds`` of a partition."""
-        if force or model in with_outputs:
+        if force or model in with_outputs or model in self.idle:
             return True
         if self.unsaved_bytes.get(model, 0) >= CHECKPOINT_GROWTH * self.saved_bytes.get(model, 0):
             return True
@@ -169,6 +175,7 @@ class Worker:
 
     def _saved(self, model: str, size: int) -> None:
         self.dirty.discard(model)
+        self.idle.discard(model)
         self.dirty_since.pop(model, None)
         self.unsaved_bytes.pop(model, None)
         self.saved_bytes[model] = size

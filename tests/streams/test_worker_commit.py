@@ -248,3 +248,19 @@ def test_status_of_changed_models_is_written_once_a_second_in_one_batch():
     assert [(m, v) for m, v, _ in worker.status.writes[0]] == [("a", "1"), ("b", "1"), ("c", "1")]
     assert all(s["counts"]["predictions"] == 1 and s["worker"]["checkpoints"] == 0 and "join" in s
                for _, _, s in worker.status.writes[0])
+
+
+def test_an_idle_model_is_checkpointed_at_its_tick():
+    journal = Journal()
+    table, dedup = Table(journal), Dedup()
+    worker, _ = _worker(table, journal, dedup)
+    _fold_quietly(worker, journal, "a", 10, 100)
+    asyncio.run(worker.commit())
+    _fold_quietly(worker, journal, "a", 11, 100)
+    asyncio.run(worker.commit())
+    assert _stored_offset(table, "a") == 10                 # little change: not rewritten
+    worker.monitor_for("a", 3).applied_offsets[3] = 12      # the idle tick, folded in
+    worker.folded("a", 20, tick=True)
+    worker.held.append(KeyedEvent(journal, 12, "a"))
+    asyncio.run(worker.commit())
+    assert _stored_offset(table, "a") == 12 and worker.dirty == set() and worker.held == []
