@@ -198,7 +198,8 @@ def test_a_model_is_checkpointed_when_its_changes_are_worth_it_and_acks_wait_for
     assert _stored_offset(table, "a") == 12 and worker.dirty == set()
 
 
-def test_an_unchanged_little_model_is_checkpointed_after_checkpoint_max_seconds_and_at_shutdown():
+def _saved_then_changed_a_little():
+    """A model checkpointed at offset 10, then changed a little (offset 11): not due yet."""
     journal = Journal()
     table, dedup = Table(journal), Dedup()
     worker, _ = _worker(table, journal, dedup)
@@ -206,6 +207,11 @@ def test_an_unchanged_little_model_is_checkpointed_after_checkpoint_max_seconds_
     asyncio.run(worker.commit())
     _fold_quietly(worker, journal, "a", 11, 100)
     asyncio.run(worker.commit())
+    return worker, journal, table
+
+
+def test_an_unchanged_little_model_is_checkpointed_after_checkpoint_max_seconds_and_at_shutdown():
+    worker, journal, table = _saved_then_changed_a_little()
     assert worker.dirty == {"a"} and _stored_offset(table, "a") == 10
     worker.dirty_since["a"] -= worker.settings.checkpoint_max_seconds       # dirty that long
     asyncio.run(worker.commit())
@@ -251,13 +257,7 @@ def test_status_of_changed_models_is_written_once_a_second_in_one_batch():
 
 
 def test_an_idle_model_is_checkpointed_at_its_tick():
-    journal = Journal()
-    table, dedup = Table(journal), Dedup()
-    worker, _ = _worker(table, journal, dedup)
-    _fold_quietly(worker, journal, "a", 10, 100)
-    asyncio.run(worker.commit())
-    _fold_quietly(worker, journal, "a", 11, 100)
-    asyncio.run(worker.commit())
+    worker, journal, table = _saved_then_changed_a_little()
     assert _stored_offset(table, "a") == 10                 # little change: not rewritten
     worker.monitor_for("a", 3).applied_offsets[3] = 12      # the idle tick, folded in
     worker.folded("a", 20, tick=True)
