@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import orjson
 
@@ -28,11 +29,19 @@ from streams.worker import ModelLimitReached, Worker
 log = logging.getLogger("driftline")
 
 
+class OutputTopic(Protocol):
+    """What the stage writes dead letters to: a Faust topic, or a fake in a test."""
+
+    async def send(self, *, key: bytes, value: bytes) -> Awaitable:
+        """Queue a record; the returned awaitable completes when the broker has it."""
+
+
 class MonitorStage:
     """Fold internal messages into their models' monitors; checkpoint, deliver and ack when due."""
 
-    def __init__(self, settings, worker: Worker, deadletter_topic, highwater: Callable[[str, int], int | None],
-                 instruments: Callable = lambda: None, deadletters: DeadLetterLog | None = None) -> None:
+    def __init__(self, settings, worker: Worker, deadletter_topic: OutputTopic,
+                 highwater: Callable[[str, int], int | None], instruments: Callable = lambda: None,
+                 deadletters: DeadLetterLog | None = None) -> None:
         self.settings = settings
         self.worker = worker
         self.deadletter_topic = deadletter_topic
