@@ -189,9 +189,9 @@ def worker(ctx: click.Context, loglevel: str, web_port: int | None) -> None:
                   settings.partitions, settings.replication_factor)
     from faust import Worker
 
-    from streams.app import app
+    from streams.app import build_app
 
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    Worker(build_app(settings).app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 # -- traffic -------------------------------------------------------------------------------
