@@ -958,7 +958,7 @@ class VersionMonitor:
                 y_true, y_pred = _as_class(label), _as_class(prediction)
                 error = float(y_true != y_pred)
                 if segment:
-                    self.segments.add_label(segment, y_true, y_pred)
+                    self.segments.add_label(segment, y_true, y_pred, ts)
                 if (self.cbpe is None and settings.estimate_performance and score is not None
                         and isinstance(y_true, bool) and isinstance(y_pred, bool) and 0.0 <= score <= 1.0):
                     self._cbpe_fit.append((score, y_true, y_pred))
