@@ -106,7 +106,7 @@ class SegmentStats:
     def __init__(self):
         self._predictions: dict = {}   # (attr, value) -> [n, positive predictions]
         self._labels: dict = {}        # (attr, value) -> [n, correct, actual positives, true positives]
-        self._label_clock: list = [None, None]   # the monitor's clock at the first and last label counted
+        self._label_clock: list = [None, None]   # monitor clock (prediction time): first, last label counted
 
     def add_prediction(self, segment: dict, y_pred) -> None:
         for key in segment.items():
