@@ -28,6 +28,7 @@ from detectors.cbpe import CBPE
 from detectors.columns import LabelColumns, PredictionColumns, kpis_of
 from detectors.comparison import compare_versions
 from detectors.concept import make_concept_detector
+from detectors import label_batch
 from detectors.domain_classifier import DomainClassifier
 from detectors.fairness import SegmentStats
 from detectors.histogram import histograms
@@ -934,6 +935,10 @@ class VersionMonitor:
         contract refused (issue 15); KPIs are observed, and checked when due, label by label.
         """
         out: list = []
+        if label_batch.quiet(self, kpis, invalid_kpis):   # nothing watched: per batch up to a concept drift
+            taken = label_batch.fold_quiet_labels(self, _as_class, predictions, scores, labels, segments, ts, out)
+            predictions, scores, labels = predictions[taken:], scores[taken:], labels[taken:]
+            segments, kpis, invalid_kpis = (x[taken:] if x else x for x in (segments, kpis, invalid_kpis))
         segments = segments or [None] * len(labels)
         kpis = kpis or [None] * len(labels)
         invalid_kpis = invalid_kpis or [None] * len(labels)

@@ -1,0 +1,81 @@
+"""Labels folded per batch (detectors/label_batch.py) against the label-by-label path it skips.
+
+Both paths run on the same streams (segments, mixed class spellings, a score, a concept drift
+in the middle so the detector fires inside a batch and the performance checks of the
+label-by-label path follow); the oracle is the same monitor with :func:`label_batch.quiet`
+answering False, i.e. every label taken one by one as before. Everything the labels change
+must end equal: counts, rolling and overall metrics, the error window, the segment counts,
+the concept detector's state, the alerts and retrain requests emitted.
+"""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from detectors import label_batch
+from detectors.monitor import ModelMonitor
+from detectors.settings import ModelSettings
+
+
+def _stream(seed: int, n: int, drift_at: int):
+    """Predictions with a segment and a score; labels agree with the predictions 85 % of the
+    time before ``drift_at`` and 55 % after (the concept detector fires)."""
+    rng = np.random.default_rng(seed)
+    predictions, labels = [], []
+    for i in range(n):
+        x = rng.normal(size=3)
+        score = float(1 / (1 + np.exp(-x[0])))
+        predicted = score >= 0.5
+        agree = rng.random() < (0.85 if i < drift_at else 0.55)
+        label = predicted if agree else not predicted
+        prediction = [bool(predicted), int(predicted), float(predicted)][i % 3]   # spellings producers mix
+        predictions.append({"prediction_id": f"p{i}", "model": "m", "model_version": "1", "timestamp": 1000.0 + i,
+                            "features": {"a": float(x[1]), "b": ["x", "y", "z"][int(rng.integers(3))],
+                                         "c": float(x[2])},
+                            "prediction": prediction, "score": score,
+                            "segment": {"region": ["eu", "us"][int(rng.integers(2))]} if i % 7 else None,
+                            "latency_ms": None})
+        labels.append({"prediction_id": f"p{i}", "model": "m", "label": [bool(label), int(label)][i % 2],
+                       "timestamp": 1001.0 + i})
+    return predictions, labels
+
+
+def _run(seed: int, batch: int, monkeypatch=None) -> tuple[ModelMonitor, list]:
+    if monkeypatch is not None:
+        monkeypatch.setattr(label_batch, "quiet", lambda *args: False)
+    settings = ModelSettings(reference_size=600, window_size=400, performance_window=300,
+                             cbpe_reference_labels=500, segment_min_size=50)
+    monitor = ModelMonitor("m", settings)
+    predictions, labels = _stream(seed, 6000, drift_at=3500)
+    emitted = []
+    for k in range(0, len(predictions), batch):
+        emitted += monitor.add_predictions(predictions[k:k + batch], offset=k, partition=0)
+        emitted += monitor.add_labels(labels[k:k + batch])
+    if monkeypatch is not None:
+        monkeypatch.undo()
+    return monitor, emitted
+
+
+def _state(monitor: ModelMonitor) -> dict:
+    version = monitor.versions["1"]
+    return {"counts": dict(version.counts), "rolling": version.rolling_metrics(),
+            "errors": list(version.recent_errors), "segments": version.segments._labels,
+            "concept": pickle.dumps(version.concept.river_detector), "suspect": version._suspect_left,
+            "baseline": version.baseline, "windows": version.window_index}
+
+
+@pytest.mark.parametrize("seed,batch", [(0, 500), (1, 137), (2, 1000)])
+def test_labels_folded_per_batch_leave_what_label_by_label_leaves(seed, batch, monkeypatch):
+    fast, fast_out = _run(seed, batch)
+    slow, slow_out = _run(seed, batch, monkeypatch)
+    assert _state(fast) == _state(slow)
+    assert _without_clock(fast_out) == _without_clock(slow_out)
+    kinds = {record.get("kind") for _, record in slow_out}
+    assert "performance" in kinds, kinds   # the concept detector fired and its check alerted
+
+
+def _without_clock(emitted: list) -> list:
+    """The records emitted, without their wall-clock times."""
+    return [(topic, {k: v for k, v in record.items() if k not in ("created_at", "requested_at")}) for topic, record in emitted]
