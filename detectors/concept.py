@@ -116,8 +116,11 @@ class ContinuousDetector(Estimator):
         """
         detector, check = self._detector, self._check
         update = detector.update
+        if type(self)._check is ContinuousDetector._check and all(type(x) is float for x in values) \
+                and math.isfinite(sum(values)):
+            check = None   # plain finite floats: what _check would return is the value itself
         for index, x in enumerate(values):
-            update(check(x))
+            update(x if check is None else check(x))
             if detector.drift_detected:
                 return index
         return None

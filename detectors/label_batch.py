@@ -32,8 +32,8 @@ def fold_quiet_labels(version, as_class, predictions: list, scores: list, labels
     all of them, or those up to and including the one at which the concept detector fired (its
     performance check done, what it emitted appended to ``out``). ``as_class`` is the monitor's
     class reading of labels and predictions."""
-    y_true = [as_class(label) for label in labels]
-    y_pred = [as_class(prediction) for prediction in predictions]
+    y_true = [label if type(label) is bool else as_class(label) for label in labels]   # bools are classes
+    y_pred = [prediction if type(prediction) is bool else as_class(prediction) for prediction in predictions]
     errors = [float(t != p) for t, p in zip(y_true, y_pred)]
     fired = version.concept.update_until_drift(errors)
     taken = len(errors) if fired is None else fired + 1

@@ -79,3 +79,36 @@ def test_labels_folded_per_batch_leave_what_label_by_label_leaves(seed, batch, m
 def _without_clock(emitted: list) -> list:
     """The records emitted, without their wall-clock times."""
     return [(topic, {k: v for k, v in record.items() if k not in ("created_at", "requested_at")}) for topic, record in emitted]
+
+
+@pytest.mark.parametrize("name", ["adwin", "page_hinkley", "ddm", "fhddm"])
+def test_update_until_drift_stops_where_update_by_update_fires(name):
+    from detectors.concept import make_concept_detector
+
+    rng = np.random.default_rng(3)
+    stream = np.concatenate([rng.random(800) < 0.1, rng.random(800) < 0.6]).astype(float).tolist()
+    one_by_one, batched = make_concept_detector(name), make_concept_detector(name)
+    fired = []
+    for i, x in enumerate(stream):
+        one_by_one.update(x)
+        if one_by_one.drift_detected:
+            fired.append(i)
+    got, start = [], 0
+    while start < len(stream):
+        index = batched.update_until_drift(stream[start:start + 300])
+        if index is None:
+            start += 300
+        else:
+            got.append(start + index)
+            start += index + 1
+    assert fired and got == fired
+    assert pickle.dumps(batched.river_detector) == pickle.dumps(one_by_one.river_detector)
+
+
+def test_json_safe_of_an_array_is_json_safe_of_its_elements():
+    from detectors.base import json_safe
+
+    for array in (np.array([0.1, 2.5, -3.0]), np.array([1.0, np.nan, np.inf]), np.array([1, 2], dtype=np.int32),
+                  np.array([True, False]), np.empty(0)):
+        got, want = json_safe(array), [json_safe(v) for v in array.tolist()]
+        assert got == want and [type(v) for v in got] == [type(v) for v in want]
