@@ -9,7 +9,7 @@ import numpy as np
 from scipy import stats
 
 from detectors.base import DriftResult, Estimator, empty_result, json_safe
-from detectors.profile import FeatureProfile, WindowColumn
+from detectors.profile import FeatureProfile, WindowColumn, safe_evidence
 
 try:  # the exact two-sample p-value scipy's ks_2samp computes; see ks_2samp_sorted
     from scipy.stats._stats_py import _attempt_exact_2kssamp
@@ -195,4 +195,4 @@ class KolmogorovSmirnov(Estimator):
         evidence["statistic_sign"] = int(sign)
         p_value = float(p_value)
         return DriftResult(detector, feature_profile.name, float(statistic), p_value, self.alpha, "p_value",
-                           bool(p_value <= self.alpha), evidence=json_safe(evidence))
+                           bool(p_value <= self.alpha), evidence=safe_evidence(evidence, feature_profile, column))

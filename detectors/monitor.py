@@ -428,7 +428,7 @@ class VersionMonitor:
         columns = {name: batch.feature_values(name) for name in batch.features}
         columns[PREDICTION] = batch.prediction
         columns[SCORE] = [None if v != v else v for v in batch.score.tolist()]
-        segment_rows = [batch.segment_of(i) for i in range(n)] if batch.segments else [None] * n
+        segment_rows = batch.segment_rows()
         classification = batch.prediction if self.task == "classification" else None
         pending_labels = sorted(labels, key=lambda item: item[0])
         next_label = 0
@@ -1242,10 +1242,10 @@ class ModelMonitor:
         by_version: dict = {}     # name -> [rows, early labels as (position, label, clock)]
         times = ts.tolist()
         scores = batch.score.tolist()
-        segments = batch.segments
+        segment_rows = batch.segment_rows()
         for index, pid in enumerate(batch.ids):
             name = batch.model_version[index]
-            segment = batch.segment_of(index) if segments else None
+            segment = segment_rows[index]
             score = scores[index]
             entry = (name, batch.prediction[index], None if score != score else score, segment, times[index])
             shadows = pending.get(pid)

@@ -112,3 +112,17 @@ def test_json_safe_of_an_array_is_json_safe_of_its_elements():
                   np.array([True, False]), np.empty(0)):
         got, want = json_safe(array), [json_safe(v) for v in array.tolist()]
         assert got == want and [type(v) for v in got] == [type(v) for v in want]
+
+
+def test_segment_rows_are_segment_of_every_row():
+    from detectors.columns import PredictionColumns
+
+    predictions, _ = _stream(4, 300, drift_at=300)
+    for i, event in enumerate(predictions):   # one attribute, two, none
+        if i % 5 == 0:
+            event["segment"] = {"region": "eu", "plan": ["a", "b"][i % 2]}
+        elif i % 11 == 0:
+            event["segment"] = {"plan": "c"}
+    for events in (predictions, [dict(e, segment=None) for e in predictions[:50]], predictions[1:4]):
+        batch = PredictionColumns.from_events(events)
+        assert batch.segment_rows() == [batch.segment_of(i) for i in range(len(batch))]
