@@ -87,6 +87,21 @@ class SegmentStats:
                 counts[2] += 1
                 counts[3] += y_pred is True
 
+    def add_predictions(self, segments: list, predictions: list, as_class) -> None:
+        """:meth:`add_prediction` for each prediction whose segment is not empty, its class read by
+        ``as_class`` (counts: order does not matter)."""
+        counted = self._predictions
+        for segment, prediction in zip(segments, predictions):
+            if not segment:
+                continue
+            positive = (prediction if type(prediction) is bool else as_class(prediction)) is True
+            for key in segment.items():
+                counts = counted.get(key)
+                if counts is None:
+                    counts = counted[key] = [0, 0]
+                counts[0] += 1
+                counts[1] += positive
+
     def add_labels(self, segments: list, y_true: list, y_pred: list) -> None:
         """:meth:`add_label` for each label whose segment is not empty (counts: order does not matter)."""
         labels = self._labels

@@ -533,9 +533,7 @@ class VersionMonitor:
         self._score_out_of_range += bad
         self.counts["score_out_of_range"] += bad
         if predictions is not None:   # classification: per-segment positive rates
-            for j in range(i, stop):
-                if segment_rows[j]:
-                    self.segments.add_prediction(segment_rows[j], _as_class(predictions[j]))
+            self.segments.add_predictions(segment_rows[i:stop], predictions[i:stop], _as_class)
 
     def _out_of_range(self, batch: PredictionColumns) -> np.ndarray:
         """Per row: the score outside [0, 1], or (no score) a numeric prediction outside ``output_range``."""

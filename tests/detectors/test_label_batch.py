@@ -126,3 +126,23 @@ def test_segment_rows_are_segment_of_every_row():
     for events in (predictions, [dict(e, segment=None) for e in predictions[:50]], predictions[1:4]):
         batch = PredictionColumns.from_events(events)
         assert batch.segment_rows() == [batch.segment_of(i) for i in range(len(batch))]
+
+
+def test_segment_counts_of_a_batch_are_those_of_row_by_row_counts():
+    from detectors.fairness import SegmentStats
+    from detectors.monitor import _as_class
+
+    rng = np.random.default_rng(5)
+    segments = [None if i % 9 == 0 else {"region": ["eu", "us"][i % 2], **({"plan": "a"} if i % 4 else {})}
+                for i in range(500)]
+    predictions = [[True, False, 1, 0, 1.0, 0.0, "yes", "b"][int(k)] for k in rng.integers(0, 8, size=500)]
+    labels = [[True, False, 1, 0.0][int(k)] for k in rng.integers(0, 4, size=500)]
+    batched, one_by_one = SegmentStats(), SegmentStats()
+    batched.add_predictions(segments, predictions, _as_class)
+    batched.add_labels(segments, [_as_class(v) for v in labels], [_as_class(v) for v in predictions])
+    for segment, prediction, label in zip(segments, predictions, labels):
+        if segment:
+            one_by_one.add_prediction(segment, _as_class(prediction))
+            one_by_one.add_label(segment, _as_class(label), _as_class(prediction))
+    assert batched._predictions == one_by_one._predictions
+    assert batched._labels == one_by_one._labels
