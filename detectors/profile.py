@@ -111,6 +111,7 @@ def _number(v) -> float:
 
 _PLAIN_NUMBERS = frozenset({float, int, type(None)})
 _PLAIN_CATEGORIES = frozenset({str, type(None)})
+_PLAIN_BOOLS = frozenset({bool, type(None)})
 
 
 def to_column(values, kind: str) -> np.ndarray:
@@ -154,7 +155,10 @@ def to_column(values, kind: str) -> np.ndarray:
     if kind == "boolean":
         seq = values.tolist() if isinstance(values, np.ndarray) else list(values)
         out = np.empty(len(seq), dtype=object)
-        out[:] = [as_boolean(v) for v in seq]
+        if _PLAIN_BOOLS.issuperset(map(type, seq)):   # bools and None: what as_boolean gives them
+            out[:] = [None if v is None else ("true" if v else "false") for v in seq]
+        else:
+            out[:] = [as_boolean(v) for v in seq]
         return out
     raise ValueError(f"unknown kind {kind!r}; expected one of {TYPES}")
 

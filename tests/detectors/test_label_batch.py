@@ -146,3 +146,27 @@ def test_segment_counts_of_a_batch_are_those_of_row_by_row_counts():
             one_by_one.add_label(segment, _as_class(label), _as_class(prediction))
     assert batched._predictions == one_by_one._predictions
     assert batched._labels == one_by_one._labels
+
+
+def test_boolean_columns_of_bools_convert_as_as_boolean_does():
+    from detectors.profile import to_column
+    from detectors.values import as_boolean
+
+    for values in ([True, False, None, True], [], [None], [True, 1, "no", 0.0, None]):
+        assert to_column(values, "boolean").tolist() == [as_boolean(v) for v in values]
+
+
+def test_metrics_of_bool_classes_equal_those_of_the_same_classes_spelled_otherwise():
+    from detectors.label_metrics import ClassificationMetrics
+
+    rng = np.random.default_rng(8)
+    y_true, y_pred = (rng.random(700) < 0.4).tolist(), (rng.random(700) < 0.5).tolist()
+    scores = rng.random(700).tolist()
+    as_bools, mixed = ClassificationMetrics(window=250), ClassificationMetrics(window=250)
+    as_bools.update(y_true, y_pred, scores)
+    # the element-wise path: the same classes, one of them a numpy bool (not a Python bool)
+    mixed.update(y_true[:1] + y_true[1:], [np.bool_(y_pred[0])] + y_pred[1:], scores)
+    for name in ("accuracy", "f1", "roc_auc", "log_loss"):
+        assert as_bools.overall[name].get() == mixed.overall[name].get(), name
+    for name in as_bools.rolling:
+        assert as_bools.rolling[name].get() == mixed.rolling[name].get(), name
