@@ -18,10 +18,13 @@ from __future__ import annotations
 __all__ = ["quiet", "fold_quiet_labels"]
 
 
-def quiet(version, kpis: list | None, invalid_kpis: list | None) -> bool:
-    """Whether ``version``'s next labels can be folded per batch (see the module docstring)."""
+MIN_LABELS = 8   # fewer go label by label: the batch's set-up costs more than it saves (bench.monitor_cost, batch 1)
+
+
+def quiet(version, n: int, kpis: list | None, invalid_kpis: list | None) -> bool:
+    """Whether ``version``'s next ``n`` labels can be folded per batch (see the module docstring)."""
     settings = version.settings
-    return (version.task == "classification" and version.baseline is not None and not version._suspect_left
+    return (n >= MIN_LABELS and version.task == "classification" and version.baseline is not None and not version._suspect_left
             and (version.cbpe is not None or not settings.estimate_performance)
             and not any(kpis or ()) and not any(invalid_kpis or ()))
 

@@ -933,7 +933,7 @@ class VersionMonitor:
         contract refused (issue 15); KPIs are observed, and checked when due, label by label.
         """
         out: list = []
-        if label_batch.quiet(self, kpis, invalid_kpis):   # nothing watched: per batch up to a concept drift
+        if label_batch.quiet(self, len(labels), kpis, invalid_kpis):   # nothing watched: per batch up to a concept drift
             taken = label_batch.fold_quiet_labels(self, _as_class, predictions, scores, labels, segments, ts, out)
             predictions, scores, labels = predictions[taken:], scores[taken:], labels[taken:]
             segments, kpis, invalid_kpis = (x[taken:] if x else x for x in (segments, kpis, invalid_kpis))
