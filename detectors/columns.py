@@ -127,6 +127,26 @@ class PredictionColumns:
         found = {attr: values[index] for attr, values in self.segments.items() if values[index] is not None}
         return found or None
 
+    def segment_rows(self) -> list:
+        """``[segment_of(i) for i in range(len(self))]``, one pass per attribute instead of a call per event.
+
+        >>> batch = PredictionColumns.from_events([
+        ...     {"prediction_id": "a", "model": "m", "model_version": "1", "timestamp": 1.0, "features": {},
+        ...      "prediction": 1, "score": None, "segment": {"region": "eu"}, "latency_ms": None},
+        ...     {"prediction_id": "b", "model": "m", "model_version": "1", "timestamp": 2.0, "features": {},
+        ...      "prediction": 0, "score": None, "segment": None, "latency_ms": None}])
+        >>> batch.segment_rows() == [batch.segment_of(0), batch.segment_of(1)] == [{"region": "eu"}, None]
+        True
+        """
+        if not self.segments:
+            return [None] * len(self)
+        if len(self.segments) == 1:
+            (attr, values), = self.segments.items()
+            return [None if value is None else {attr: value} for value in values]
+        attrs = list(self.segments)
+        return [{attr: value for attr, value in zip(attrs, row) if value is not None} or None
+                for row in zip(*self.segments.values())]
+
     def kpis_of(self, index: int) -> dict:
         """The valid KPIs of one event (name -> float), as validated events carry them."""
         return kpis_of(self.kpis, index)

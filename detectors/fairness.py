@@ -132,6 +132,40 @@ class SegmentStats:
                 counts[2] += 1
                 counts[3] += y_pred is True
 
+    def add_predictions(self, segments: list, predictions: list, as_class) -> None:
+        """:meth:`add_prediction` for each prediction whose segment is not empty, its class read by
+        ``as_class`` (counts: order does not matter)."""
+        counted = self._predictions
+        for segment, prediction in zip(segments, predictions):
+            if not segment:
+                continue
+            positive = (prediction if type(prediction) is bool else as_class(prediction)) is True
+            for key in segment.items():
+                counts = counted.get(key)
+                if counts is None:
+                    counts = counted[key] = [0, 0]
+                counts[0] += 1
+                counts[1] += positive
+
+    def add_labels(self, segments: list, y_true: list, y_pred: list) -> None:
+        """:meth:`add_label` for each label whose segment is not empty (counts: order does not matter)."""
+        labels = self._labels
+        for segment, actual, predicted in zip(segments, y_true, y_pred):
+            if not segment:
+                continue
+            correct = actual == predicted
+            positive = actual is True
+            true_positive = positive and predicted is True
+            for key in segment.items():
+                counts = labels.get(key)
+                if counts is None:
+                    counts = labels[key] = [0, 0, 0, 0]
+                counts[0] += 1
+                counts[1] += correct
+                if positive:
+                    counts[2] += 1
+                    counts[3] += true_positive
+
     def _groups(self, metric: str) -> dict:
         """attr -> {value: (successes, trials)} for one metric."""
         groups: dict = {}

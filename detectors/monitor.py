@@ -28,6 +28,7 @@ from detectors.cbpe import CBPE
 from detectors.columns import LabelColumns, PredictionColumns, kpis_of
 from detectors.comparison import compare_versions
 from detectors.concept import make_concept_detector
+from detectors import label_batch
 from detectors.domain_classifier import DomainClassifier
 from detectors.fairness import SegmentStats
 from detectors.histogram import histograms
@@ -427,7 +428,7 @@ class VersionMonitor:
         columns = {name: batch.feature_values(name) for name in batch.features}
         columns[PREDICTION] = batch.prediction
         columns[SCORE] = [None if v != v else v for v in batch.score.tolist()]
-        segment_rows = [batch.segment_of(i) for i in range(n)] if batch.segments else [None] * n
+        segment_rows = batch.segment_rows()
         classification = batch.prediction if self.task == "classification" else None
         pending_labels = sorted(labels, key=lambda item: item[0])
         next_label = 0
@@ -532,9 +533,7 @@ class VersionMonitor:
         self._score_out_of_range += bad
         self.counts["score_out_of_range"] += bad
         if predictions is not None:   # classification: per-segment positive rates
-            for j in range(i, stop):
-                if segment_rows[j]:
-                    self.segments.add_prediction(segment_rows[j], _as_class(predictions[j]))
+            self.segments.add_predictions(segment_rows[i:stop], predictions[i:stop], _as_class)
 
     def _out_of_range(self, batch: PredictionColumns) -> np.ndarray:
         """Per row: the score outside [0, 1], or (no score) a numeric prediction outside ``output_range``."""
@@ -934,6 +933,10 @@ class VersionMonitor:
         contract refused (issue 15); KPIs are observed, and checked when due, label by label.
         """
         out: list = []
+        if label_batch.quiet(self, len(labels), kpis, invalid_kpis):   # nothing watched: per batch up to a concept drift
+            taken = label_batch.fold_quiet_labels(self, _as_class, predictions, scores, labels, segments, ts, out)
+            predictions, scores, labels = predictions[taken:], scores[taken:], labels[taken:]
+            segments, kpis, invalid_kpis = (x[taken:] if x else x for x in (segments, kpis, invalid_kpis))
         segments = segments or [None] * len(labels)
         kpis = kpis or [None] * len(labels)
         invalid_kpis = invalid_kpis or [None] * len(labels)
@@ -1237,10 +1240,10 @@ class ModelMonitor:
         by_version: dict = {}     # name -> [rows, early labels as (position, label, clock)]
         times = ts.tolist()
         scores = batch.score.tolist()
-        segments = batch.segments
+        segment_rows = batch.segment_rows()
         for index, pid in enumerate(batch.ids):
             name = batch.model_version[index]
-            segment = batch.segment_of(index) if segments else None
+            segment = segment_rows[index]
             score = scores[index]
             entry = (name, batch.prediction[index], None if score != score else score, segment, times[index])
             shadows = pending.get(pid)
