@@ -147,8 +147,14 @@ class SegmentStats:
                 counts[0] += 1
                 counts[1] += positive
 
-    def add_labels(self, segments: list, y_true: list, y_pred: list) -> None:
-        """:meth:`add_label` for each label whose segment is not empty (counts: order does not matter)."""
+    def add_labels(self, segments: list, y_true: list, y_pred: list, ts: float | None = None) -> None:
+        """:meth:`add_label` for each label whose segment is not empty (counts: order does not matter),
+        all at the monitor clock ``ts``."""
+        if ts is not None and any(segments):
+            clock = self._clock()
+            if clock[0] is None:
+                clock[0] = ts
+            clock[1] = ts
         labels = self._labels
         for segment, actual, predicted in zip(segments, y_true, y_pred):
             if not segment:

@@ -45,7 +45,7 @@ def fold_quiet_labels(version, as_class, predictions: list, scores: list, labels
         segments = segments[:taken] if segments else segments
     version.counts["labelled"] += taken
     if segments:
-        version.segments.add_labels(segments, y_true, y_pred)
+        version.segments.add_labels(segments, y_true, y_pred, ts)
     version.recent_errors.extend(errors)
     version._metrics_suite.update(y_true, y_pred, list(scores))
     if fired is not None:

@@ -62,6 +62,7 @@ def _state(monitor: ModelMonitor) -> dict:
     version = monitor.versions["1"]
     return {"counts": dict(version.counts), "rolling": version.rolling_metrics(),
             "errors": list(version.recent_errors), "segments": version.segments._labels,
+            "label_clock": list(version.segments._clock()),
             "concept": pickle.dumps(version.concept.river_detector), "suspect": version._suspect_left,
             "baseline": version.baseline, "windows": version.window_index}
 
