@@ -409,7 +409,7 @@ class VersionMonitor:
         if not n:
             return out
         settings, counts = self.settings, self.counts
-        new_names = [name for name in batch.features if name not in self._feature_names]
+        new_names = [name for name in batch.feature_names() if name not in self._feature_names]
         over_cap = bool(new_names) and len(self._feature_names) + len(new_names) > settings.max_features
         if n < SMALL_BATCH or settings.retrain_max_interval or over_cap:
             # names past the cap are dropped per event that has a value for them
@@ -1207,7 +1207,8 @@ class ModelMonitor:
         """
         if not events:
             return []
-        return self.add_columns(PredictionColumns.from_events(events, sources), offset, partition)
+        return self.add_columns(PredictionColumns.from_events(events, sources, max_names=self.settings.max_features),
+                                offset, partition)
 
     def add_columns(self, batch: PredictionColumns, offset=None, partition=None) -> list:
         """Fold a batch of validated predictions of this model in; returns what it emits.
