@@ -80,6 +80,6 @@ def test_floods_are_bounded_and_valid_traffic_is_kept(broker_url, redis_url, uni
     assert state[real[2]]["early_labels"] <= 1000
     # What the floods may keep: the bounded state (1,000 early labels, the dead-letter ids the dedup
     # guard remembers) and the allocator's high-water mark of one ingest batch (20 decoded messages of
-    # 1,000 labels: ~20 MB of Python objects at its peak, traced). Measured 21-23 MiB; 41-46 MiB while
+    # 1,000 labels: ~20 MB of Python objects at its peak, traced). Measured 20-23 MiB; 41-46 MiB while
     # a batch with invented feature names built a float64 column per name (6,000 x 300 events).
     assert rss_after - rss_before < 40 * 1024, f"RSS grew {(rss_after - rss_before) // 1024} MiB"
