@@ -8,6 +8,8 @@ labels will show for this model.
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 
 from detectors.base import DriftResult, Estimator, empty_result, json_safe
@@ -266,3 +268,41 @@ class CBPE(Estimator):
         return DriftResult(self.name, "__score__", float(drop), None, self.max_drop, "statistic",
                            bool(drop - self.max_drop > margin), effect_size=float(drop), effect_name="accuracy_drop",
                            evidence=json_safe(evidence))
+
+
+class FitSample:
+    """The first labelled ``(score, label, prediction)`` triples a version's CBPE is fitted on,
+    kept as a float64 array and one byte of flags each (9 bytes) instead of a tuple of Python
+    objects (~100 bytes): a version waiting for ``cbpe_reference_labels`` (5,000) labels holds
+    45 KB, not 0.5 MB. :meth:`columns` gives back the values :meth:`CBPE.fit` takes.
+
+    >>> sample = FitSample([(0.25, True, False)]); sample.append(0.75, False, True)
+    >>> len(sample), sample.columns()
+    (2, ([0.25, 0.75], [True, False], [False, True]))
+    """
+
+    __slots__ = ("scores", "flags")
+
+    def __init__(self, items=()) -> None:
+        self.scores = array("d")
+        self.flags = bytearray()
+        for score, label, prediction in items:
+            self.append(score, label, prediction)
+
+    @classmethod
+    def restored(cls, stored) -> "FitSample":
+        """A checkpoint's sample: a FitSample, or (older checkpoints) a list of triples."""
+        if isinstance(stored, cls):
+            return stored
+        return cls(item for item in stored or () if len(item) == 3)
+
+    def append(self, score: float, label: bool, prediction: bool) -> None:
+        self.scores.append(score)
+        self.flags.append(bool(label) | bool(prediction) << 1)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def columns(self) -> tuple[list, list, list]:
+        """(scores, labels, predictions) as lists of floats and bools."""
+        return (self.scores.tolist(), [bool(f & 1) for f in self.flags], [bool(f & 2) for f in self.flags])

@@ -24,7 +24,7 @@ from detectors.alerts import AlertLifecycle, make_alert, make_retrain_request
 from detectors.base import json_safe, json_safe_tree
 from detectors.buckets import DELAY_BUCKETS, DURATION_BUCKETS, BucketCounts
 from detectors.calibration import calibrate, calibrate_family
-from detectors.cbpe import CBPE
+from detectors.cbpe import CBPE, FitSample
 from detectors.columns import LabelColumns, PredictionColumns, kpis_of
 from detectors.comparison import compare_versions
 from detectors.concept import make_concept_detector
@@ -230,7 +230,7 @@ class VersionMonitor:
         self.quality = DataQuality(**settings.quality)
         self.domain = DomainClassifier(**{k: v for k, v in settings.multivariate.items() if k not in ("enabled", "every")})
         self.cbpe: CBPE | None = None
-        self._cbpe_fit: list = []           # (score, label, prediction) of the first labelled events
+        self._cbpe_fit = FitSample()        # (score, label, prediction) of the first labelled events
         self.segments = SegmentStats()
         self.recent_errors: deque = deque(maxlen=settings.performance_window)
         self._drift_streak = 0
@@ -275,7 +275,7 @@ class VersionMonitor:
         if cbpe is not None and "_calibration_x" not in cbpe.__dict__:
             # fitted on raw scores at a 0.5 threshold: refit, calibrated, from the next labelled events
             state["cbpe"], state["_cbpe_fit"] = None, []
-        state["_cbpe_fit"] = [item for item in state.get("_cbpe_fit", []) if len(item) == 3]
+        state["_cbpe_fit"] = FitSample.restored(state.get("_cbpe_fit"))
         if "_metrics" in state:   # river's metrics (checkpoints before the numpy metrics): their values move over
             overall, rolling = state.pop("_metrics"), state.pop("_rolling")
             state["_metrics_suite"] = None if overall is None else from_river(
@@ -410,7 +410,7 @@ class VersionMonitor:
         if not n:
             return out
         settings, counts = self.settings, self.counts
-        new_names = [name for name in batch.features if name not in self._feature_names]
+        new_names = [name for name in batch.feature_names() if name not in self._feature_names]
         over_cap = bool(new_names) and len(self._feature_names) + len(new_names) > settings.max_features
         if n < SMALL_BATCH or settings.retrain_max_interval or over_cap:
             # names past the cap are dropped per event that has a value for them
@@ -964,12 +964,12 @@ class VersionMonitor:
                     self.segments.add_label(segment, y_true, y_pred, ts)
                 if (self.cbpe is None and settings.estimate_performance and score is not None
                         and isinstance(y_true, bool) and isinstance(y_pred, bool) and 0.0 <= score <= 1.0):
-                    self._cbpe_fit.append((score, y_true, y_pred))
+                    self._cbpe_fit.append(score, y_true, y_pred)
                     if len(self._cbpe_fit) >= settings.cbpe_reference_labels:
-                        fit_scores, fit_labels, fit_predictions = zip(*self._cbpe_fit)
+                        fit_scores, fit_labels, fit_predictions = self._cbpe_fit.columns()
                         self.cbpe = CBPE(max_drop=settings.performance_tolerance).fit(
                             fit_scores, fit_labels, fit_predictions)
-                        self._cbpe_fit = []
+                        self._cbpe_fit = FitSample()
             else:
                 try:
                     y_true, y_pred = float(label), float(prediction)
@@ -1210,7 +1210,8 @@ class ModelMonitor:
         """
         if not events:
             return []
-        return self.add_columns(PredictionColumns.from_events(events, sources), offset, partition)
+        return self.add_columns(PredictionColumns.from_events(events, sources, max_names=self.settings.max_features),
+                                offset, partition)
 
     def add_columns(self, batch: PredictionColumns, offset=None, partition=None) -> list:
         """Fold a batch of validated predictions of this model in; returns what it emits.
