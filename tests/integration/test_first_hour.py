@@ -117,7 +117,12 @@ def test_audit_takes_short_ids_and_recomputes_every_window_kind(shared_worker, b
     env = shared_worker.env
     model, n, k = f"audit-{unique}", 4000, 2000
     events = list(_traffic(model, n, k))
-    produce(broker_url, topic(env, "predictions"), [events[i:i + 100] for i in range(0, n, 100)])
+    # keyed by model: one input partition, so the worker takes the messages in the order sent. Unkeyed,
+    # they spread over the partitions once producing takes longer than the producer's sticky 10 ms (a
+    # loaded machine), and a message sent after the shift can arrive among the first 1,000 events: the
+    # reference then knows "atlantis" and the shifted incomes, and no data_quality alert comes.
+    produce(broker_url, topic(env, "predictions"), [events[i:i + 100] for i in range(0, n, 100)],
+            key=model.encode())
     wanted = {"input_drift", "data_quality", "multivariate_drift", "segment_drift"}
     reader = Reader(broker_url, topic(env, "alerts"))
     alerts = reader.poll_until(lambda r: wanted <= {a["kind"] for a in r if a["model"] == model}, timeout=240)
