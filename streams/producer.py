@@ -27,7 +27,13 @@ def bootstrap_of(broker_url: str) -> str:
 
 
 class BatchProducer:
-    """Publish dicts as JSON-array messages of up to ``batch_size``, at most ``linger`` seconds old."""
+    """Publish dicts as JSON-array messages of up to ``batch_size``, at most ``linger`` seconds old.
+
+    Events are batched per model and each message is keyed by its model, so one model's
+    events stay on one partition and the worker reads them in the order they were added:
+    a model's reference is its first ``reference_size`` events as read, and unkeyed messages
+    spread over several partitions can bring later events into it.
+    """
 
     def __init__(self, bootstrap: str, topic: str, batch_size: int = 500, linger: float = 0.2,
                  producer: KafkaProducer | None = None, **kafka_options):
@@ -38,24 +44,31 @@ class BatchProducer:
         self._producer = producer or KafkaProducer(
             bootstrap_servers=bootstrap_of(bootstrap), linger_ms=5, acks="all",
             max_request_size=8 * 1024 * 1024, **kafka_options)
-        self._batch: list = []
-        self._first_at = 0.0
+        self._batches: dict[str, list] = {}     # model -> its events not sent yet
+        self._first_at = 0.0                     # when the oldest of them was added
         self.messages = 0
 
     def add(self, event: dict) -> None:
-        if not self._batch:
+        if not self._batches:
             self._first_at = time.monotonic()
-        self._batch.append(event)
-        if len(self._batch) >= self.batch_size or time.monotonic() - self._first_at >= self.linger:
+        model = str(event.get("model", ""))
+        batch = self._batches.setdefault(model, [])
+        batch.append(event)
+        if len(batch) >= self.batch_size:
+            self._send(model)
+        if self._batches and time.monotonic() - self._first_at >= self.linger:
             self.send_batch()
 
-    def send_batch(self) -> None:
-        if not self._batch:
-            return
-        value = orjson.dumps(self._batch if self.batch_size > 1 else self._batch[0])
-        self._producer.send(self.topic, value=value)
+    def _send(self, model: str) -> None:
+        batch = self._batches.pop(model)
+        value = orjson.dumps(batch if self.batch_size > 1 else batch[0])
+        self._producer.send(self.topic, key=model.encode(), value=value)
         self.messages += 1
-        self._batch = []
+
+    def send_batch(self) -> None:
+        """Send every model's pending events now."""
+        for model in list(self._batches):
+            self._send(model)
 
     def flush(self, timeout: float | None = 30) -> None:
         self.send_batch()
