@@ -203,6 +203,6 @@ def _replay(settings, alert: dict, profile: ReferenceProfile, window_settings: W
     monitor.partition = alert["window"].get("partition")
     out: list = []
     for event in events:
-        monitor.add_prediction(event, None, out)
-    monitor.close_window(out)
+        out += monitor.add_prediction(event, None)
+    out += monitor.close_window()
     return next((record for what, record in out if what == "alert" and record["kind"] == alert["kind"]), None)
