@@ -2,18 +2,15 @@
 and resolve, the alerts built from them, and the record of what was emitted. Pure: no I/O.
 
 Dedup, re-announcement and hysteresis per (kind, key) are :class:`detectors.alerts.AlertLifecycle`'s;
-this class owns it, builds the wire-format alerts (:func:`detectors.alerts.make_alert`) and keeps
+this class owns it, builds the alerts as typed records (:class:`detectors.alerts.Alert`) and keeps
 the short histories ``status`` and the window history show.
 """
 from __future__ import annotations
 
 from collections import deque
 
-from detectors.alerts import AlertLifecycle, make_alert
+from detectors.alerts import Alert, AlertLifecycle, build_alert
 from detectors.settings import ModelSettings
-
-ALERT = "alert"
-
 
 class AlertIssuer:
     """Announces, resolves and records the alerts of one model version.
@@ -31,14 +28,15 @@ class AlertIssuer:
         self.last_alerts: deque = deque(maxlen=10)
         self.alerts_since_window: list = []  # what the next window summary lists as raised
 
-    def emit(self, alert: dict) -> tuple:
-        """Record ``alert`` as emitted; returns it as the monitor's output item."""
+    def emit(self, alert: Alert) -> Alert:
+        """Record ``alert`` as emitted; returns it (the monitor's output item)."""
         self.counts["alerts"] += 1
-        self.last_alerts.append({k: alert[k] for k in ("alert_id", "kind", "severity", "feature", "message", "created_at")})
-        self.alerts_since_window.append({k: alert.get(k) for k in ("alert_id", "kind", "severity", "features",
-                                                                    "message")})
+        self.last_alerts.append({k: getattr(alert, k) for k in ("alert_id", "kind", "severity", "feature", "message",
+                                                                "created_at")})
+        self.alerts_since_window.append({k: getattr(alert, k) for k in ("alert_id", "kind", "severity", "features",
+                                                                        "message")})
         del self.alerts_since_window[:-100]
-        return ALERT, alert
+        return alert
 
     def take_since_window(self) -> list:
         """The alerts raised since the last call (a window summary lists them)."""
@@ -58,7 +56,7 @@ class AlertIssuer:
         return "warning"
 
     def window_alert(self, kind: str, keys: list, results: list, report, bounds: dict, reference,
-                     reference_info: dict, window_index: int) -> dict:
+                     reference_info: dict, window_index: int) -> Alert:
         """The alert of one kind of finding in a closed window; ``results`` worst first."""
         top = results[0]
         evidence = {}
@@ -73,7 +71,7 @@ class AlertIssuer:
         names = [r.feature for r in results if r.feature]
         if kind == "multivariate_drift":
             names = [f for f, _ in top.evidence.get("top_features", [])[:3]]
-        return make_alert(
+        return build_alert(
             model=self.model, model_version=self.version, kind=kind, severity=self.severity(kind, results),
             detector=top.detector, feature=top.feature, features=names, statistic=top.statistic,
             p_value=top.p_value, threshold=top.threshold, window=bounds, reference=reference_info,
@@ -81,8 +79,8 @@ class AlertIssuer:
             config_version=self.config_version, conditions=sorted(map(str, keys)),
             message=f"{kind.replace('_', ' ')} in {', '.join(map(str, names))} (window {window_index}, n={bounds['n']})")
 
-    def resolved_alert(self, kind: str, feature: str, bounds: dict, reference_info: dict, window_index: int) -> dict:
-        return make_alert(
+    def resolved_alert(self, kind: str, feature: str, bounds: dict, reference_info: dict, window_index: int) -> Alert:
+        return build_alert(
             model=self.model, model_version=self.version, kind="resolved", severity="info", detector="lifecycle",
             feature=feature, statistic=None, p_value=None, threshold=None, window=bounds,
             reference=reference_info, evidence={"resolves": kind, "clear_windows": self.settings.resolve_windows},

@@ -12,8 +12,10 @@ version needs, each concern in its own module and built from the settings:
 - :mod:`detectors.lifecycle`: alerts announced, resolved and recorded;
 - :mod:`detectors.retrain_policy`: when to ask for retraining.
 
-Methods return what they emit: a list of ``("alert", alert)`` and ``("retrain", request)``
-items in the order they were raised. Everything is plain Python, numpy and river, and
+Methods return what they emit, in the order it was raised: a version's methods as typed
+records (:class:`detectors.alerts.Alert`, :class:`detectors.alerts.RetrainRequest`), the
+model's public methods as the stream layer takes them, ``("alert", dict)`` and
+``("retrain", dict)`` in the wire format (:func:`detectors.alerts.wire`). Everything is plain Python, numpy and river, and
 picklable: the stream layer checkpoints a monitor as bytes and gets exactly this state back
 after a crash or a rebalance (checkpoints of the single-class layout are migrated on restore,
 :mod:`detectors.monitor_state`).
@@ -29,7 +31,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from detectors.alerts import make_alert
+from detectors.alerts import Alert, build_alert, wire
 from detectors.base import json_safe_tree
 from detectors.buckets import DELAY_BUCKETS, DURATION_BUCKETS, BucketCounts
 from detectors.calibration import calibrate
@@ -442,7 +444,7 @@ class VersionMonitor:
         if self.performance.baseline is not None:  # a slow decline the concept detector missed still alerts
             performance = self._check_performance(bounds["end"], trigger="rolling_window")
             out += performance
-            emitted += [alert for what, alert in performance if what == "alert" and alert["kind"] == "performance"]
+            emitted += [record for record in performance if record.kind == "performance"]
         out += self.retrain.after_window(emitted, bounds, bool(findings["input_drift"]))
         self.last_window = {
             **bounds,
@@ -549,7 +551,7 @@ class VersionMonitor:
                 flush()
                 found = self._check_performance(ts, trigger=performance.concept.name)
                 out += found
-                alert = next((a for what, a in found if what == "alert" and a["kind"] == "performance"), None)
+                alert = next((record for record in found if record.kind == "performance"), None)
                 out += self.retrain.after_performance(alert, ts)
         flush()
         return out
@@ -564,7 +566,7 @@ class VersionMonitor:
                                                                 self.open.index))]
         if decision != "alert":
             return []
-        return [self.alerts.emit(make_alert(model=self.model, model_version=self.version,
+        return [self.alerts.emit(build_alert(model=self.model, model_version=self.version,
                                             reference=self.reference_info, config_version=self.config_version,
                                             **fields))]
 
@@ -755,7 +757,7 @@ class ModelMonitor:
         self._expire()
         if len(self.versions) > 1 and self._windows_closed() != windows_before:
             out += self._compare()
-        return out
+        return wire(out)
 
     def add_labels(self, events: list) -> list:
         """Fold validated labels in (dicts; :meth:`add_label_columns` takes them as columns)."""
@@ -788,7 +790,7 @@ class ModelMonitor:
         for name, predictions, scores, labels, segments, kpis, invalid in joined:
             out += self.versions[name].add_labels(predictions, scores, labels, clock, segments, kpis, invalid)
         self._expire()
-        return out
+        return wire(out)
 
     def _windows_closed(self) -> int:
         return sum(v.window_index for v in self.versions.values())
@@ -829,7 +831,7 @@ class ModelMonitor:
         if self._last_comparison.get(key) == recommendation:
             return []
         self._last_comparison[key] = recommendation
-        return [b.alerts.emit(make_alert(
+        return [b.alerts.emit(build_alert(
             model=self.model, model_version=challenger, kind="comparison",
             severity="warning" if recommendation == "rollback" else "info", detector=result.detector,
             feature=None, statistic=result.statistic, p_value=result.p_value, threshold=result.threshold,
@@ -855,7 +857,7 @@ class ModelMonitor:
         out: list = []
         for version in self.versions.values():
             out += version.on_tick(now)
-        return out
+        return wire(out)
 
     def _expire(self) -> None:
         """Drop joins older than the label TTL (prediction event time), then enforce the hard cap.

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from detectors.alerts import SEVERITIES, make_retrain_request
+from detectors.alerts import SEVERITIES, Alert, RetrainRequest, build_retrain_request
 from detectors.settings import ModelSettings
-
-RETRAIN = "retrain"
-
 
 class RetrainPolicy:
     """Retrain requests of one model version; ``counts`` is the version's counter dict
@@ -29,10 +26,10 @@ class RetrainPolicy:
         self.drift_streak = 0             # consecutive windows with input drift
         self.scheduled_retrains = 0
 
-    def triggers(self, alert: dict) -> bool:
+    def triggers(self, alert: Alert) -> bool:
         for rule in self.settings.retrain_on:
             kind, _, severity = rule.partition(":")
-            if alert["kind"] == kind and SEVERITIES.index(alert["severity"]) >= SEVERITIES.index(severity or "info"):
+            if alert.kind == kind and SEVERITIES.index(alert.severity) >= SEVERITIES.index(severity or "info"):
                 return True
         return False
 
@@ -42,19 +39,19 @@ class RetrainPolicy:
         triggering = [a for a in emitted if self.triggers(a)]
         ts = bounds["end"]
         if triggering:
-            reason = "; ".join(a["message"] for a in triggering)
-            return self.request([a["alert_id"] for a in triggering], reason, ts, bounds=bounds)
+            reason = "; ".join(a.message for a in triggering)
+            return self.request([a.alert_id for a in triggering], reason, ts, bounds=bounds)
         if self.settings.retrain_drift_windows and self.drift_streak >= self.settings.retrain_drift_windows:
             found = self.request([], f"input drift persisted {self.drift_streak} windows", ts, bounds=bounds)
             self.drift_streak = 0
             return found
         return []
 
-    def after_performance(self, alert: dict | None, ts: float) -> list:
+    def after_performance(self, alert: Alert | None, ts: float) -> list:
         """The request a performance alert raised between window closes makes, if it triggers."""
         if alert is None or not self.triggers(alert):
             return []
-        return self.request([alert["alert_id"]], f"performance {alert['severity']}: {alert['message']}", ts)
+        return self.request([alert.alert_id], f"performance {alert.severity}: {alert.message}", ts)
 
     def scheduled(self, ts: float) -> list:
         """A request when none was made for ``retrain_max_interval`` (call only when it is set)."""
@@ -66,7 +63,7 @@ class RetrainPolicy:
                             ts, id_parts=("scheduled", self.scheduled_retrains))
 
     def request(self, alert_ids: list, reason: str, ts: float, bounds: dict | None = None,
-                id_parts: tuple | None = None) -> list:
+                id_parts: tuple | None = None) -> list[RetrainRequest]:
         """Ask for retraining unless one was asked within ``retrain_min_interval`` (then record it)."""
         data_range = {"since": self.deployed_at, "until": ts, "model_version": self.version}
         if bounds is not None:
@@ -78,7 +75,7 @@ class RetrainPolicy:
             return []
         self.last_retrain_at = ts
         self.counts["retrain_requests"] += 1
-        return [(RETRAIN, make_retrain_request(
+        return [build_retrain_request(
             model=self.model, model_version=self.version, reason=reason, alert_ids=alert_ids,
             data_range=data_range, id_parts=id_parts or ("n", self.counts["predictions"], self.counts["labelled"]),
-            now=None))]
+            now=None)]

@@ -205,4 +205,4 @@ def _replay(settings, alert: dict, profile: ReferenceProfile, window_settings: W
     for event in events:
         out += monitor.add_prediction(event, None)
     out += monitor.close_window()
-    return next((record for what, record in out if what == "alert" and record["kind"] == alert["kind"]), None)
+    return next((record.to_dict() for record in out if record.TAG == "alert" and record.kind == alert["kind"]), None)
