@@ -27,22 +27,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import OrderedDict
 
 import numpy as np
 
 from detectors.alerts import Alert, build_alert, wire
 from detectors.base import json_safe_tree
-from detectors.buckets import DELAY_BUCKETS, DURATION_BUCKETS, BucketCounts
+from detectors.buckets import DURATION_BUCKETS, BucketCounts
 from detectors.calibration import calibrate
-from detectors.columns import LabelColumns, PredictionColumns, kpis_of
+from detectors.columns import LabelColumns, PredictionColumns
 from detectors.comparison import compare_versions
 from detectors.fairness import SegmentStats
 from detectors.histogram import histograms
 from detectors.kpi import compare_kpis, recommend_on_kpi
 from detectors.latency import latency_difference
 from detectors.lifecycle import AlertIssuer
-from detectors.monitor_state import migrate_version_state
+from detectors.join import LabelJoin
+from detectors.monitor_state import migrate_model_state, migrate_version_state
 from detectors.outcomes import OutcomeWatch
 from detectors.outputs import OUTPUT_COLUMNS, PREDICTION, SCORE, as_class, infer_task
 from detectors.performance_watch import PerformanceWatch, metric_value
@@ -57,11 +57,6 @@ SMALL_BATCH = 8            # fewer rows go row by row: numpy's per-call cost out
 
 _as_class = as_class       # the name tests and older code import
 __all__ = ["ColumnBuffer", "ModelMonitor", "VersionMonitor", "_as_class"]
-
-
-def _label_kpis(early: list) -> tuple:
-    """An early label's KPIs and refused KPI names (``[4:6]``; None in older checkpoints)."""
-    return (early[4] if len(early) > 4 else None), (early[5] if len(early) > 5 else None)
 
 
 def _forward(part: str, name: str, doc: str = ""):
@@ -600,35 +595,29 @@ class VersionMonitor:
 
 
 class ModelMonitor:
-    """Every version of one model, plus the prediction/label join."""
+    """Every version of one model, the prediction/label join (``join``, :class:`detectors.join.LabelJoin`)
+    and the champion/challenger comparison."""
 
     def __init__(self, model: str, settings: ModelSettings, config_version: str = ""):
         self.model = model
         self.settings = settings
         self.config_version = config_version
         self.versions: dict[str, VersionMonitor] = {}
-        self._pending: OrderedDict = OrderedDict()   # prediction_id -> [(version, prediction, score, segment, ts)]
-        # prediction_id -> [label, watermark when it came, joined yet, label time]: the label came first
-        self._early_labels: OrderedDict = OrderedDict()
-        # Event time comes from the predictions only. Label timestamps come from another clock
-        # (often when the label was recorded, days later): a label stamped "now" during a replay
-        # of older predictions would otherwise expire every prediction still waiting for a label.
-        self.clock = 0.0                    # max prediction time: retrain-policy and comparison clock
-        self.source_clocks: dict = {}       # source partition -> max prediction time read from it
-        self.counts = {"expired_unlabelled": 0, "evicted_unlabelled": 0, "expired_labels": 0,
-                       "duplicate_predictions": 0, "unknown_version_labels": 0}
+        self.join = LabelJoin(settings)
         self.applied_offsets: dict = {}             # partition -> last offset folded into this state
         self._last_comparison: dict = {}
-        self.label_delay = BucketCounts(DELAY_BUCKETS)   # label time - prediction time, joined labels
 
     def __setstate__(self, state: dict) -> None:
-        """Checkpoints written before the watermark join get its fields on restore."""
-        state.setdefault("source_clocks", {})
-        state.setdefault("label_delay", BucketCounts(DELAY_BUCKETS))
-        state["_early_labels"] = OrderedDict(   # was (label, label time): wait from the old clock
-            (pid, [label[0], state["clock"], False] if isinstance(label, tuple) else label)
-            for pid, label in state["_early_labels"].items())
-        self.__dict__.update(state)
+        """Checkpoints of the layout before the join had its own class are migrated."""
+        self.__dict__.update(migrate_model_state(state))
+
+    # the join's state, under the names status, tests and the stream layer use
+    _pending = _forward("join", "pending")
+    _early_labels = _forward("join", "early")
+    clock = _forward("join", "clock", "Max prediction time: the retrain-policy and comparison clock.")
+    source_clocks = _forward("join", "source_clocks")
+    counts = _forward("join", "counts", "The join's counts (expired, evicted, duplicates).")
+    label_delay = _forward("join", "label_delay")
 
     def version(self, name: str) -> VersionMonitor:
         monitor = self.versions.get(name)
@@ -672,15 +661,8 @@ class ModelMonitor:
 
     @property
     def watermark(self) -> float:
-        """Event time every source partition has passed: the clock of the label TTLs.
-
-        Partitions are read at different paces (a backlog, a slow broker), so the max time
-        seen can run far ahead of predictions still on their way from another partition;
-        expiring by it would drop joins those predictions are about to make. A partition
-        that stops carrying this model's predictions holds the watermark back: expiry is
-        late, never early, and ``max_pending_labels`` still bounds memory.
-        """
-        return min(self.source_clocks.values(), default=0.0)
+        """Event time every source partition has passed (:attr:`detectors.join.LabelJoin.watermark`)."""
+        return self.join.watermark
 
     def add_predictions(self, events: list, offset=None, partition=None, sources=None) -> list:
         """Fold validated predictions in (dicts; :meth:`add_columns` takes them as columns).
@@ -704,57 +686,14 @@ class ModelMonitor:
         n = len(batch)
         if not n:
             return out
-        pending, early = self._pending, self._early_labels
         windows_before = self._windows_closed()
-        ts = batch.ts
-        start, clocks, first = 0, self.source_clocks, not self.source_clocks
-        for source, count in batch.sources or [(None, n)]:
-            if count:
-                newest = float(ts[start:start + count].max())
-                if newest > clocks.get(source, float("-inf")):
-                    clocks[source] = newest
-            start += count
-        if first and clocks:   # labels that came before any prediction start waiting now
-            for label in early.values():
-                label[1] = self.watermark
-        clock = self.clock        # max prediction time, of the rows kept
-        by_version: dict = {}     # name -> [rows, early labels as (position, label, clock)]
-        times = ts.tolist()
-        scores = batch.score.tolist()
-        segments = batch.segments
-        for index, pid in enumerate(batch.ids):
-            name = batch.model_version[index]
-            segment = batch.segment_of(index) if segments else None
-            score = scores[index]
-            entry = (name, batch.prediction[index], None if score != score else score, segment, times[index])
-            shadows = pending.get(pid)
-            if shadows is not None:
-                # Same id from another version = shadow traffic; from the same version = redelivery.
-                if any(e[0] == name for e in shadows):
-                    self.counts["duplicate_predictions"] += 1
-                    continue
-                shadows.append(entry)
-            if times[index] > clock:
-                clock = times[index]
-            taken = by_version.get(name)
-            if taken is None:
-                taken = by_version[name] = [[], []]
-            label = early.get(pid)
-            if label is not None:   # kept until its TTL: a shadow version's prediction may still come
-                if not label[2] and len(label) > 3 and label[3] >= times[index]:   # [3]: label time
-                    self.label_delay.observe(label[3] - times[index])
-                label[2] = True
-                taken[1].append((len(taken[0]), label[0], clock, *_label_kpis(label)))
-            elif shadows is None:
-                pending[pid] = [entry]
-            taken[0].append(index)
-        self.clock = clock
+        by_version = self.join.predictions(batch)
         for name, (rows, labels) in by_version.items():
             version = self.version(name)
             version.partition = partition
             sub = batch if len(rows) == n else batch.take(rows)
             out += version.add_columns(sub, offset, rows, labels)
-        self._expire()
+        self.join.expire()
         if len(self.versions) > 1 and self._windows_closed() != windows_before:
             out += self._compare()
         return wire(out)
@@ -767,29 +706,11 @@ class ModelMonitor:
         """Join a batch of labels with their predictions (prediction id -> pending entry) and give
         each version its joined labels in one call per run of consecutive labels of that version."""
         out: list = []
-        clock, watermark = self.clock, self.watermark
-        pending, early = self._pending, self._early_labels
-        joined: list = []      # [version, predictions, scores, labels, segments, kpis, invalid kpis] per run
-        with_kpis = batch.kpis
-        for position, (pid, label, ts) in enumerate(zip(batch.ids, batch.label, batch.ts.tolist())):
-            entries = pending.pop(pid, None)
-            label_kpis = kpis_of(with_kpis, position) if with_kpis else None
-            label_invalid = batch.invalid_kpis[position] or None
-            if entries is None:   # [4:6]: the label's KPIs (newer checkpoints)
-                early[pid] = [label, watermark, False, ts, label_kpis or None, label_invalid]
-                continue
-            delay = ts - entries[0][4]
-            if delay >= 0:   # a label stamped before its prediction is another clock's doing, not a delay
-                self.label_delay.observe(delay)
-            for name, prediction, score, segment, _ in entries:
-                if not joined or joined[-1][0] != name:
-                    joined.append([name, [], [], [], [], [], []])
-                run = joined[-1]
-                run[1].append(prediction), run[2].append(score), run[3].append(label), run[4].append(segment)
-                run[5].append(label_kpis), run[6].append(label_invalid)
+        clock = self.join.clock
+        joined = self.join.labels(batch)
         for name, predictions, scores, labels, segments, kpis, invalid in joined:
             out += self.versions[name].add_labels(predictions, scores, labels, clock, segments, kpis, invalid)
-        self._expire()
+        self.join.expire()
         return wire(out)
 
     def _windows_closed(self) -> int:
@@ -858,27 +779,6 @@ class ModelMonitor:
         for version in self.versions.values():
             out += version.on_tick(now)
         return wire(out)
-
-    def _expire(self) -> None:
-        """Drop joins older than the label TTL (prediction event time), then enforce the hard cap.
-
-        A prediction waits for its label until the watermark is ``label_ttl_seconds``
-        past it; a label that came first waits as long for its prediction, counted from
-        the watermark when it arrived. A label joined early is kept until then too (a
-        shadow version's prediction may still come), and only unjoined ones count as expired.
-        """
-        horizon = self.watermark - self.settings.label_ttl_seconds
-        pending, early, counts = self._pending, self._early_labels, self.counts
-        while pending and next(iter(pending.values()))[0][-1] < horizon:
-            pending.popitem(last=False)
-            counts["expired_unlabelled"] += 1
-        cap = self.settings.max_pending_labels
-        while early and (len(early) > cap or next(iter(early.values()))[1] < horizon):
-            counts["expired_labels"] += not early.popitem(last=False)[1][2]   # joined ones are not lost
-        while len(pending) > cap:
-            pending.popitem(last=False)
-            counts["evicted_unlabelled"] += 1
-
 
     def status(self) -> dict:
         return {

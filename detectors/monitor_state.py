@@ -1,15 +1,19 @@
-"""Checkpointed state of a :class:`detectors.monitor.VersionMonitor`: old layouts migrated in one place.
+"""Checkpointed state of the monitor (:mod:`detectors.monitor`): old layouts migrated in one place.
 
 Until issue 13 a version monitor was one class holding every attribute itself (the
 "single-class layout", pickled in every checkpoint written before; the fixture
 ``tests/detectors/fixtures/checkpoint_v0.pickle`` is one). Its state is now split over
 collaborators, one per concern. :func:`migrate_version_state` takes either layout and
 returns the current one; :data:`FLAT_NAMES` says where each attribute of the single-class
-layout lives now.
+layout lives now. A :class:`detectors.monitor.ModelMonitor` held its join itself; it is a
+:class:`detectors.join.LabelJoin` now (:func:`migrate_model_state`, :data:`JOIN_NAMES`).
 """
 from __future__ import annotations
 
-from detectors.buckets import DURATION_BUCKETS, BucketCounts
+from collections import OrderedDict
+
+from detectors.buckets import DELAY_BUCKETS, DURATION_BUCKETS, BucketCounts
+from detectors.join import LabelJoin
 from detectors.label_metrics import from_river
 from detectors.lifecycle import AlertIssuer
 from detectors.outcomes import OutcomeWatch
@@ -111,4 +115,26 @@ def _split(flat: dict) -> dict:
             shared["config_version"] = flat["config_version"]
         part.__dict__.update({**shared, **parts[name]})
         state[name] = part
+    return state
+
+
+# ModelMonitor attribute before the join had its own class -> LabelJoin attribute
+JOIN_NAMES = {"_pending": "pending", "_early_labels": "early", "clock": "clock", "source_clocks": "source_clocks",
+              "counts": "counts", "label_delay": "label_delay"}
+
+
+def migrate_model_state(state: dict) -> dict:
+    """The state of a model monitor in the current layout, from either layout; checkpoints written
+    before the watermark join get its fields."""
+    if "join" in state:
+        return state
+    state = dict(state)
+    state.setdefault("source_clocks", {})
+    state.setdefault("label_delay", BucketCounts(DELAY_BUCKETS))
+    state["_early_labels"] = OrderedDict(   # was (label, label time): wait from the old clock
+        (pid, [label[0], state["clock"], False] if isinstance(label, tuple) else label)
+        for pid, label in state["_early_labels"].items())
+    join = object.__new__(LabelJoin)
+    join.__dict__.update(settings=state["settings"], **{new: state.pop(old) for old, new in JOIN_NAMES.items()})
+    state["join"] = join
     return state

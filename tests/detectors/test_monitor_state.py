@@ -27,7 +27,11 @@ def _fixture_flat_names() -> set:
 
 def test_every_attribute_of_the_single_class_checkpoint_lands_in_the_current_layout():
     names = _fixture_flat_names()
-    restored = pickle.loads(open(FIXTURE, "rb").read())["monitor"].versions["1"]
+    model = pickle.loads(open(FIXTURE, "rb").read())["monitor"]
+    assert set(model.__dict__) == {"model", "settings", "config_version", "versions", "join", "applied_offsets",
+                                   "_last_comparison"}
+    assert model.join.settings is model.settings and model.counts is model.join.counts
+    restored = model.versions["1"]
     assert set(restored.__dict__) == {"model", "version", "settings", "config_version", "window_settings", "task",
                                       "reference", "reference_info", "calibration", "unpublished_reference",
                                       "_reference_rows", "_reference_segments", "partition", "counts",
