@@ -176,7 +176,8 @@ class VersionMonitor:
     def add_prediction(self, event: dict, offset) -> list:
         """Append one validated prediction (to the reference while it is being built, else to the
         open window); returns what it emits."""
-        self._start(event["prediction"], event["score"])
+        if self.task is None or self.performance.metrics_suite is None:
+            self._start(event["prediction"], event["score"])
         out: list = []
         ts = event["timestamp"]
         if self.retrain.deployed_at is None:
@@ -212,7 +213,7 @@ class VersionMonitor:
             return out
         self.open.append(row, event["segment"], ts, offset)
         settings = self.settings
-        if self.open.n >= settings.window_size or self.open.due_by_time(ts, settings.min_window_size,
+        if self.open.rows.n >= settings.window_size or self.open.due_by_time(ts, settings.min_window_size,
                                                                          settings.window_seconds):
             out += self.close_window()
         return out
@@ -532,7 +533,8 @@ class VersionMonitor:
                 error = float(y_true != y_pred)
                 if segment:
                     self.segments.add_label(segment, y_true, y_pred)
-                performance.fit_cbpe(score, y_true, y_pred)
+                if performance.cbpe is None:   # until it is fitted
+                    performance.fit_cbpe(score, y_true, y_pred)
             else:
                 try:
                     y_true, y_pred = float(label), float(prediction)
@@ -714,7 +716,7 @@ class ModelMonitor:
         return wire(out)
 
     def _windows_closed(self) -> int:
-        return sum(v.window_index for v in self.versions.values())
+        return sum(v.open.index for v in self.versions.values())
 
     def _compare(self) -> list:
         """Champion/challenger: the newest version against the champion, on labelled events;
