@@ -698,7 +698,7 @@ class ModelMonitor:
         self.join.expire()
         if len(self.versions) > 1 and self._windows_closed() != windows_before:
             out += self._compare()
-        return wire(out)
+        return wire(out) if out else out
 
     def add_labels(self, events: list) -> list:
         """Fold validated labels in (dicts; :meth:`add_label_columns` takes them as columns)."""
@@ -713,7 +713,7 @@ class ModelMonitor:
         for name, predictions, scores, labels, segments, kpis, invalid in joined:
             out += self.versions[name].add_labels(predictions, scores, labels, clock, segments, kpis, invalid)
         self.join.expire()
-        return wire(out)
+        return wire(out) if out else out
 
     def _windows_closed(self) -> int:
         return sum(v.open.index for v in self.versions.values())
@@ -780,7 +780,7 @@ class ModelMonitor:
         out: list = []
         for version in self.versions.values():
             out += version.on_tick(now)
-        return wire(out)
+        return wire(out) if out else out
 
     def status(self) -> dict:
         return {
