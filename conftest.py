@@ -1,6 +1,3 @@
-# The Faust app module declares topics and agents at import time: not a doctest target.
-collect_ignore = ["streams/app.py"]
-
 # Hypothesis keeps caches (and its example database) in ./.hypothesis by default: put them in a
 # temporary folder, so tests leave nothing in the repository.
 import tempfile

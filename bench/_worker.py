@@ -1,7 +1,7 @@
 """``driftline worker`` exactly as ``streams.cli worker`` runs it, plus a read-only probe.
 
 The probe is one extra Faust task that samples the worker's own counters
-(``streams.app.worker.counts``) every 5 ms and writes them, with wall-clock
+(``DriftlineApp.worker.counts``, streams.app) every 5 ms and writes them, with wall-clock
 times, to ``$BENCH_PROBE``: first/last time a prediction was processed, and the
 counts. With ``BENCH_PROFILE=path`` it also runs cProfile from the first
 processed prediction until ``BENCH_PROFILE_UNTIL`` predictions were processed.
@@ -29,7 +29,10 @@ def main() -> None:
                   settings.partitions, settings.replication_factor)
     from faust import Worker
 
-    from streams.app import app, worker
+    from streams.app import build_app
+
+    driftline = build_app(settings)
+    app, worker = driftline.app, driftline.worker
 
     probe_path = os.environ["BENCH_PROBE"]
     profile_path = os.environ.get("BENCH_PROFILE")

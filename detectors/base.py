@@ -41,7 +41,10 @@ def json_safe(obj: Any) -> Any:
     if kind is list or kind is tuple:
         return [json_safe(v) for v in obj]
     if kind is np.ndarray and obj.ndim == 1 and obj.dtype.kind in "biuf":
-        return json_safe(obj.tolist())  # tolist() gives the Python bool/int/float of each element
+        # tolist() gives the Python bool/int/float of each element: JSON-safe unless NaN or inf
+        if obj.dtype.kind != "f" or np.isfinite(obj).all():
+            return obj.tolist()
+        return json_safe(obj.tolist())
     if isinstance(obj, (str, bool)):
         return obj
     if isinstance(obj, np.bool_):

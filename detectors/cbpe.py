@@ -8,12 +8,14 @@ labels will show for this model.
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 
 from detectors.base import DriftResult, Estimator, empty_result, json_safe
 from detectors.profile import to_column
 
-__all__ = ["CBPE", "expected_accuracy", "expected_accuracy_of", "expected_roc_auc"]
+__all__ = ["CBPE", "calibration_knots", "expected_accuracy", "expected_accuracy_of", "expected_roc_auc"]
 
 
 def expected_accuracy(scores: np.ndarray, decision_threshold: float = 0.5) -> tuple[float, float]:
@@ -65,6 +67,24 @@ def expected_roc_auc(scores: np.ndarray) -> float | None:
     return float(numerator / denominator) if denominator > 0 else None
 
 
+def calibration_knots(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The points of the piecewise-linear map ``np.interp(., x, y)`` that it cannot do without.
+
+    An isotonic fit is constant over blocks of scores; a point inside a run of equal values
+    adds nothing (the map is flat on both sides of it), so only the ends of each run are kept.
+    ``np.interp`` on the knots gives bit for bit what it gives on all the points: the kept
+    segments are the same pairs of points, and a flat one evaluates to its value exactly.
+
+    >>> calibration_knots(np.array([0.1, 0.2, 0.3, 0.4, 0.5]), np.array([0.0, 0.0, 0.0, 0.5, 1.0]))
+    (array([0.1, 0.3, 0.4, 0.5]), array([0. , 0. , 0.5, 1. ]))
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = np.ones(x.size, dtype=bool)
+    if x.size > 2:
+        keep[1:-1] = ~((y[1:-1] == y[:-2]) & (y[1:-1] == y[2:]))
+    return x[keep], y[keep]
+
+
 class CBPE(Estimator):
     """Estimate a binary classifier's accuracy (and ROC AUC) from its scores, without labels.
 
@@ -80,7 +100,11 @@ class CBPE(Estimator):
     the reference accuracy's own error ``sqrt(a (1 - a) / n_ref)`` is combined
     with it. Drift when the estimated drop exceeds ``max_drop`` by more than
     ``z`` times that combined error. Valid while the relation between features
-    and label holds (covariate shift only); results carry ``evidence["estimated"] = True``.
+    and label holds (covariate shift only); results carry ``evidence["estimated"] = True``,
+    and what the decision was taken on: the calibration map's knots (``calibration_map``,
+    :func:`calibration_knots`), the reference accuracy and its error, ``z``, so
+    :meth:`from_evidence` rebuilds an estimator that gives the same result on the same window
+    (``driftline audit --recompute``).
 
     Parameters
     ----------
@@ -186,6 +210,42 @@ class CBPE(Estimator):
                            "calibration": "isotonic", "calibration_points": int(x.size)}
         return self
 
+    def calibration_map(self) -> dict:
+        """The calibration as stored with a result: ``{"x": knots, "y": P(y = 1) at them}``."""
+        if self._calibration_x is None:
+            raise RuntimeError("call fit(reference_scores, reference_labels, predictions) first")
+        x, y = calibration_knots(self._calibration_x, self._calibration_y)
+        return {"x": x.tolist(), "y": y.tolist()}
+
+    @classmethod
+    def from_evidence(cls, evidence: dict, max_drop: float) -> "CBPE":
+        """The fitted estimator a result's evidence was computed with (its calibration map, the
+        reference accuracy and error, ``z``): its :meth:`test` on the same window gives the same
+        result. ``max_drop`` is the result's threshold.
+
+        >>> rng = np.random.default_rng(1)
+        >>> p = rng.random(2000)
+        >>> cbpe = CBPE(max_drop=0.05).fit(p, rng.random(2000) < p, predictions=p >= 0.5)
+        >>> q = rng.beta(2, 2, 500)
+        >>> first = cbpe.test(q, predictions=q >= 0.5)
+        >>> again = CBPE.from_evidence(first.evidence, first.threshold).test(q, predictions=q >= 0.5)
+        >>> again.statistic == first.statistic, again.evidence["margin"] == first.evidence["margin"]
+        (True, True)
+        """
+        missing = [k for k in ("calibration_map", "reference_accuracy", "reference_accuracy_se", "z")
+                   if k not in evidence]
+        if missing:
+            raise KeyError(f"the evidence has no {', '.join(missing)}")
+        estimator = cls(max_drop=max_drop, decision_threshold=evidence.get("decision_threshold", 0.5),
+                        z=evidence["z"])
+        calibration = evidence["calibration_map"]
+        estimator._calibration_x = np.asarray(calibration["x"], dtype=np.float64)
+        estimator._calibration_y = np.asarray(calibration["y"], dtype=np.float64)
+        estimator._reference = {"n": evidence.get("reference_n"), "accuracy": evidence["reference_accuracy"],
+                                "accuracy_se": evidence["reference_accuracy_se"], "calibration": "isotonic",
+                                "calibration_points": len(calibration["x"])}
+        return estimator
+
     def test(self, values, predictions=None) -> DriftResult:
         """Estimate the window's accuracy from its scores and the model's ``predictions`` (bools)."""
         if self._reference is None or self._calibration_x is None:
@@ -203,7 +263,46 @@ class CBPE(Estimator):
         evidence.update(estimated_accuracy=estimated, estimated_accuracy_se=se, drop_se=error, z=self.z,
                         margin=margin, estimated_roc_auc=expected_roc_auc(calibrated),
                         reference_accuracy=ref["accuracy"], reference_accuracy_se=ref["accuracy_se"],
-                        predicted_positive_rate=float(pred.mean()))
+                        reference_n=ref["n"], decision_threshold=self.decision_threshold,
+                        calibration_map=self.calibration_map(), predicted_positive_rate=float(pred.mean()))
         return DriftResult(self.name, "__score__", float(drop), None, self.max_drop, "statistic",
                            bool(drop - self.max_drop > margin), effect_size=float(drop), effect_name="accuracy_drop",
                            evidence=json_safe(evidence))
+
+
+class FitSample:
+    """The first labelled ``(score, label, prediction)`` triples a version's CBPE is fitted on,
+    kept as a float64 array and one byte of flags each (9 bytes) instead of a tuple of Python
+    objects (~100 bytes): a version waiting for ``cbpe_reference_labels`` (5,000) labels holds
+    45 KB, not 0.5 MB. :meth:`columns` gives back the values :meth:`CBPE.fit` takes.
+
+    >>> sample = FitSample([(0.25, True, False)]); sample.append(0.75, False, True)
+    >>> len(sample), sample.columns()
+    (2, ([0.25, 0.75], [True, False], [False, True]))
+    """
+
+    __slots__ = ("scores", "flags")
+
+    def __init__(self, items=()) -> None:
+        self.scores = array("d")
+        self.flags = bytearray()
+        for score, label, prediction in items:
+            self.append(score, label, prediction)
+
+    @classmethod
+    def restored(cls, stored) -> "FitSample":
+        """A checkpoint's sample: a FitSample, or (older checkpoints) a list of triples."""
+        if isinstance(stored, cls):
+            return stored
+        return cls(item for item in stored or () if len(item) == 3)
+
+    def append(self, score: float, label: bool, prediction: bool) -> None:
+        self.scores.append(score)
+        self.flags.append(bool(label) | bool(prediction) << 1)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def columns(self) -> tuple[list, list, list]:
+        """(scores, labels, predictions) as lists of floats and bools."""
+        return (self.scores.tolist(), [bool(f & 1) for f in self.flags], [bool(f & 2) for f in self.flags])

@@ -6,7 +6,7 @@ import numpy as np
 from scipy import special, stats
 
 from detectors.base import DriftResult, Estimator, empty_result, json_safe
-from detectors.profile import FeatureProfile, WindowColumn
+from detectors.profile import FeatureProfile, WindowColumn, safe_evidence
 
 __all__ = ["ChiSquared", "contingency_table", "chi2_homogeneity"]
 
@@ -118,4 +118,4 @@ class ChiSquared(Estimator):
         ]  # [category, reference fraction, window fraction]
         p_value = float(p_value)
         return DriftResult(detector, feature_profile.name, float(statistic), p_value, self.alpha, "p_value",
-                           bool(p_value <= self.alpha), evidence=json_safe(evidence))
+                           bool(p_value <= self.alpha), evidence=safe_evidence(evidence, feature_profile, column))

@@ -23,6 +23,12 @@ Conventions (stable: fields are added, never renamed):
   (validated KPI values are finite); ``invalid_kpis``: one list per event of the KPI names
   the wire contract refused (``streams.records.kpi_values``), empty when none (issue 15).
   Labels carry both too.
+* ``overflow``: None, or (a batch built with ``from_events(max_names=)`` that names more
+  features than that) one dict per event of its values for the names past the first
+  ``max_names`` (``overflow_names``, in the batch's order), numbers as floats where the name is numeric in the whole
+  batch (as its column would give them). Such a batch names more features than a model version
+  keeps, so the monitor takes it row by row and drops those names; dense columns for them would
+  cost names x events (a producer inventing names per event: quadratic in the message size).
 * ``sources``: ``[(source partition, count), ...]`` over consecutive runs of events, as
   :meth:`detectors.monitor.ModelMonitor.add_predictions` takes it; None: all from one source.
 
@@ -81,6 +87,8 @@ class PredictionColumns:
     sources: list[tuple] | None = None
     kpis: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     invalid_kpis: list[list] | None = None
+    overflow: list[dict] | None = None
+    overflow_names: tuple = ()
 
     def __post_init__(self) -> None:
         if self.latency_ms is None:
@@ -92,8 +100,11 @@ class PredictionColumns:
         return len(self.ids)
 
     @classmethod
-    def from_events(cls, events: list[dict], sources: list[tuple] | None = None) -> "PredictionColumns":
-        """Columns of validated prediction dicts (all of one model)."""
+    def from_events(cls, events: list[dict], sources: list[tuple] | None = None,
+                    max_names: int | None = None) -> "PredictionColumns":
+        """Columns of validated prediction dicts (all of one model). ``max_names``: at most this
+        many feature columns (the first names in the batch's order), the values of further names
+        in ``overflow`` (see the module docstring), so the batch costs what its events carry."""
         n = len(events)
         names: dict[str, None] = {}
         attrs: dict[str, None] = {}
@@ -101,6 +112,11 @@ class PredictionColumns:
             names.update(dict.fromkeys(event["features"]))
             if event["segment"]:
                 attrs.update(dict.fromkeys(event["segment"]))
+        overflow = None
+        if max_names is not None and len(names) > max_names:
+            ordered = list(names)
+            names = dict.fromkeys(ordered[:max_names])
+            overflow = _overflow(events, ordered[max_names:])
         features = {name: feature_column([e["features"].get(name) for e in events]) for name in names}
         segments = {attr: [(e["segment"] or {}).get(attr) for e in events] for attr in attrs}
         return cls(
@@ -113,7 +129,12 @@ class PredictionColumns:
             features=features, segments=segments,
             latency_ms=optional_floats([e.get("latency_ms") for e in events]),
             sources=sources, kpis=kpi_columns(events),
-            invalid_kpis=[list(e.get("invalid_kpis") or ()) for e in events])
+            invalid_kpis=[list(e.get("invalid_kpis") or ()) for e in events], overflow=overflow,
+            overflow_names=tuple(ordered[max_names:]) if overflow is not None else ())
+
+    def feature_names(self) -> list[str]:
+        """Every feature name of the batch in its order: the columns', then those in ``overflow``."""
+        return [*self.features, *self.overflow_names]
 
     def feature_values(self, name: str) -> list:
         """One feature as Python values with None for missing (numbers come back as floats)."""
@@ -127,6 +148,26 @@ class PredictionColumns:
         found = {attr: values[index] for attr, values in self.segments.items() if values[index] is not None}
         return found or None
 
+    def segment_rows(self) -> list:
+        """``[segment_of(i) for i in range(len(self))]``, one pass per attribute instead of a call per event.
+
+        >>> batch = PredictionColumns.from_events([
+        ...     {"prediction_id": "a", "model": "m", "model_version": "1", "timestamp": 1.0, "features": {},
+        ...      "prediction": 1, "score": None, "segment": {"region": "eu"}, "latency_ms": None},
+        ...     {"prediction_id": "b", "model": "m", "model_version": "1", "timestamp": 2.0, "features": {},
+        ...      "prediction": 0, "score": None, "segment": None, "latency_ms": None}])
+        >>> batch.segment_rows() == [batch.segment_of(0), batch.segment_of(1)] == [{"region": "eu"}, None]
+        True
+        """
+        if not self.segments:
+            return [None] * len(self)
+        if len(self.segments) == 1:
+            (attr, values), = self.segments.items()
+            return [None if value is None else {attr: value} for value in values]
+        attrs = list(self.segments)
+        return [{attr: value for attr, value in zip(attrs, row) if value is not None} or None
+                for row in zip(*self.segments.values())]
+
     def kpis_of(self, index: int) -> dict:
         """The valid KPIs of one event (name -> float), as validated events carry them."""
         return kpis_of(self.kpis, index)
@@ -138,13 +179,18 @@ class PredictionColumns:
         columns = {name: self.feature_values(name) for name in self.features}
         scores = self.score.tolist()
         latencies = self.latency_ms.tolist()
+        overflow = self.overflow
+        extra = dict.fromkeys(self.overflow_names) if overflow is not None and keep_missing else {}
         events = []
         for i, pid in enumerate(self.ids):
+            features = {name: values[i] for name, values in columns.items() if keep_missing or values[i] is not None}
+            if overflow is not None:
+                features.update({**extra, **overflow[i]} if keep_missing else
+                                {name: value for name, value in overflow[i].items() if value is not None})
             events.append({
                 "prediction_id": pid, "model": self.model, "model_version": self.model_version[i],
                 "timestamp": float(self.ts[i]),
-                "features": {name: values[i] for name, values in columns.items()
-                             if keep_missing or values[i] is not None},
+                "features": features,
                 "prediction": self.prediction[i],
                 "score": None if scores[i] != scores[i] else scores[i],
                 "segment": self.segment_of(i),
@@ -167,7 +213,26 @@ class PredictionColumns:
             features={name: sub(column) for name, column in self.features.items()},
             segments={attr: sub(values) for attr, values in self.segments.items()},
             latency_ms=self.latency_ms[rows], kpis={name: values[rows] for name, values in self.kpis.items()},
-            invalid_kpis=sub(self.invalid_kpis))
+            invalid_kpis=sub(self.invalid_kpis), overflow=None if self.overflow is None else sub(self.overflow),
+            overflow_names=self.overflow_names)
+
+
+def _overflow(events: list[dict], names: list[str]) -> list[dict]:
+    """Per event, its values for ``names`` (in that order; None kept), numbers as floats where a
+    name's present values are all ints or floats (not bools) in the whole batch, as
+    :func:`feature_column` gives them; costs the values the events carry, not names x events."""
+    rank = {name: i for i, name in enumerate(names)}
+    numeric = dict.fromkeys(names, True)
+    rows = []
+    for event in events:
+        row = sorted(((rank[name], name, value) for name, value in event["features"].items() if name in rank))
+        for _, name, value in row:
+            kind = type(value)
+            if kind is not float and kind is not int and value is not None:
+                numeric[name] = False
+        rows.append(row)
+    return [{name: float(value) if value is not None and numeric[name] else value for _, name, value in row}
+            for row in rows]
 
 
 @dataclasses.dataclass(slots=True)

@@ -53,6 +53,45 @@ def excess_gap_p(x1: int, n1: int, x2: int, n2: int, tolerance: float) -> float:
     return float(norm.sf((p1 - p2 - tolerance) / se))
 
 
+def judge_gap(attr: str, metric: str, values: dict, min_size: int, tolerance: float, alpha: float,
+              active: bool = False, hold: float = 1.0) -> DriftResult | None:
+    """The finding on one attribute's ``values`` (``{value: (successes, trials)}``) for ``metric``,
+    or None: best against worst of the values with ``min_size`` trials, :func:`excess_gap_p`,
+    ``alpha`` Bonferroni-divided by pairs and metrics; an ``active`` gap holds above ``hold`` x
+    tolerance. The evidence keeps every value's counts and these settings, so
+    ``driftline audit --recompute`` re-runs this function on exactly what the window was judged on.
+
+    >>> r = judge_gap("region", "accuracy", {"north": (95, 100), "south": (60, 100), "east": (3, 4)}, 50, 0.1, 0.01)
+    >>> r.feature, round(r.statistic, 2), r.evidence["counts"]
+    ('region.accuracy', 0.35, [['east', 3, 4], ['north', 95, 100], ['south', 60, 100]])
+    """
+    rates = {v: (x / n, x, n) for v, (x, n) in values.items() if n >= min_size}
+    if len(rates) < 2:
+        return None
+    best = max(rates, key=lambda v: rates[v][0])
+    worst = min(rates, key=lambda v: rates[v][0])
+    gap = rates[best][0] - rates[worst][0]
+    p = excess_gap_p(rates[best][1], rates[best][2], rates[worst][1], rates[worst][2], tolerance)
+    # best-vs-worst is the most extreme of k(k-1)/2 pairs, over three metrics: Bonferroni
+    pairs = len(rates) * (len(rates) - 1) // 2
+    found = gap > tolerance and p < alpha / (pairs * len(METRICS))
+    holds = active and gap > hold * tolerance
+    if not (found or holds):
+        return None
+    return DriftResult(
+        f"fairness.{metric}", f"{attr}.{metric}", gap, p, tolerance, "statistic", True,
+        effect_size=gap, effect_name=f"{metric}_gap",
+        evidence={"attribute": attr, "metric": metric, "best": best, "worst": worst,
+                  "rates": {v: r[0] for v, r in rates.items()},
+                  "n": {v: r[2] for v, r in rates.items()}, "alpha": alpha,
+                  "test": "excess_gap_z", "held": bool(holds and not found),
+                  "hold_threshold": hold * tolerance,
+                  # what the decision was taken on: [value, successes, trials] of every value seen
+                  "counts": [[v, int(x), int(n)] for v, (x, n) in sorted(values.items(), key=lambda i: str(i[0]))],
+                  "min_size": min_size, "active": bool(active), "hold": hold, "pairs": pairs,
+                  "family": pairs * len(METRICS)})
+
+
 class SegmentStats:
     """Window counts per (attribute, value), and the disparity test over them.
 
@@ -67,6 +106,7 @@ class SegmentStats:
     def __init__(self):
         self._predictions: dict = {}   # (attr, value) -> [n, positive predictions]
         self._labels: dict = {}        # (attr, value) -> [n, correct, actual positives, true positives]
+        self._label_clock: list = [None, None]   # monitor clock (prediction time): first, last label counted
 
     def add_prediction(self, segment: dict, y_pred) -> None:
         for key in segment.items():
@@ -76,7 +116,12 @@ class SegmentStats:
             counts[0] += 1
             counts[1] += y_pred is True
 
-    def add_label(self, segment: dict, y_true, y_pred) -> None:
+    def add_label(self, segment: dict, y_true, y_pred, ts: float | None = None) -> None:
+        if ts is not None:
+            clock = self._clock()
+            if clock[0] is None:
+                clock[0] = ts
+            clock[1] = ts
         for key in segment.items():
             counts = self._labels.get(key)
             if counts is None:
@@ -86,6 +131,46 @@ class SegmentStats:
             if y_true is True:
                 counts[2] += 1
                 counts[3] += y_pred is True
+
+    def add_predictions(self, segments: list, predictions: list, as_class) -> None:
+        """:meth:`add_prediction` for each prediction whose segment is not empty, its class read by
+        ``as_class`` (counts: order does not matter)."""
+        counted = self._predictions
+        for segment, prediction in zip(segments, predictions):
+            if not segment:
+                continue
+            positive = (prediction if type(prediction) is bool else as_class(prediction)) is True
+            for key in segment.items():
+                counts = counted.get(key)
+                if counts is None:
+                    counts = counted[key] = [0, 0]
+                counts[0] += 1
+                counts[1] += positive
+
+    def add_labels(self, segments: list, y_true: list, y_pred: list, ts: float | None = None) -> None:
+        """:meth:`add_label` for each label whose segment is not empty (counts: order does not matter),
+        all at the monitor clock ``ts``."""
+        if ts is not None and any(segments):
+            clock = self._clock()
+            if clock[0] is None:
+                clock[0] = ts
+            clock[1] = ts
+        labels = self._labels
+        for segment, actual, predicted in zip(segments, y_true, y_pred):
+            if not segment:
+                continue
+            correct = actual == predicted
+            positive = actual is True
+            true_positive = positive and predicted is True
+            for key in segment.items():
+                counts = labels.get(key)
+                if counts is None:
+                    counts = labels[key] = [0, 0, 0, 0]
+                counts[0] += 1
+                counts[1] += correct
+                if positive:
+                    counts[2] += 1
+                    counts[3] += true_positive
 
     def _groups(self, metric: str) -> dict:
         """attr -> {value: (successes, trials)} for one metric."""
@@ -107,29 +192,23 @@ class SegmentStats:
         that hovers at the tolerance is not resolved and announced again window after window."""
         results = []
         for metric in METRICS:
-            for attr, values in sorted(self._groups(metric).items()):
-                rates = {v: (x / n, x, n) for v, (x, n) in values.items() if n >= min_size}
-                if len(rates) < 2:
-                    continue
-                best = max(rates, key=lambda v: rates[v][0])
-                worst = min(rates, key=lambda v: rates[v][0])
-                gap = rates[best][0] - rates[worst][0]
-                p = excess_gap_p(rates[best][1], rates[best][2], rates[worst][1], rates[worst][2], tolerance)
-                # best-vs-worst is the most extreme of k(k-1)/2 pairs, over three metrics: Bonferroni
-                pairs = len(rates) * (len(rates) - 1) // 2
-                key = f"{attr}.{metric}"
-                found = gap > tolerance and p < alpha / (pairs * len(METRICS))
-                holds = key in active and gap > hold * tolerance
-                if found or holds:
-                    results.append(DriftResult(
-                        f"fairness.{metric}", key, gap, p, tolerance, "statistic", True,
-                        effect_size=gap, effect_name=f"{metric}_gap",
-                        evidence={"attribute": attr, "metric": metric, "best": best, "worst": worst,
-                                  "rates": {v: r[0] for v, r in rates.items()},
-                                  "n": {v: r[2] for v, r in rates.items()}, "alpha": alpha,
-                                  "test": "excess_gap_z", "held": bool(holds and not found),
-                                  "hold_threshold": hold * tolerance}))
+            for attr, values in sorted(self.counts(metric).items()):
+                result = judge_gap(attr, metric, values, min_size, tolerance, alpha,
+                                   f"{attr}.{metric}" in active, hold)
+                if result is not None:
+                    if metric != "positive_rate":   # where the labels it counted joined, on the monitor's clock
+                        first, last = self._clock()
+                        result.evidence["labels_joined"] = {"first": first, "last": last}
+                    results.append(result)
         return results
+
+    def _clock(self) -> list:
+        # checkpoints written before it hold no label clock: the window that restores them starts one
+        return self.__dict__.setdefault("_label_clock", [None, None])
+
+    def counts(self, metric: str) -> dict:
+        """``{attribute: {value: (successes, trials)}}`` of one of :data:`METRICS` in this window."""
+        return self._groups(metric)
 
     def undecided(self, min_size: int, keys) -> set:
         """Those of ``keys`` (``"attr.metric"``) this window cannot judge: fewer than two values
@@ -151,3 +230,4 @@ class SegmentStats:
     def reset_window(self) -> None:
         self._predictions.clear()
         self._labels.clear()
+        self._label_clock = [None, None]

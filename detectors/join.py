@@ -68,10 +68,10 @@ class LabelJoin:
         by_version: dict = {}     # name -> [rows, early labels as (position, label, clock)]
         times = ts.tolist()
         scores = batch.score.tolist()
-        segments = batch.segments
+        segment_rows = batch.segment_rows()
         for index, pid in enumerate(batch.ids):
             name = batch.model_version[index]
-            segment = batch.segment_of(index) if segments else None
+            segment = segment_rows[index]
             score = scores[index]
             entry = (name, batch.prediction[index], None if score != score else score, segment, times[index])
             shadows = pending.get(pid)

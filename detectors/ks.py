@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 import warnings
 
 import numpy as np
 from scipy import stats
 
 from detectors.base import DriftResult, Estimator, empty_result, json_safe
-from detectors.profile import FeatureProfile, WindowColumn
+from detectors.profile import FeatureProfile, WindowColumn, safe_evidence
 
 try:  # the exact two-sample p-value scipy's ks_2samp computes; see ks_2samp_sorted
     from scipy.stats._stats_py import _attempt_exact_2kssamp
@@ -19,8 +20,8 @@ except ImportError:  # pragma: no cover - another scipy: use ks_2samp itself
 __all__ = ["KolmogorovSmirnov", "ks_statistic", "ks_2samp_sorted", "pooled_counts"]
 
 MAX_EXACT_N = 10_000  # scipy's method="auto": exact p-value when both samples are at most this big
-_EXACT_CACHE: dict[tuple[int, int, int], tuple] = {}
-_EXACT_CACHE_SIZE = 4096
+_EXACT_CACHE: "OrderedDict[tuple[int, int, int], tuple]" = OrderedDict()
+_EXACT_CACHE_SIZE = 8192   # ~3 MB at most: the (window or segment size, reference size, h) a stream keeps meeting
 
 
 def ks_statistic(reference_sorted: np.ndarray, current: np.ndarray) -> float:
@@ -78,8 +79,10 @@ def _exact_two_sided(n1: int, n2: int, g: int, d: float) -> tuple:
     result = _EXACT_CACHE.get(key)
     if result is None:
         if len(_EXACT_CACHE) >= _EXACT_CACHE_SIZE:
-            _EXACT_CACHE.clear()
+            del _EXACT_CACHE[next(iter(_EXACT_CACHE))]   # the least recently used: a bounded LRU, not a reset
         result = _EXACT_CACHE[key] = _attempt_exact_2kssamp(n1, n2, g, d, "two-sided")
+    else:
+        _EXACT_CACHE.move_to_end(key)
     return result
 
 
@@ -195,4 +198,4 @@ class KolmogorovSmirnov(Estimator):
         evidence["statistic_sign"] = int(sign)
         p_value = float(p_value)
         return DriftResult(detector, feature_profile.name, float(statistic), p_value, self.alpha, "p_value",
-                           bool(p_value <= self.alpha), evidence=json_safe(evidence))
+                           bool(p_value <= self.alpha), evidence=safe_evidence(evidence, feature_profile, column))

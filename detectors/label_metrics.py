@@ -27,6 +27,7 @@ from scipy import integrate
 __all__ = ["MetricView", "ClassificationMetrics", "RegressionMetrics", "metric_suite", "from_river"]
 
 _EPS = 1e-15   # river's LogLoss clamps probabilities to [1e-15, 1 - 1e-15]
+_BOOL = frozenset({bool})
 THRESHOLDS = np.array([i / 9 for i in range(10)])
 THRESHOLDS[0] -= 1e-7
 THRESHOLDS[-1] += 1e-7
@@ -116,9 +117,14 @@ class ClassificationMetrics:
         n = len(y_true)
         if not n:
             return
-        correct = np.fromiter((t == p for t, p in zip(y_true, y_pred)), bool, n)
-        true_pos = np.fromiter((t == True for t in y_true), bool, n)   # noqa: E712 -- a class equal to True
-        pred_pos = np.fromiter((p == True for p in y_pred), bool, n)   # noqa: E712
+        if _BOOL.issuperset(map(type, y_true)) and _BOOL.issuperset(map(type, y_pred)):
+            # binary classes as bools (the usual case): a class equal to True is the class itself
+            true_pos, pred_pos = np.array(y_true, dtype=bool), np.array(y_pred, dtype=bool)
+            correct = true_pos == pred_pos
+        else:
+            correct = np.fromiter((t == p for t, p in zip(y_true, y_pred)), bool, n)
+            true_pos = np.fromiter((t == True for t in y_true), bool, n)   # noqa: E712 -- a class equal to True
+            pred_pos = np.fromiter((p == True for p in y_pred), bool, n)   # noqa: E712
         tp, fp, fn = true_pos & pred_pos, ~true_pos & pred_pos, true_pos & ~pred_pos
         self.n += n
         self.correct += float(correct.sum())

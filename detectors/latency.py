@@ -151,7 +151,7 @@ class LatencyTracker(Estimator):
         self.calibration: dict | None = None
         self._window: list = []
         self._window_invalid = 0
-        self._rolling = np.zeros(max(1, self.rolling_size))
+        self._rolling = np.zeros(0)  # the ring buffer, allocated by the first latency (most models send none)
         self._rolling_n = 0          # values ever pushed into the ring buffer
         self.counts = {"observed": 0, "invalid": 0, "windows": 0, "slo_breaches": 0}
         self.last: LatencyReport | None = None
@@ -192,6 +192,8 @@ class LatencyTracker(Estimator):
             self._push(good)
 
     def _push(self, values: np.ndarray) -> None:
+        if not self._rolling.size:
+            self._rolling = np.zeros(max(1, self.rolling_size))
         size = self._rolling.size
         values = values[-size:]
         start = self._rolling_n % size

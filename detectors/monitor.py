@@ -36,6 +36,7 @@ from detectors.buckets import DURATION_BUCKETS, BucketCounts
 from detectors.calibration import calibrate
 from detectors.columns import LabelColumns, PredictionColumns
 from detectors.comparison import compare_versions
+from detectors import label_batch
 from detectors.fairness import SegmentStats
 from detectors.histogram import histograms
 from detectors.kpi import compare_kpis, recommend_on_kpi
@@ -125,6 +126,7 @@ class VersionMonitor:
     concept = _forward("performance", "concept")
     _cbpe_fit = _forward("performance", "cbpe_fit")
     _baseline_errors = _forward("performance", "baseline_errors")
+    _suspect_left = _forward("performance", "suspect_left")
     _primary = _forward("performance", "primary")
     _metrics_suite = _forward("performance", "metrics_suite")
     _metrics = property(lambda self: self.performance.overall, doc="Overall metrics by name.")
@@ -234,7 +236,7 @@ class VersionMonitor:
         if not n:
             return out
         settings = self.settings
-        new_names = [name for name in batch.features if name not in self._feature_names]
+        new_names = [name for name in batch.feature_names() if name not in self._feature_names]
         over_cap = bool(new_names) and len(self._feature_names) + len(new_names) > settings.max_features
         if n < SMALL_BATCH or settings.retrain_max_interval or over_cap:
             # names past the cap are dropped per event that has a value for them
@@ -248,7 +250,7 @@ class VersionMonitor:
         columns = {name: batch.feature_values(name) for name in batch.features}
         columns[PREDICTION] = batch.prediction
         columns[SCORE] = [None if v != v else v for v in batch.score.tolist()]
-        segment_rows = [batch.segment_of(i) for i in range(n)] if batch.segments else [None] * n
+        segment_rows = batch.segment_rows()
         classification = batch.prediction if self.task == "classification" else None
         pending_labels = sorted(labels, key=lambda item: item[0])
         next_label = 0
@@ -294,9 +296,7 @@ class VersionMonitor:
         self.open.out_of_range += bad
         self.counts["score_out_of_range"] += bad
         if predictions is not None:   # classification: per-segment positive rates
-            for j in range(i, stop):
-                if segment_rows[j]:
-                    self.segments.add_prediction(segment_rows[j], as_class(predictions[j]))
+            self.segments.add_predictions(segment_rows[i:stop], predictions[i:stop], as_class)
 
     def _out_of_range(self, batch: PredictionColumns) -> np.ndarray:
         """Per row: the score outside [0, 1], or (no score) a numeric prediction outside ``output_range``."""
@@ -508,6 +508,10 @@ class VersionMonitor:
         contract refused (issue 15); KPIs are observed, and checked when due, label by label.
         """
         out: list = []
+        if label_batch.quiet(self, len(labels), kpis, invalid_kpis):   # nothing watched: per batch up to a concept drift
+            taken = label_batch.fold_quiet_labels(self, as_class, predictions, scores, labels, segments, ts, out)
+            predictions, scores, labels = predictions[taken:], scores[taken:], labels[taken:]
+            segments, kpis, invalid_kpis = (x[taken:] if x else x for x in (segments, kpis, invalid_kpis))
         segments = segments or [None] * len(labels)
         kpis = kpis or [None] * len(labels)
         invalid_kpis = invalid_kpis or [None] * len(labels)
@@ -532,7 +536,7 @@ class VersionMonitor:
                 y_true, y_pred = as_class(label), as_class(prediction)
                 error = float(y_true != y_pred)
                 if segment:
-                    self.segments.add_label(segment, y_true, y_pred)
+                    self.segments.add_label(segment, y_true, y_pred, ts)
                 if performance.cbpe is None:   # until it is fitted
                     performance.fit_cbpe(score, y_true, y_pred)
             else:
@@ -675,7 +679,8 @@ class ModelMonitor:
         """
         if not events:
             return []
-        return self.add_columns(PredictionColumns.from_events(events, sources), offset, partition)
+        return self.add_columns(PredictionColumns.from_events(events, sources, max_names=self.settings.max_features),
+                                offset, partition)
 
     def add_columns(self, batch: PredictionColumns, offset=None, partition=None) -> list:
         """Fold a batch of validated predictions of this model in; returns what it emits.

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from detectors.buckets import DELAY_BUCKETS, DURATION_BUCKETS, BucketCounts
+from detectors.cbpe import FitSample
 from detectors.join import LabelJoin
 from detectors.label_metrics import from_river
 from detectors.lifecycle import AlertIssuer
@@ -81,7 +82,7 @@ def _upgrade_flat(state: dict) -> dict:
     if cbpe is not None and "_calibration_x" not in cbpe.__dict__:
         # fitted on raw scores at a 0.5 threshold: refit, calibrated, from the next labelled events
         state["cbpe"], state["_cbpe_fit"] = None, []
-    state["_cbpe_fit"] = [item for item in state.get("_cbpe_fit", []) if len(item) == 3]
+    state["_cbpe_fit"] = FitSample.restored(state.get("_cbpe_fit"))
     if "_metrics" in state:   # river's metrics (checkpoints before the numpy metrics): their values move over
         overall, rolling = state.pop("_metrics"), state.pop("_rolling")
         state["_metrics_suite"] = None if overall is None else from_river(

@@ -9,7 +9,7 @@ from collections import deque
 
 from river import metrics, utils
 
-from detectors.cbpe import CBPE
+from detectors.cbpe import CBPE, FitSample
 from detectors.concept import make_concept_detector
 from detectors.label_metrics import metric_suite
 from detectors.performance import drop_test
@@ -62,7 +62,7 @@ class PerformanceWatch:
         self.active = False                 # announced and not resolved (hysteresis)
         self.clear = 0                      # consecutive window closes with the gap below the hold level
         self.cbpe: CBPE | None = None
-        self.cbpe_fit: list = []            # (score, label, prediction) of the first labelled events
+        self.cbpe_fit = FitSample()         # (score, label, prediction) of the first labelled events
         self.estimate: dict = {}            # CBPE's estimate of the last window (before labels come)
 
     def start(self, task: str) -> None:
@@ -85,11 +85,11 @@ class PerformanceWatch:
         settings = self.settings
         if (self.cbpe is None and settings.estimate_performance and score is not None
                 and isinstance(y_true, bool) and isinstance(y_pred, bool) and 0.0 <= score <= 1.0):
-            self.cbpe_fit.append((score, y_true, y_pred))
+            self.cbpe_fit.append(score, y_true, y_pred)
             if len(self.cbpe_fit) >= settings.cbpe_reference_labels:
-                fit_scores, fit_labels, fit_predictions = zip(*self.cbpe_fit)
+                fit_scores, fit_labels, fit_predictions = self.cbpe_fit.columns()
                 self.cbpe = CBPE(max_drop=settings.performance_tolerance).fit(fit_scores, fit_labels, fit_predictions)
-                self.cbpe_fit = []
+                self.cbpe_fit = FitSample()
 
     def observe(self, y_true, y_pred, error: float) -> bool:
         """One label's error, label by label (the metrics take theirs in batches, :meth:`update`);

@@ -31,6 +31,7 @@ what segment drift compares a segment's window with.
 from __future__ import annotations
 
 import math
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -110,6 +111,7 @@ def _number(v) -> float:
 
 _PLAIN_NUMBERS = frozenset({float, int, type(None)})
 _PLAIN_CATEGORIES = frozenset({str, type(None)})
+_PLAIN_BOOLS = frozenset({bool, type(None)})
 
 
 def to_column(values, kind: str) -> np.ndarray:
@@ -153,7 +155,10 @@ def to_column(values, kind: str) -> np.ndarray:
     if kind == "boolean":
         seq = values.tolist() if isinstance(values, np.ndarray) else list(values)
         out = np.empty(len(seq), dtype=object)
-        out[:] = [as_boolean(v) for v in seq]
+        if _PLAIN_BOOLS.issuperset(map(type, seq)):   # bools and None: what as_boolean gives them
+            out[:] = [None if v is None else ("true" if v else "false") for v in seq]
+        else:
+            out[:] = [as_boolean(v) for v in seq]
         return out
     raise ValueError(f"unknown kind {kind!r}; expected one of {TYPES}")
 
@@ -192,7 +197,7 @@ class WindowColumn:
     """
 
     __slots__ = ("kind", "type", "raw", "values", "_present", "_sorted_present", "_counts", "_category_counts", "_summary",
-                 "_shared")
+                 "_safe_summary", "_shared")
 
     def __init__(self, values, kind: str):
         self.type = kind   # "boolean" converts 1/0 too, and is a categorical column for every test
@@ -200,6 +205,7 @@ class WindowColumn:
         self.raw = values  # as given: the data-quality checks look at the types the conversion hides
         self.values = to_column(values, kind)
         self._present = self._sorted_present = self._counts = self._category_counts = self._summary = None
+        self._safe_summary = None
         self._shared: dict = {}  # (name, id(owner)) -> (owner, value)
 
     @classmethod
@@ -265,6 +271,48 @@ class WindowColumn:
             else:
                 self._summary = summarize_present(n, self.counts, "categorical")
         return self._summary
+
+    @property
+    def safe_summary(self) -> dict:
+        """``json_safe(self.summary)``, once per window: every test's evidence carries it (read-only)."""
+        if self._safe_summary is None:
+            self._safe_summary = json_safe(self.summary)
+        return self._safe_summary
+
+
+# json_safe of each profile's summary, computed once: the evidence of every window's tests carries it.
+_SAFE_SUMMARIES: "weakref.WeakKeyDictionary[FeatureProfile, tuple]" = weakref.WeakKeyDictionary()
+
+
+def safe_summary(feature_profile: "FeatureProfile") -> dict:
+    """``json_safe(feature_profile.summary)``, kept per profile while it keeps that summary (read-only)."""
+    summary = feature_profile.summary
+    hit = _SAFE_SUMMARIES.get(feature_profile)
+    if hit is None or hit[0] is not summary:
+        hit = _SAFE_SUMMARIES[feature_profile] = (summary, json_safe(summary))
+    return hit[1]
+
+
+def safe_evidence(evidence: dict, feature_profile: "FeatureProfile", column: WindowColumn) -> dict:
+    """``json_safe(evidence)`` (str keys, in order), with the profile's and the column's summaries
+    (``"reference"``/``"current"``, when they are those objects) taken from their caches instead of
+    walked again for every test.
+
+    >>> fp = FeatureProfile.from_values("x", [1.0, 2.0, float("nan")])
+    >>> column = WindowColumn([np.float64(3.0), None], "numeric")
+    >>> evidence = {"n": np.int64(2), "reference": fp.summary, "current": column.summary, "p": np.float64("nan")}
+    >>> safe_evidence(evidence, fp, column) == json_safe(evidence)
+    True
+    """
+    out = {}
+    for key, value in evidence.items():
+        if key == "reference" and value is feature_profile.summary:
+            out[key] = safe_summary(feature_profile)
+        elif key == "current" and value is column.summary:
+            out[key] = column.safe_summary
+        else:
+            out[key if type(key) is str else str(key)] = json_safe(value)
+    return out
 
 
 @dataclass(eq=False)

@@ -4,7 +4,8 @@ Each check returns a :class:`~detectors.base.DriftResult` (detector
 ``"data_quality.<check>"``, decision on the statistic), so quality problems
 travel the same path as drift:
 
-* ``out_of_range``: rate of non-missing numeric values outside the reference [min, max];
+* ``out_of_range``: rate of non-missing numeric values outside the reference [min, max],
+  judged against the exact null distribution of that count (see :func:`out_of_range_p_value`);
 * ``type_mismatch``: rate of values that are not finite real numbers (strings,
   infinities; a bool is 1/0, see :mod:`detectors.values`) in a numeric feature; such values count as missing in the
   drift tests, so this check is what names them;
@@ -19,11 +20,12 @@ import math
 from typing import Mapping, Sequence
 
 import numpy as np
+from scipy.stats import betabinom
 
 from detectors.base import DriftResult, Estimator, json_safe
 from detectors.profile import _PLAIN_NUMBERS, ReferenceProfile, WindowColumn, _is_missing, _is_number
 
-__all__ = ["DataQuality", "type_mismatch_count"]
+__all__ = ["DataQuality", "out_of_range_p_value", "type_mismatch_count"]
 
 MAX_EXAMPLES = 5
 
@@ -49,13 +51,38 @@ def type_mismatch_count(values) -> tuple[int, list]:
     return len(bad), bad[:MAX_EXAMPLES]
 
 
+def out_of_range_p_value(n_outside: int, n_window: int, n_reference: int) -> float:
+    """P(at least ``n_outside`` of ``n_window`` new values fall outside the [min, max] of
+    ``n_reference`` values), all drawn from one continuous distribution.
+
+    The probability mass outside the reference's extremes is the sum of two of its n+1
+    spacings, Beta(2, n-1); given it, the count is binomial, so the count is
+    beta-binomial(m, 2, n-1), whatever the distribution. The windows of one reference share
+    its extremes, which is why a binomial with p = 2/(n+1) understates the spread: with a
+    reference of 500 and windows of 250 it called 4 values outside significant, which a
+    stationary feature shows in 4.5% of windows. Ties (discrete values) only make the count
+    smaller, so the test is conservative there.
+
+    >>> round(out_of_range_p_value(0, 250, 500), 3), round(out_of_range_p_value(4, 250, 500), 4)
+    (1.0, 0.0447)
+    """
+    if n_outside <= 0:
+        return 1.0
+    return float(betabinom.sf(n_outside - 1, n_window, 2, max(1, n_reference - 1)))
+
+
 class DataQuality(Estimator):
     """Data-quality checks of a window (as columns) against a reference profile.
 
     Parameters
     ----------
     max_out_of_range_rate
-        ``out_of_range`` fires when the rate exceeds it.
+        ``out_of_range`` fires when the rate exceeds it and the count is unlikely under the
+        reference's own distribution (``out_of_range_alpha``).
+    out_of_range_alpha
+        Per feature and window: ``out_of_range`` needs its count's p-value
+        (:func:`out_of_range_p_value`) at most this; 20 stationary numeric features give at most
+        one such window in 500.
     max_type_mismatch_rate
         ``type_mismatch`` fires when the rate exceeds it (default: any mismatch).
     max_unseen_rate
@@ -64,21 +91,36 @@ class DataQuality(Estimator):
     Examples
     --------
     >>> ref = ReferenceProfile.from_columns({"age": list(range(20, 60)), "plan": ["a", "b"] * 20})
-    >>> window = {"age": [25, 35, 45] * 10 + [99] * 10 + ["n/a"], "plan": ["a"] * 31 + ["c"] * 10,
-    ...           "zip": list(range(41))}
+    >>> window = {"age": [25, 35, 45] * 10 + [99] * 20 + ["n/a"], "plan": ["a"] * 41 + ["c"] * 10,
+    ...           "zip": list(range(51))}
     >>> [(r.detector, r.feature, round(r.statistic, 3)) for r in DataQuality().check(ref, window) if r.drifted]
-    [('data_quality.out_of_range', 'age', 0.25), ('data_quality.type_mismatch', 'age', 0.024), ('data_quality.unseen_categories', 'plan', 0.244), ('data_quality.new_feature', 'zip', 1.0)]
+    [('data_quality.out_of_range', 'age', 0.4), ('data_quality.type_mismatch', 'age', 0.02), ('data_quality.unseen_categories', 'plan', 0.196), ('data_quality.new_feature', 'zip', 1.0)]
     """
 
+    out_of_range_alpha = 1e-4    # what a checkpoint pickled before this parameter existed restores with
+
     def __init__(self, max_out_of_range_rate: float = 0.01, max_type_mismatch_rate: float = 0.0,
-                 max_unseen_rate: float = 0.01):
+                 max_unseen_rate: float = 0.01, out_of_range_alpha: float = 1e-4):
         self.max_out_of_range_rate = max_out_of_range_rate
+        self.out_of_range_alpha = out_of_range_alpha
         self.max_type_mismatch_rate = max_type_mismatch_rate
         self.max_unseen_rate = max_unseen_rate
 
-    def _result(self, check: str, feature: str, statistic: float, threshold: float, evidence: dict) -> DriftResult:
-        return DriftResult(f"data_quality.{check}", feature, float(statistic), None, float(threshold), "statistic",
+    def _result(self, check: str, feature: str, statistic: float, threshold: float, evidence: dict,
+                p_value: float | None = None) -> DriftResult:
+        return DriftResult(f"data_quality.{check}", feature, float(statistic), p_value, float(threshold), "statistic",
                            bool(statistic > threshold), evidence=json_safe(evidence))
+
+    def _allowed_outside(self, n_window: int, n_reference: int) -> int:
+        """The largest count of values outside the range that does not alert: the count whose
+        p-value is above ``out_of_range_alpha``, or the rate tolerance, whichever is larger."""
+        by_rate = math.floor(self.max_out_of_range_rate * n_window)
+        by_chance = int(betabinom.isf(self.out_of_range_alpha, n_window, 2, max(1, n_reference - 1)))
+        while out_of_range_p_value(by_chance + 1, n_window, n_reference) > self.out_of_range_alpha:
+            by_chance += 1     # isf is a quantile: the first count whose tail is at most alpha
+        while by_chance > 0 and out_of_range_p_value(by_chance, n_window, n_reference) <= self.out_of_range_alpha:
+            by_chance -= 1
+        return max(by_rate, by_chance)
 
     def check(self, reference: ReferenceProfile, window: Mapping[str, Sequence | np.ndarray]) -> list[DriftResult]:
         """All checks for every feature; results in reference feature order, then new features."""
@@ -94,19 +136,17 @@ class DataQuality(Estimator):
                 present = column.present
                 lo, hi = fp.summary.get("min"), fp.summary.get("max")
                 if lo is not None and present.size:
-                    outside = (present < lo) | (present > hi)
-                    rate = float(outside.mean())
-                    # A sample from the reference's own distribution falls outside the
-                    # reference's [min, max] with probability ~2/(n+1); allow that plus
-                    # 3 standard errors, so small references don't cry wolf.
-                    expected = 2.0 / (fp.n_present + 1)
-                    allowed = max(self.max_out_of_range_rate,
-                                  expected + 3 * math.sqrt(expected * (1 - expected) / present.size))
-                    results.append(self._result("out_of_range", name, rate, allowed, {
-                        "expected_rate": expected,
-                        "n_outside": int(outside.sum()), "n_present": int(present.size),
+                    below, above = int((present < lo).sum()), int((present > hi).sum())
+                    m, outside = int(present.size), below + above
+                    # allowed as a rate, so that "statistic > threshold" is "outside > allowed"
+                    allowed = (self._allowed_outside(m, fp.n_present) + 0.5) / m
+                    results.append(self._result("out_of_range", name, outside / m, allowed, {
+                        "expected_rate": 2.0 / (fp.n_present + 1), "n_reference": fp.n_present,
+                        "alpha": self.out_of_range_alpha, "max_rate": self.max_out_of_range_rate,
+                        "n_outside": outside, "n_present": m,
                         "reference_range": [lo, hi], "current_range": [float(present.min()), float(present.max())],
-                        "below": int((present < lo).sum()), "above": int((present > hi).sum())}))
+                        "below": below, "above": above},
+                        p_value=out_of_range_p_value(outside, m, fp.n_present)))
                 bad, examples = type_mismatch_count(column.raw)
                 results.append(self._result("type_mismatch", name, bad / n if n else 0.0, self.max_type_mismatch_rate,
                                             {"n_mismatch": bad, "n": n, "examples": [repr(v) for v in examples]}))

@@ -22,7 +22,8 @@ from sinks.webhook import WebhookSink, summary_line
 
 _WINDOW_SEVERITIES = ("warning", "critical")   # what a window alert can be announced with
 # `driftline audit --recompute` reruns these (streams.audit.WINDOW_KINDS; sinks do not import streams)
-_RECOMPUTABLE = ("input_drift", "prediction_drift", "data_quality", "multivariate_drift", "segment_drift")
+_RECOMPUTABLE = ("input_drift", "prediction_drift", "data_quality", "multivariate_drift", "segment_drift",
+                 "estimated_performance", "fairness")
 
 
 def _iso(ts: float) -> str:

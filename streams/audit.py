@@ -5,6 +5,16 @@ id, with the window settings in force), the internal-topic partition and the
 [offset, index] of its window's first and last event. Recomputing reads exactly
 those events back from Kafka, rebuilds the window as the monitor did, and runs
 the same tests: the statistics must come out the same.
+
+Two kinds also depend on what labels did, which the window's events do not hold; their
+alerts carry it in their evidence. ``estimated_performance``: CBPE's calibration map (its
+knots), the reference accuracy and its error, ``z`` (detectors.cbpe): the estimator is
+rebuilt from them and replayed on the window's scores. ``fairness``: every segment value's
+counts the gap was judged on and the test's settings (detectors.fairness.judge_gap): the
+test is re-run on them, and the positive-prediction counts are recounted from the window's
+predictions; accuracy and true-positive counts are the labels that joined while the window
+was open (labels of earlier windows' predictions included, through the worker's pending-
+prediction join), which the events of the window alone cannot reproduce.
 """
 from __future__ import annotations
 
@@ -14,6 +24,8 @@ import math
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
+from detectors.cbpe import CBPE
+from detectors.fairness import judge_gap
 from detectors.monitor import VersionMonitor
 from detectors.profile import ReferenceProfile
 from detectors.suite import WindowSettings
@@ -23,7 +35,9 @@ from streams import positions
 from streams.producer import bootstrap_of
 
 # alerts judged on one window of predictions, which `--recompute` rebuilds from that window's events
-WINDOW_KINDS = ("input_drift", "prediction_drift", "data_quality", "multivariate_drift", "segment_drift")
+# (estimated performance and fairness with what their evidence stores of the labels)
+WINDOW_KINDS = ("input_drift", "prediction_drift", "data_quality", "multivariate_drift", "segment_drift",
+                "estimated_performance", "fairness")
 
 
 MIN_PREFIX = 8
@@ -139,15 +153,36 @@ class NotRecomputable(ValueError):
 
 # Why the other kinds cannot be recomputed from the window's events alone.
 NOT_RECOMPUTABLE = {
-    "estimated_performance": "CBPE's calibration is fitted on the first labelled events of the version and is "
-                             "not stored with the alert, so the estimate cannot be rebuilt from this window",
-    "fairness": "its counts are the labels that joined while the window was open (labels of earlier "
-                "predictions included), and where the previous window ended is not stored with the alert",
     "performance": "it compares the rolling metric over the last performance_window labelled events with the "
                    "baseline, not one window of predictions",
     "comparison": "it compares two versions on their labelled events, not one window of predictions",
     "resolved": "it records that a condition cleared; audit the alert it resolves",
 }
+
+# Alerts of these kinds raised before their evidence stored what a recomputation needs.
+WITHOUT_EVIDENCE = {
+    "estimated_performance": "this alert was raised before the calibration it was estimated with (CBPE's, fitted "
+                             "on the first labelled events of the version) was stored with the alert, so the "
+                             "estimate cannot be rebuilt from this window",
+    "fairness": "this alert was raised before the segment counts it was judged on were stored with the alert (they "
+                "are the labels that joined while the window was open), so the test cannot be re-run",
+}
+
+
+def _has_evidence(alert: dict) -> bool:
+    needs = {"estimated_performance": "calibration_map", "fairness": "counts"}.get(alert["kind"])
+    return needs is None or bool(alert["evidence"]) and all(needs in e for e in alert["evidence"].values())
+
+
+def check_recomputable(alert: dict) -> None:
+    """Raise :class:`NotRecomputable`, saying why, for an alert ``--recompute`` cannot rebuild."""
+    kind = alert["kind"]
+    if kind in NOT_RECOMPUTABLE:
+        raise NotRecomputable(f"{kind} alerts cannot be recomputed: {NOT_RECOMPUTABLE[kind]}")
+    if kind not in WINDOW_KINDS:
+        raise NotRecomputable(f"{kind} alerts cannot be recomputed (not a window alert)")
+    if not _has_evidence(alert):
+        raise NotRecomputable(f"{kind} alerts cannot be recomputed: {WITHOUT_EVIDENCE[kind]}")
 
 
 def recompute(settings, alert: dict, progress=None) -> list[dict]:
@@ -155,19 +190,30 @@ def recompute(settings, alert: dict, progress=None) -> list[dict]:
 
     The window's events are replayed into a fresh monitor of the version, with the reference and
     the (calibrated) window settings the alert was judged with, and the window is closed: the
-    monitor's own checks produce the alert again, whichever kind it is. ``progress(n)`` is told
-    how many of :func:`messages_to_read` have been read.
+    monitor's own checks produce the alert again, whichever kind it is (an estimate with the CBPE
+    stored in its evidence). A fairness alert's test is re-run on its stored counts, the
+    positive-prediction counts recounted from the events. ``progress(n)`` is told how many of
+    :func:`messages_to_read` have been read.
     """
-    kind = alert["kind"]
-    if kind in NOT_RECOMPUTABLE:
-        raise NotRecomputable(f"{kind} alerts cannot be recomputed: {NOT_RECOMPUTABLE[kind]}")
-    if kind not in WINDOW_KINDS:
-        raise NotRecomputable(f"{kind} alerts cannot be recomputed (not a window alert)")
+    check_recomputable(alert)
     profile, window_settings, segment_settings = _reference_for(settings, alert)
     events = window_events(settings, alert, progress=progress)
     if len(events) != alert["window"]["n"]:
         raise LookupError(f"found {len(events)} of the window's {alert['window']['n']} events in Kafka")
-    again = _replay(settings, alert, profile, window_settings, events, segment_settings)
+    return recompute_window(settings, alert, profile, window_settings, events, segment_settings)
+
+
+def recompute_window(settings, alert: dict, profile: ReferenceProfile, window_settings: WindowSettings,
+                     events: list[dict], segment_settings: WindowSettings | None = None) -> list[dict]:
+    """:func:`recompute`'s rows from the window's ``events`` and what the alert was judged with."""
+    kind = alert["kind"]
+    monitor = _replayed_monitor(settings, alert, profile, window_settings, events, segment_settings)
+    if kind == "fairness":
+        return _fairness_rows(alert, monitor)
+    if kind == "estimated_performance":
+        stored = alert["evidence"]["__score__"]
+        monitor.cbpe = CBPE.from_evidence(stored, stored["threshold"])
+    again = _close_window(monitor, kind)
     evidence = (again or {}).get("evidence", {})
     rows = []
     for feature, stored in alert["evidence"].items():
@@ -182,15 +228,41 @@ def recompute(settings, alert: dict, progress=None) -> list[dict]:
     return rows
 
 
+def _fairness_rows(alert: dict, monitor: VersionMonitor) -> list[dict]:
+    """Each gap's test re-run on the counts stored with it; positive-prediction counts must also
+    equal those recounted from the window's predictions (``monitor`` has them folded in)."""
+    rows = []
+    for feature, stored in alert["evidence"].items():
+        attr, metric = stored["attribute"], stored["metric"]
+        counts = {value: (x, n) for value, x, n in stored["counts"]}
+        note = "counts as stored (labels joined while the window was open)"
+        recounted = True
+        if metric == "positive_rate":
+            seen = monitor.segments.counts(metric).get(attr, {})
+            recounted = {str(v): tuple(c) for v, c in seen.items()} == {str(v): c for v, c in counts.items()}
+            note = ("counts recounted from the window's predictions" if recounted else
+                    "counts differ from the window's predictions")
+        result = judge_gap(attr, metric, counts, stored["min_size"], stored["threshold"], stored["alpha"],
+                           stored["active"], stored["hold"])
+        statistic = None if result is None else result.statistic
+        p_value = None if result is None else result.p_value
+        match = (recounted and result is not None and result.detector == stored.get("detector")
+                 and _close(statistic, stored.get("statistic")) and _close(p_value, stored.get("p_value")))
+        rows.append({"feature": feature, "detector": stored.get("detector"), "statistic": stored.get("statistic"),
+                     "recomputed_statistic": statistic, "p_value": stored.get("p_value"),
+                     "recomputed_p_value": p_value, "match": bool(match), "note": note})
+    return rows
+
+
 def _close(a, b) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return abs(a - b) <= 1e-9 * max(1.0, abs(b))
 
 
-def _replay(settings, alert: dict, profile: ReferenceProfile, window_settings: WindowSettings,
-            events: list[dict], segment_settings: WindowSettings | None = None) -> dict | None:
-    """The alert of ``alert``'s kind that a fresh monitor raises on exactly these events, if any."""
+def _replayed_monitor(settings, alert: dict, profile: ReferenceProfile, window_settings: WindowSettings,
+                      events: list[dict], segment_settings: WindowSettings | None = None) -> VersionMonitor:
+    """A fresh monitor of the alert's version holding exactly these events in an open window."""
     model_settings = dataclasses.replace(
         settings.for_model(settings.model_of(alert["model"])),
         window_size=len(events) + 1, window_seconds=math.inf,   # the window closes when we say so
@@ -204,5 +276,11 @@ def _replay(settings, alert: dict, profile: ReferenceProfile, window_settings: W
     out: list = []
     for event in events:
         out += monitor.add_prediction(event, None)
-    out += monitor.close_window()
-    return next((record.to_dict() for record in out if record.TAG == "alert" and record.kind == alert["kind"]), None)
+    return monitor
+
+
+def _close_window(monitor: VersionMonitor, kind: str) -> dict | None:
+    """The alert of ``kind`` that closing the monitor's window raises, if any."""
+    return next((record.to_dict() for record in monitor.close_window()
+                 if record.TAG == "alert" and record.kind == kind), None)
+

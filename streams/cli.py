@@ -189,9 +189,9 @@ def worker(ctx: click.Context, loglevel: str, web_port: int | None) -> None:
                   settings.partitions, settings.replication_factor)
     from faust import Worker
 
-    from streams.app import app
+    from streams.app import build_app
 
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    Worker(build_app(settings).app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 # -- traffic -------------------------------------------------------------------------------
@@ -540,11 +540,9 @@ def audit(ctx, alert_id: str, recompute: bool) -> None:
     from streams.progress import progress
 
     try:
-        if alert["kind"] in audit_.WINDOW_KINDS:    # the others are refused before anything is read
-            with progress(console, "read", audit_.messages_to_read(alert)) as update:
-                rows = audit_.recompute(settings, alert, progress=update)
-        else:
-            rows = audit_.recompute(settings, alert)
+        audit_.check_recomputable(alert)           # refused before anything is read
+        with progress(console, "read", audit_.messages_to_read(alert)) as update:
+            rows = audit_.recompute(settings, alert, progress=update)
     except (audit_.NotRecomputable, LookupError) as exc:
         raise _Failed(str(exc).strip("'\"")) from None
 
@@ -557,6 +555,8 @@ def audit(ctx, alert_id: str, recompute: bool) -> None:
         table.add_row(str(r["feature"]), str(r["detector"]), number(r["statistic"]), number(r["recomputed_statistic"]),
                       number(r["p_value"]), number(r["recomputed_p_value"]), "yes" if r["match"] else "NO")
     console.print(table)
+    for note in dict.fromkeys(f"{r['feature']}: {r['note']}" for r in rows if r.get("note")):
+        console.print(note, highlight=False)
     if not all(r["match"] for r in rows):
         raise SystemExit(1)
 

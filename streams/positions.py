@@ -5,7 +5,7 @@ not committed, at new offsets of the internal topic. Each internal message carri
 its events' source positions as runs ``[partition, offset, first index, count]``
 (the index counts this model's events within that source message). Per source
 partition those positions only grow, so an event at or below the last position
-applied is a re-delivery. The worker (streams.app) and ``driftline audit``
+applied is a re-delivery. The monitor stage (streams.monitor_stage) and ``driftline audit``
 (streams.audit) apply this same rule, so an audit finds the events the window held.
 """
 from __future__ import annotations

@@ -11,21 +11,44 @@ The consumer commits the offsets of :class:`streams.ledger.CommitLedger` (what d
 has handled), not the ones Faust derives from acks: Faust also acks messages that never
 reached an agent (skipped while flow control is suspended, at every rebalance and at
 shutdown), and committing past those loses them.
+
+Faust builds the consumer from the broker URL, so what it needs from driftline comes as one
+record on the app, :class:`ConsumerHooks` (``app.driftline_consumer``, set by
+:class:`streams.app.DriftlineApp` from the settings).
 """
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as driver
 
+from streams.ledger import CommitLedger
+
 SCHEME = "driftline-kafka"
-fetch_max_wait_ms = 100   # set from the settings by streams.app before the worker starts
+DEFAULT_FETCH_MAX_WAIT_MS = 100     # Settings.fetch_max_wait_ms's default
+
+
+@dataclass(frozen=True)
+class ConsumerHooks:
+    """What the worker's Faust consumer takes from driftline: its fetch wait, the ledger it
+    commits, and who to tell when a partition's log was recreated (``(tp, first_offset)``)."""
+    fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS
+    ledger: CommitLedger | None = None
+    on_log_recreated: Callable | None = None
+
+
+def hooks_of(app) -> ConsumerHooks:
+    """The app's hooks (defaults for a Faust app that was not built by streams.app)."""
+    return getattr(app, "driftline_consumer", None) or ConsumerHooks()
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
         # read by AIOKafkaConsumer.start() when it builds its fetcher (aiokafka 0.14)
-        consumer._fetch_max_wait_ms = fetch_max_wait_ms
+        consumer._fetch_max_wait_ms = hooks_of(self.app).fetch_max_wait_ms
         return consumer
 
 
@@ -51,13 +74,13 @@ class Consumer(driver.Consumer):
                 if highwater is not None and 0 <= highwater <= previous:
                     read_offset[tp] = None
                     self._committed_offset[tp] = None
-                    on_recreated = getattr(self.app, "on_log_recreated", None)
+                    on_recreated = hooks_of(self.app).on_log_recreated
                     if on_recreated is not None:
                         on_recreated(tp, message.offset)
             yield tp, message
 
     def _new_offset(self, tp):
-        ledger = getattr(self.app, "commit_ledger", None)
+        ledger = hooks_of(self.app).ledger
         if ledger is None:
             return super()._new_offset(tp)
         offset = ledger.committable(tp)

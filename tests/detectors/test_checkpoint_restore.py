@@ -6,6 +6,8 @@ import pickle
 
 import orjson
 
+from detectors.quality import DataQuality, out_of_range_p_value
+
 from tests.detectors.checkpoint_stream import comparable, feed, stream
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -66,10 +68,44 @@ def _without_classifier_numbers(value):
     return value
 
 
+def _chance_out_of_range(alert: dict) -> bool:
+    """An out-of-range alert whose counts are all chance under the exact null distribution.
+
+    The fixture's code called a count of values outside the reference range significant on a
+    binomial bound; since then the count's beta-binomial p-value must also be at most
+    ``out_of_range_alpha`` (detectors.quality.out_of_range_p_value). Such an alert of that code
+    is not raised any more, by design: in this stream, 4 of 300 values above the reference's
+    maximum after a one-sigma shift that input drift reports (p 0.03)."""
+    findings = alert.get("evidence", {}).values()
+    return alert.get("kind") == "data_quality" and bool(findings) and all(
+        f["detector"] == "data_quality.out_of_range" and out_of_range_p_value(
+            f["n_outside"], f["n_present"], f["reference"]["n"]) > DataQuality().out_of_range_alpha
+        for f in findings)
+
+
+def _without_chance_out_of_range(expected: dict) -> dict:
+    """The fixture's expectations less those alerts: emitted, counted, listed, active, found."""
+    dropped = [alert for what, alert in expected["emitted"] if what == "alert" and _chance_out_of_range(alert)]
+    ids = {alert["alert_id"] for alert in dropped}
+    conditions = {f"{feature}/out_of_range" for alert in dropped for feature in alert["evidence"]}
+    expected["emitted"] = [(what, r) for what, r in expected["emitted"] if r.get("alert_id") not in ids]
+    version = expected["status"]["versions"]["1"]
+    version["counts"]["alerts"] -= len(dropped)
+    version["last_alerts"] = [a for a in version["last_alerts"] if a["alert_id"] not in ids]
+    version["active_conditions"] = [c for c in version["active_conditions"]
+                                    if not (c[0] == "data_quality" and c[1] in conditions)]
+    findings = version["last_window"]["findings"]
+    findings["data_quality"] = [key for key in findings.get("data_quality", []) if key not in conditions]
+    if not findings["data_quality"]:
+        del findings["data_quality"]
+    return expected
+
+
 def test_checkpoint_of_the_pickled_format_restores_and_continues_identically():
     monitor = pickle.loads((FIXTURES / "checkpoint_v0.pickle").read_bytes())["monitor"]
     out = feed(monitor, *stream(2400, 1800, seed=2, shift_from=2700))
-    expected = _expected()
+    expected = _without_chance_out_of_range(_expected())
+    assert len(expected["emitted"]) == len(_expected()["emitted"]) - 1    # the one alert named above
     assert [kind for kind, _ in out] == [kind for kind, _ in expected["emitted"]]
     assert "multivariate_drift" in [alert.get("kind") for _, alert in expected["emitted"]]
     assert_same(_without_classifier_numbers(_plain(comparable(out))),

@@ -58,3 +58,37 @@ def test_label_columns_round_trip():
                               "timestamp": 5.0 + i}, 0.0) for i in range(5)]
     batch = LabelColumns.from_events(events)
     assert batch.to_events() == events and batch.ts.dtype == np.float64
+
+
+def _invented_names(events, per_event=20):
+    """The limits test's flood: every event carries names no other event has (numbers, a string,
+    a bool, a missing value), besides the real features."""
+    out = []
+    for i, e in enumerate(events):
+        extra = {f"x{i}-{j}": (1 if j % 4 == 0 else 2.5 if j % 4 == 1 else "s" if j % 4 == 2 else None)
+                 for j in range(per_event)}
+        extra[f"x{i}-flag"] = bool(i % 2)
+        out.append({**e, "features": {**extra, **e["features"]} if i % 2 else {**e["features"], **extra}})
+    return out
+
+
+def test_max_names_keeps_the_batch_value_for_value_without_a_column_per_invented_name():
+    events = _invented_names(_events())
+    dense = PredictionColumns.from_events(events)
+    capped = PredictionColumns.from_events(events, max_names=6)
+    assert len(dense.features) > 1000 and len(capped.features) == 6 and dense.overflow is None
+    assert capped.feature_names() == list(dense.features)
+    for keep_missing in (False, True):
+        assert capped.to_events(keep_missing) == dense.to_events(keep_missing)
+    rows = [4, 1, 30, 31]
+    assert capped.take(rows).to_events() == dense.take(rows).to_events()
+    assert capped.take(rows).feature_names() == dense.take(rows).feature_names()
+    # ints of a name whose values are all numbers come back as floats, as from a float64 column
+    assert [type(v) for v in capped.to_events()[0]["features"].values()] == \
+        [type(v) for v in dense.to_events()[0]["features"].values()]
+
+
+def test_max_names_is_a_no_op_under_the_cap():
+    events = _events()
+    batch = PredictionColumns.from_events(events, max_names=len(PredictionColumns.from_events(events).features))
+    assert batch.overflow is None and batch.to_events() == PredictionColumns.from_events(events).to_events()

@@ -54,11 +54,12 @@ def test_bonferroni():
 def test_data_quality_checks():
     rng = np.random.default_rng(0)
     ref = ReferenceProfile.from_columns({"x": rng.uniform(0, 1, 1000), "c": rng.choice(["a", "b"], 1000), "gone": rng.normal(size=1000)})
-    window = {"x": list(rng.uniform(0, 1, 95)) + [5.0, -1.0, "oops", None, "n/a"],
+    window = {"x": list(rng.uniform(0, 1, 92)) + [5.0, -1.0, 7.0, 3.0, -2.0, "oops", None, "n/a"],
               "c": ["a"] * 90 + ["zzz"] * 10, "extra": [1] * 100}
     results = {(r.detector, r.feature): r for r in DataQuality().check(ref, window)}
     oor = results[("data_quality.out_of_range", "x")]
-    assert oor.drifted and oor.evidence["n_outside"] == 2 and oor.statistic == pytest.approx(2 / 97)
+    assert oor.drifted and oor.evidence["n_outside"] == 5 and oor.statistic == pytest.approx(5 / 97)
+    assert oor.p_value == stats.betabinom.sf(4, 97, 2, 999)
     tm = results[("data_quality.type_mismatch", "x")]
     assert tm.drifted and tm.evidence["n_mismatch"] == 2
     assert results[("data_quality.unseen_categories", "c")].statistic == pytest.approx(0.1)

@@ -352,3 +352,44 @@ def test_invented_feature_names_past_max_features_are_dropped_and_counted():
     assert len(version.window.columns()) <= 8 + 2              # + prediction and score
     restored = pickle.loads(pickle.dumps(monitor))
     assert restored.versions["1"]._feature_names == version._feature_names
+
+
+def test_invented_names_in_large_batches_cost_their_values_not_a_column_each():
+    """300-event messages with 20 new names per event (tests/reliability/test_limits.py's flood):
+    the result is the dense columns' (the row-by-row oracle's), and the batch's peak memory is a
+    fraction of a float64 column per invented name (6,000 x 300 x 8 bytes = 14 MB)."""
+    import tracemalloc
+
+    from detectors.columns import PredictionColumns
+
+    def flood(start):
+        events = list(traffic(300, seed=5, start=start))
+        for i, e in enumerate(events):
+            e["features"] = {**e["features"], **{f"x{start + i}-{j}": 1.0 for j in range(20)}}
+        return events
+
+    capped, dense = ModelMonitor("m", settings(max_features=12)), ModelMonitor("m", settings(max_features=12))
+    warm = list(traffic(1000, seed=4))
+    for mon in (capped, dense):
+        run(mon, warm, correct_label, batch=100)
+    peaks = {}
+    outputs = {}
+    for name, mon in (("capped", capped), ("dense", dense)):
+        out = []
+        for start in (1000, 1300):
+            events = flood(start)
+            tracemalloc.start()
+            if name == "capped":
+                out += mon.add_predictions(events)
+            else:
+                out += mon.add_columns(PredictionColumns.from_events(events))
+            peaks[name] = max(peaks.get(name, 0), tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+            out += mon.add_labels([correct_label(e) for e in events])
+        outputs[name] = out
+    a, b = capped.versions["1"], dense.versions["1"]
+    assert a.counts == b.counts and a.counts["features_dropped"] == 2 * 300 * 20 - (12 - 3)
+    assert a._feature_names == b._feature_names and len(a._feature_names) == 12
+    assert {k: list(v) for k, v in a.window.columns().items()} == {k: list(v) for k, v in b.window.columns().items()}
+    assert [(k, r.get("kind")) for k, r in outputs["capped"]] == [(k, r.get("kind")) for k, r in outputs["dense"]]
+    assert peaks["dense"] > 14e6 and peaks["capped"] < peaks["dense"] / 4, peaks

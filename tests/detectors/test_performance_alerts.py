@@ -160,7 +160,7 @@ def test_a_checkpoint_from_before_the_drop_test_and_calibrated_cbpe_restores_and
     restored.versions["1"].__dict__.clear()
     restored.versions["1"].__setstate__(state)
     again = restored.versions["1"]
-    assert again.cbpe is None and again._cbpe_fit == [] and again._baseline_errors is None
+    assert again.cbpe is None and len(again._cbpe_fit) == 0 and again._baseline_errors is None
     out = run(restored, events[3000:], labels[3000:])
     assert again.cbpe is not None and again.cbpe.calibrated([0.5]).size == 1   # refitted, calibrated
     perf = of_kind(out, "performance")

@@ -94,6 +94,20 @@ def test_recompute_says_why_a_kind_cannot_be_recomputed(redis_client, redis_url,
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("kind", sorted(audit.WITHOUT_EVIDENCE))
+def test_recompute_says_an_old_alert_lacks_the_stored_evidence(redis_client, redis_url, kind):
+    """Estimated performance and fairness alerts raised before their evidence stored the calibration
+    or the counts: the same one-line refusal, before anything is read from Kafka."""
+    alert = {"alert_id": f"{kind}-old-0000", "kind": kind, "model": "m", "model_version": "1",
+             "window": {"n": 10}, "evidence": {"f": {"detector": "d", "statistic": 0.2, "p_value": None}}}
+    redis_client.hset(f"driftline:alert:{alert['alert_id']}", mapping={"json": orjson.dumps(alert)})
+    result = _cli(redis_url, "driftline", "audit", alert["alert_id"][:12], "--recompute")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"driftline: {kind} alerts cannot be recomputed: {audit.WITHOUT_EVIDENCE[kind]}")
+    assert "Traceback" not in result.output
+
+
 def test_status_watch_redraws_as_the_status_changes_and_ends_on_ctrl_c(redis_client, redis_url, tmp_path):
     """`driftline status --watch` on a terminal (a pty): it shows the model, shows the new count
     once the status changes, and Ctrl-C ends it with exit code 0."""

@@ -13,14 +13,15 @@ from faust.types import TP
 from intervaltree import IntervalTree
 
 from streams.ledger import CommitLedger
-from streams.transport import Consumer
+from streams.transport import Consumer, ConsumerHooks
 
 TOPIC = TP("t", 0)
 
 
 def consumer(ledger=None, highwater=None, recreated=None):
     c = Consumer.__new__(Consumer)
-    c.app = SimpleNamespace(commit_ledger=ledger, on_log_recreated=lambda tp, o: recreated.append((tp, o)))
+    c.app = SimpleNamespace(driftline_consumer=ConsumerHooks(
+        ledger=ledger, on_log_recreated=lambda tp, o: recreated.append((tp, o))))
     c._read_offset, c._committed_offset = defaultdict(lambda: None), defaultdict(lambda: None)
     c._acked, c._acked_index, c._gap = defaultdict(list), defaultdict(set), defaultdict(IntervalTree)
     c.highwater = lambda tp: highwater

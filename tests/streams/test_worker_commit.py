@@ -85,7 +85,7 @@ def _alert(alert_id: str) -> dict:
 
 
 def _fold(worker: Worker, journal, offset: int, alert_id: str) -> None:
-    """What streams.app._fold leaves behind: a dirty monitor, an output queued, the message held."""
+    """What MonitorStage.fold (streams.monitor_stage) leaves behind: a dirty monitor, an output queued, the message held."""
     worker.monitor_for("m", 3).applied_offsets[3] = offset
     worker.dirty.add("m")
     worker.outbox.append(("alert", _alert(alert_id), 3))

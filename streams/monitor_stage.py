@@ -1,0 +1,172 @@
+"""The monitor stage's handling of one internal message: skip a replay, fold, hold, commit when due.
+
+The Faust agent (:class:`streams.app.DriftlineApp`) hands each message of the internal topic to
+:meth:`MonitorStage.handle`. The stage decides what the message means for its model's state;
+:class:`streams.worker.Worker` keeps that state and makes the commit (persist, deliver,
+acknowledge). Its collaborators are handed in, so ``tests/streams/test_monitor_stage.py``
+runs it on fakes, without a broker:
+
+* ``worker``: a :class:`~streams.worker.Worker`;
+* ``deadletter_topic``: anything whose ``send(key=, value=)`` returns an awaitable delivery;
+* ``highwater(topic, partition)``: the partition's log end as last fetched (raises while unknown);
+* ``instruments()``: the metrics instruments, or None;
+* ``deadletters``: a :class:`~streams.deadletter_log.DeadLetterLog` for the worker log.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import orjson
+
+from detectors.monitor import ModelMonitor
+from streams import positions, records
+from streams.deadletter_log import DeadLetterLog
+from streams.worker import ModelLimitReached, Worker
+
+log = logging.getLogger("driftline")
+
+
+class OutputTopic(Protocol):
+    """What the stage writes dead letters to: a Faust topic, or a fake in a test."""
+
+    async def send(self, *, key: bytes, value: bytes) -> Awaitable:
+        """Queue a record; the returned awaitable completes when the broker has it."""
+
+
+class MonitorStage:
+    """Fold internal messages into their models' monitors; checkpoint, deliver and ack when due."""
+
+    def __init__(self, settings, worker: Worker, deadletter_topic: OutputTopic,
+                 highwater: Callable[[str, int], int | None], instruments: Callable = lambda: None,
+                 deadletters: DeadLetterLog | None = None) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.deadletter_topic = deadletter_topic
+        self.highwater = highwater
+        self.instruments = instruments
+        self.deadletters = deadletters or DeadLetterLog(log)
+
+    async def handle(self, event) -> None:
+        """Fold one internal message into its model's monitor; checkpoint, deliver and ack when due.
+
+        Everything that can wait (a reference look-up in Redis, a dead letter) happens before the
+        state changes or after it is whole: a checkpoint taken meanwhile (the shutdown hook's)
+        sees the message applied entirely or not at all, and only then is it held for its ack.
+        """
+        worker, message = self.worker, event.message
+        model = event.key.decode()
+        try:
+            mon = worker.monitor_for(model, message.partition)
+            if not self.replayed(mon, message):
+                body = orjson.loads(event.value)
+                if "p" in body:
+                    await worker.ensure_reference(mon, body["p"])
+                    if worker.monitors.get(model, (None, None))[1] is not mon:
+                        return       # its partition was revoked meanwhile: the next owner replays the message
+                self.fold(mon, model, message, body, len(event.value))
+            worker.held.append(event)
+            worker.schedule_status(model, mon)
+        except ModelLimitReached as exc:
+            worker.counts["models_rejected"] += 1
+            self._count_deadletter("model limit reached")
+            await self.dead_letter(event, str(exc))
+            worker.held.append(event)
+        except Exception as exc:  # a bug must not stop the stream: park the message, keep going
+            worker.counts["processing_errors"] += 1
+            self._count_deadletter("processing error")
+            log.exception("processing %s@%s failed", model, message.offset)
+            await self.dead_letter(event, f"processing error: {exc!r}")
+            worker.held.append(event)
+        if worker.outbox or time.monotonic() - worker.last_checkpoint >= self.settings.checkpoint_seconds:
+            await worker.commit()
+
+    def _count_deadletter(self, reason: str) -> None:
+        instruments = self.instruments()
+        if instruments is not None:
+            instruments.deadlettered(reason)
+
+    def log_restarted(self, message, applied: int) -> bool:
+        """Whether the partition's log ends at or before ``applied``: a Kafka log only grows, so one
+        that no longer holds an offset the state applied is a new log, not a replay of the old one.
+
+        The highwater comes with every fetch response; the internal topic is written one record per
+        batch, so it is exact even on the embedded broker (which reports the start of the last batch).
+        """
+        try:
+            highwater = self.highwater(message.topic, message.partition)
+        except Exception:       # not known yet (no fetch answered since the assignment)
+            return False
+        return highwater is not None and 0 <= highwater <= applied
+
+    def replayed(self, mon: ModelMonitor, message) -> bool:
+        """Whether the state has applied this internal message already (a replay after a restore)."""
+        applied = mon.applied_offsets.get(message.partition, -1)
+        if message.offset <= applied and self.log_restarted(message, applied):
+            log.warning("%s[%d] ends before offset %d, which %s's state has applied: the log was recreated "
+                        "(a memory-only broker restarted, or the topic was deleted); counting from its start",
+                        message.topic, message.partition, applied, mon.model)
+            mon.applied_offsets.clear()     # internal offsets and source positions are from the lost log
+            self.worker.counts["log_restarts"] += 1
+        if message.offset <= mon.applied_offsets.get(message.partition, -1):
+            self.worker.counts["replayed_skipped"] += 1
+            return True
+        return False
+
+    def fresh(self, mon: ModelMonitor, field: str, body: dict) -> tuple[list, list]:
+        """The events of an internal message that ``mon`` has not folded in yet (streams.positions)."""
+        items = body[field]
+        found, sources = positions.fresh(mon.applied_offsets, field, items, body.get("src"))
+        self.worker.counts["redelivered_skipped"] += len(items) - len(found)
+        return found, sources
+
+    def fold(self, mon: ModelMonitor, model: str, message, body: dict, nbytes: int = 0) -> None:
+        """Apply a message's fresh events and queue what they emit (no awaits: one step for a checkpoint)."""
+        worker = self.worker
+        out: list = []
+        if "p" in body:
+            predictions, sources = self.fresh(mon, "p", body)
+            out = mon.add_predictions(predictions, offset=message.offset, partition=message.partition,
+                                      sources=sources)
+            for entry in mon.archive():
+                worker.spawn(worker.status.archive_reference(entry), "reference archive")
+            worker.counts["predictions"] += len(predictions)
+        elif "l" in body:
+            labels, _ = self.fresh(mon, "l", body)
+            out = mon.add_labels(labels)
+            worker.counts["labels"] += len(labels)
+        elif "tick" in body:
+            out = mon.tick(body["tick"])
+        for summary in mon.window_summaries():
+            worker.spawn(worker.status.append_window(summary, self.settings.history_windows), "window history")
+            worker.router.publish_window(summary)        # sinks that take windows (mlflow); never blocks
+        if "tick" not in body:
+            worker.last_event_at[model] = time.monotonic()
+        mon.applied_offsets[message.partition] = message.offset
+        worker.folded(model, nbytes, tick="tick" in body)
+        worker.outbox.extend((kind, record, message.partition) for kind, record in out)
+
+    async def dead_letter(self, event, reason: str) -> None:
+        """Park an internal message the monitor could not fold in, once per id."""
+        worker, message, topic = self.worker, event.message, self.settings.internal_topic
+        record = records.deadletter_record(event.value, reason, topic, message.partition, message.offset)
+        if await worker.dedup.delivered_before(record["deadletter_id"]):
+            worker.counts["deadletter_deduplicated"] += 1
+            return
+        # the worker log, rate-limited like ingest's dead letters
+        self.deadletters.record(f"{reason} (model {event.key.decode()})", topic, message.partition,
+                                message.offset, None)
+        await (await self.deadletter_topic.send(key=event.key, value=orjson.dumps(record)))
+        await worker.dedup.mark_delivered(record["deadletter_id"])
+
+    def models_to_tick(self) -> list[str]:
+        """Models idle for ``tick_seconds`` with something pending (an open window, or state not
+        yet checkpointed): each gets an event-time tick through the internal topic, so idle windows
+        close and replays stay deterministic."""
+        worker = self.worker
+        idle_since = time.monotonic() - self.settings.tick_seconds
+        return [model for model, (_partition, mon) in list(worker.monitors.items())
+                if worker.last_event_at.get(model, 0.0) <= idle_since
+                and (model in worker.dirty or any(v.window.n for v in mon.versions.values()))]
