@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+import msgspec
 
 SEVERITIES = ("info", "warning", "critical")
 
@@ -25,53 +28,96 @@ def stable_id(*parts: object) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
-def make_alert(*, model: str, model_version: str, kind: str, severity: str, detector: str,
-               feature: str | None, statistic: float | None, p_value: float | None,
-               threshold: float | None, window: dict, reference: dict, evidence: dict,
-               id_parts: tuple, config_version: str = "", features: list | None = None,
-               message: str = "", now: float | None = None, conditions: list | None = None) -> dict:
-    """One alert in the wire format of ``driftline.alerts`` (see README).
+class Alert(msgspec.Struct, frozen=True, kw_only=True):
+    """One alert as a typed record; :meth:`to_dict` is the wire format of ``driftline.alerts``
+    (``schemas/alerts.json``), made only where it leaves the monitor."""
+
+    TAG: ClassVar[str] = "alert"   # what the monitor's output items call it
+    alert_id: str
+    model: str
+    model_version: str
+    kind: str
+    severity: str
+    feature: str | None
+    features: list
+    detector: str
+    statistic: float | None
+    p_value: float | None
+    threshold: float | None
+    window: dict
+    reference: dict
+    evidence: dict
+    message: str
+    conditions: list
+    config_version: str
+    created_at: float
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__struct_fields__}
+
+
+class RetrainRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One retrain request as a typed record; :meth:`to_dict` is the wire format of
+    ``driftline.retrain`` (``schemas/retrain.json``)."""
+
+    TAG: ClassVar[str] = "retrain"
+    event_id: str
+    kind: str
+    severity: str
+    model: str
+    model_version: str
+    reason: str
+    alert_ids: list
+    data_range: dict
+    suppressed: bool
+    requested_at: float
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__struct_fields__}
+
+
+def build_alert(*, model: str, model_version: str, kind: str, severity: str, detector: str,
+                feature: str | None, statistic: float | None, p_value: float | None,
+                threshold: float | None, window: dict, reference: dict, evidence: dict,
+                id_parts: tuple, config_version: str = "", features: list | None = None,
+                message: str = "", now: float | None = None, conditions: list | None = None) -> Alert:
+    """One alert (see :func:`make_alert`) as a typed record.
 
     ``conditions`` are the lifecycle keys the alert announces (a ``resolved`` alert names the
     one it ends), so a consumer that tracks conditions (Alertmanager) can match the two.
     """
-    return {
-        "alert_id": stable_id(model, model_version, kind, *id_parts),
-        "model": model,
-        "model_version": model_version,
-        "kind": kind,
-        "severity": severity,
-        "feature": feature,
-        "features": features if features is not None else ([feature] if feature else []),
-        "detector": detector,
-        "statistic": statistic,
-        "p_value": p_value,
-        "threshold": threshold,
-        "window": window,
-        "reference": reference,
-        "evidence": evidence,
-        "message": message,
-        "conditions": [str(c) for c in conditions] if conditions is not None else [],
-        "config_version": config_version,
-        "created_at": time.time() if now is None else now,
-    }
+    return Alert(
+        alert_id=stable_id(model, model_version, kind, *id_parts), model=model, model_version=model_version,
+        kind=kind, severity=severity, feature=feature,
+        features=features if features is not None else ([feature] if feature else []),
+        detector=detector, statistic=statistic, p_value=p_value, threshold=threshold, window=window,
+        reference=reference, evidence=evidence, message=message,
+        conditions=[str(c) for c in conditions] if conditions is not None else [],
+        config_version=config_version, created_at=time.time() if now is None else now)
 
 
-def make_retrain_request(*, model: str, model_version: str, reason: str, alert_ids: list,
-                         data_range: dict, id_parts: tuple, suppressed: bool = False,
-                         now: float | None = None) -> dict:
-    return {
-        "event_id": stable_id(model, model_version, "retrain", *id_parts),
-        "kind": "retrain",
-        "severity": "warning",
-        "model": model,
-        "model_version": model_version,
-        "reason": reason,
-        "alert_ids": list(alert_ids),
-        "data_range": data_range,
-        "suppressed": suppressed,
-        "requested_at": time.time() if now is None else now,
-    }
+def make_alert(**fields) -> dict:
+    """One alert in the wire format of ``driftline.alerts`` (see README); fields as :func:`build_alert`."""
+    return build_alert(**fields).to_dict()
+
+
+def build_retrain_request(*, model: str, model_version: str, reason: str, alert_ids: list,
+                          data_range: dict, id_parts: tuple, suppressed: bool = False,
+                          now: float | None = None) -> RetrainRequest:
+    return RetrainRequest(
+        event_id=stable_id(model, model_version, "retrain", *id_parts), kind="retrain", severity="warning",
+        model=model, model_version=model_version, reason=reason, alert_ids=list(alert_ids),
+        data_range=data_range, suppressed=suppressed, requested_at=time.time() if now is None else now)
+
+
+def make_retrain_request(**fields) -> dict:
+    """One retrain request in the wire format of ``driftline.retrain``; fields as :func:`build_retrain_request`."""
+    return build_retrain_request(**fields).to_dict()
+
+
+def wire(records: list) -> list:
+    """The monitor's typed output records as the stream layer takes them: ``(tag, dict)`` items."""
+    return [(record.TAG, record.to_dict()) for record in records]
 
 
 @dataclass

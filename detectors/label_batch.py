@@ -55,8 +55,8 @@ def fold_quiet_labels(version, as_class, predictions: list, scores: list, labels
         if not version._suspect_left:
             return taken
         version._suspect_left -= 1
-        alert = version._check_performance(ts, out, trigger=version.concept.name)
-        if alert is not None and version._triggers(alert):
-            version._request_retrain([alert["alert_id"]], f"performance {alert['severity']}: {alert['message']}",
-                                     ts, out)
+        found = version._check_performance(ts, trigger=version.concept.name)
+        out += found
+        alert = next((record for record in found if record.kind == "performance"), None)
+        out += version.retrain.after_performance(alert, ts)
     return taken

@@ -275,13 +275,12 @@ def _replayed_monitor(settings, alert: dict, profile: ReferenceProfile, window_s
     monitor.partition = alert["window"].get("partition")
     out: list = []
     for event in events:
-        monitor.add_prediction(event, None, out)
+        out += monitor.add_prediction(event, None)
     return monitor
 
 
 def _close_window(monitor: VersionMonitor, kind: str) -> dict | None:
     """The alert of ``kind`` that closing the monitor's window raises, if any."""
-    out: list = []
-    monitor.close_window(out)
-    return next((record for what, record in out if what == "alert" and record["kind"] == kind), None)
+    return next((record.to_dict() for record in monitor.close_window()
+                 if record.TAG == "alert" and record.kind == kind), None)
 

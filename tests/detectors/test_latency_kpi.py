@@ -20,6 +20,7 @@ from detectors.monitor import ModelMonitor
 from detectors.settings import ModelSettings
 from streams.records import validate_label, validate_prediction
 from tests.schemas.outputs import problems, validators
+from tests.detectors.legacy_layout import flat_state
 
 REGIONS = np.array(["eu", "us", "apac"])
 REGION_MS = {"eu": 40.0, "us": 60.0, "apac": 95.0}
@@ -315,7 +316,7 @@ def test_trackers_pickle_small_and_resume():
 def test_checkpoints_from_before_latency_and_kpis_get_fresh_trackers():
     monitor = ModelMonitor("shop", settings())
     run(monitor, *traffic(100, 81))
-    state = monitor.versions["1"].__dict__.copy()
+    state = flat_state(monitor.versions["1"])
     del state["latency"], state["kpis"]
     version = object.__new__(type(monitor.versions["1"]))
     version.__setstate__(state)

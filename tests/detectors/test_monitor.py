@@ -13,6 +13,7 @@ import pytest
 
 from detectors.monitor import ModelMonitor
 from detectors.settings import ModelSettings
+from tests.detectors.legacy_layout import flat_model_state
 
 FAST = dict(reference_size=500, window_size=250, calibrate_ert_windows=0, performance_window=200, cbpe_reference_labels=500,
             multivariate={"enabled": False}, window_seconds=1e9)
@@ -294,7 +295,7 @@ def test_a_checkpoint_from_before_the_watermark_join_restores_and_keeps_joining(
     events = list(traffic(200, seed=11))
     mon.add_predictions(events[:100])
     mon.add_labels([correct_label(e) for e in events[150:]])           # early labels
-    state = mon.__dict__.copy()                                         # the old layout:
+    state = flat_model_state(mon)                                       # the old layout:
     del state["source_clocks"]                                          # no per-partition clocks,
     state["_early_labels"] = OrderedDict((pid, (label[0], 99.0)) for pid, label in mon._early_labels.items())
     old = ModelMonitor.__new__(ModelMonitor)

@@ -15,6 +15,7 @@ from detectors.monitor import ColumnBuffer, VersionMonitor, _as_class
 from detectors.profile import ReferenceProfile, WindowColumn, _is_missing, _is_number
 from detectors.quality import DataQuality, type_mismatch_count
 from detectors.settings import ModelSettings
+from tests.detectors.legacy_layout import flat_state
 
 
 # -- metrics -----------------------------------------------------------------------------
@@ -59,7 +60,7 @@ def _labelled_traffic(seed: int, n: int, classes: str):
 def _version(window: int) -> VersionMonitor:
     monitor = VersionMonitor("m", "1", ModelSettings(performance_window=window, estimate_performance=False))
     monitor.add_prediction({"prediction": 1, "score": 0.5, "timestamp": 0.0, "features": {}, "segment": None},
-                           None, [])
+                           None)
     return monitor
 
 
@@ -71,7 +72,7 @@ def _values(monitor: VersionMonitor) -> tuple[dict, dict]:
 def test_shared_confusion_matrices_give_the_values_of_separate_metrics(classes):
     monitor, separate = _version(window=50), SeparateMetrics(window=50)
     for i, (prediction, score, label) in enumerate(_labelled_traffic(3, 400, classes)):
-        monitor.add_label(prediction, score, label, float(i), [])
+        monitor.add_label(prediction, score, label, float(i))
         separate.update(prediction, score, label)
         if i % 37 == 0 or i == 399:
             _close(_values(monitor), separate.values())
@@ -92,7 +93,7 @@ def test_a_checkpoint_with_river_metrics_is_restored_with_their_values(regressio
     if regression:
         monitor = VersionMonitor("m", "1", ModelSettings(task="regression", performance_window=30))
         monitor.add_prediction({"prediction": 1.5, "score": None, "timestamp": 0.0, "features": {},
-                                "segment": None}, None, [])
+                                "segment": None}, None)
         rng = np.random.default_rng(2)
         traffic = [(float(p), None, float(p + rng.normal())) for p in rng.normal(size=200)]
         overall = {"mae": metrics.MAE(), "rmse": metrics.RMSE(), "r2": metrics.R2()}
@@ -110,14 +111,14 @@ def test_a_checkpoint_with_river_metrics_is_restored_with_their_values(regressio
     for prediction, score, label in traffic[:120]:
         update(prediction, score, label)
     # what an older checkpoint holds: river's metrics under _metrics/_rolling
-    state = {k: v for k, v in monitor.__dict__.items() if k != "_metrics_suite"}
+    state = {k: v for k, v in flat_state(monitor).items() if k != "_metrics_suite"}
     state["_metrics"], state["_rolling"] = overall, rolling
     state["counts"] = {**state["counts"], "labelled": 120}
     restored = VersionMonitor.__new__(VersionMonitor)
     restored.__setstate__(pickle.loads(pickle.dumps(state)))
     _close(_values(restored), values())
     for i, (prediction, score, label) in enumerate(traffic[120:]):
-        restored.add_label(prediction, score, label, float(i), [])
+        restored.add_label(prediction, score, label, float(i))
         update(prediction, score, label)
     _close(_values(restored), values())
 

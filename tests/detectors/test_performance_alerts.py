@@ -17,6 +17,7 @@ from scipy import stats
 from detectors.monitor import ModelMonitor
 from detectors.performance import drop_test
 from detectors.settings import ModelSettings
+from tests.detectors.legacy_layout import flat_state
 
 
 def calibrated_traffic(n, seed, flip_from=None, flip_rate=0.0, segment=None, start=0):
@@ -149,7 +150,7 @@ def test_a_checkpoint_from_before_the_drop_test_and_calibrated_cbpe_restores_and
     version = monitor.versions["1"]
     assert version.cbpe is not None and version.baseline is not None
     # what an old checkpoint held: no drop-test or hysteresis fields, a CBPE fitted on raw scores
-    state = version.__dict__.copy()
+    state = flat_state(version)
     for name in ("_performance_active", "_performance_clear", "_baseline_errors"):
         del state[name]
     old_cbpe = pickle.loads(pickle.dumps(state["cbpe"]))

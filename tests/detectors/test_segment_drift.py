@@ -15,6 +15,7 @@ from scipy import stats
 from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile
 from detectors.settings import ModelSettings
+from tests.detectors.legacy_layout import flat_state
 
 COUNTRIES = {"us": ["US"], "eu": ["DE", "FR", "IT", "ES"], "apac": ["JP", "AU", "IN"]}
 
@@ -123,7 +124,7 @@ def test_segment_references_survive_json_and_old_checkpoints_restore():
     monitor = ModelMonitor("m", settings(reference_size=500))
     run(monitor, events[:300])
     version = monitor.versions["1"]
-    state = version.__dict__.copy()
+    state = flat_state(version)
     for name in ("_reference_segments", "segment_window_settings", "segment_calibration", "_segment_report"):
         del state[name]
     restored = pickle.loads(pickle.dumps(monitor))
