@@ -269,8 +269,9 @@ def _replayed_monitor(settings, alert: dict, profile: ReferenceProfile, window_s
         retrain_max_interval=0.0)
     monitor = VersionMonitor(alert["model"], alert["model_version"], model_settings, alert.get("config_version", ""))
     monitor.window_settings = window_settings
-    monitor.segment_window_settings = segment_settings or window_settings   # calibrated apart (segment ERT)
     monitor.set_reference(profile, source=alert["reference"].get("source", "explicit"))
+    # after set_reference, which resets it: the segment family is calibrated apart (its own ERT)
+    monitor.segment_window_settings = segment_settings or window_settings
     monitor.window_index = alert["window"]["index"]        # multivariate `every` and alert ids depend on it
     monitor.partition = alert["window"].get("partition")
     out: list = []

@@ -155,3 +155,14 @@ def test_alerts_raised_before_the_evidence_was_stored_say_so(kind):
              "evidence": {"f": {"detector": "d", "statistic": 0.2}}}
     with pytest.raises(audit.NotRecomputable, match="raised before"):
         audit.recompute(Settings(), alert)
+
+
+def test_the_replay_judges_segment_drift_with_the_segment_familys_own_calibration(segment):
+    monitor, alerts, batches, settings = segment
+    version = monitor.versions["1"]
+    assert version.segment_window_settings.alpha != version.window_settings.alpha   # calibrated apart
+    alert = next(a for a in alerts if a["kind"] == "fairness")
+    replayed = audit._replayed_monitor(settings, alert, version.reference, version.window_settings,
+                                       _window(alert, batches), version.segment_window_settings)
+    assert replayed.segment_window_settings == version.segment_window_settings
+    assert replayed.window_settings == version.window_settings
