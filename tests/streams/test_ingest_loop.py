@@ -15,6 +15,7 @@ from aiokafka import TopicPartition
 from streams import records
 from streams.deadletter_log import DeadLetterLog
 from streams.ingest import IngestLoop, IngestOptions, Source
+from tests.streams.fakes import Dedup
 
 PRED = TopicPartition("preds", 0)
 LABEL = TopicPartition("labels", 1)
@@ -53,17 +54,6 @@ class Consumer:
 
     async def commit(self, offsets):
         self.journal.append(("commit", {(tp.topic, tp.partition): o.offset for tp, o in offsets.items()}))
-
-
-class Dedup:
-    def __init__(self):
-        self.delivered = set()
-
-    async def delivered_before(self, record_id):
-        return record_id in self.delivered
-
-    async def mark_delivered(self, record_id):
-        self.delivered.add(record_id)
 
 
 def _loop(journal, dedup, fail: int = 0, commit_interval: float = 0.0) -> tuple[IngestLoop, Producer, dict]:

@@ -23,6 +23,7 @@ from streams.monitor_stage import MonitorStage
 from streams.records import validate_label, validate_prediction
 from streams.state import StateStore
 from streams.worker import Worker
+from tests.streams.fakes import Dedup, sent_future
 
 PARTITION = 3
 # small windows (reference: the first 500 predictions, then windows of 250) and one commit per
@@ -60,20 +61,7 @@ class Topic:
             self.on_send(key, value)
         self.journal.append(("send", self.name, key))
         self.sent.append(orjson.loads(value))
-        future = asyncio.get_running_loop().create_future()
-        future.set_result(None)
-        return future
-
-
-class Dedup:
-    def __init__(self):
-        self.delivered = set()
-
-    async def delivered_before(self, record_id):
-        return record_id in self.delivered
-
-    async def mark_delivered(self, record_id):
-        self.delivered.add(record_id)
+        return sent_future()
 
 
 class Status:

@@ -15,6 +15,7 @@ from sinks import build_sinks
 from streams.config import Settings
 from streams.state import StateStore
 from streams.worker import CHECKPOINT_GROWTH, Worker
+from tests.streams.fakes import Dedup, sent_future
 
 
 class Journal(list):
@@ -44,20 +45,7 @@ class Topic:
             raise ConnectionError("broker down")
         self.journal.append(("send", key))
         self.sent.append(value)
-        future = asyncio.get_running_loop().create_future()
-        future.set_result(None)
-        return future
-
-
-class Dedup:
-    def __init__(self):
-        self.delivered = set()
-
-    async def delivered_before(self, record_id):
-        return record_id in self.delivered
-
-    async def mark_delivered(self, record_id):
-        self.delivered.add(record_id)
+        return sent_future()
 
 
 class Message:
