@@ -98,7 +98,8 @@ envelope = "cloudevents"
     try:
         worker.wait_ready()
         events = list(drift_traffic(n, shift_at=1500, model=model, shift=1.5))
-        produce(broker_url, topic(env, "predictions"), [events[i:i + 50] for i in range(0, n, 50)])
+        produce(broker_url, topic(env, "predictions"), [events[i:i + 50] for i in range(0, n, 50)],
+                key=model.encode())   # one partition: the reference is the first events sent
         wait_processed(redis_url, {model: n})
         names = {topic(env, "alerts"), topic(env, "retrain")}
 

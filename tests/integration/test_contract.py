@@ -20,7 +20,8 @@ def _bad(model: str) -> list[bytes]:
 def test_every_output_record_validates_against_its_schema(shared_worker, broker_url, redis_url, unique):
     model, n, k = f"contract-{unique}", 3500, 2000
     events = list(drift_traffic(n, shift_at=k, model=model, shift=1.5))
-    produce(broker_url, topic(shared_worker.env, "predictions"), [events[i:i + 50] for i in range(0, n, 50)])
+    produce(broker_url, topic(shared_worker.env, "predictions"), [events[i:i + 50] for i in range(0, n, 50)],
+            key=model.encode())   # one partition: the reference is the first events sent
     produce(broker_url, topic(shared_worker.env, "predictions"), _bad(f"{model}-bad"))
     # labels: right before the shift, wrong after it -> a performance alert
     labels = [{"prediction_id": e["prediction_id"], "model": model,

@@ -75,7 +75,8 @@ experiment_prefix = "dl-test/"
         worker.wait_ready()
         # the first half with its labels, joined before the rest comes: later windows close with metrics
         for part in (events[:1500], events[1500:]):
-            produce(broker_url, topic(env, "predictions"), [part[i:i + 50] for i in range(0, len(part), 50)])
+            produce(broker_url, topic(env, "predictions"), [part[i:i + 50] for i in range(0, len(part), 50)],
+                    key=model.encode())   # one partition: windows in the order sent
             produce(broker_url, topic(env, "labels"), [labels_for(part[i:i + 100]) for i in range(0, len(part), 100)])
             if part[0] is events[0]:
                 wait_until(lambda: labelled(redis_url, model) >= 1500, timeout=90, what="the first labels joined")

@@ -108,7 +108,7 @@ def test_metrics_and_alertmanager_during_a_run_follow_the_drift_and_its_resoluti
         produce(broker_url, topic(env, "predictions"), drifting[:1000])
         wait_until(lambda: sample(scrape(port), "driftline_events_total", **mv, kind="prediction") == 1000, 60, 0.3,
                    "the reference in /metrics")
-        produce(broker_url, topic(env, "predictions"), drifting[1000:])
+        produce(broker_url, topic(env, "predictions"), drifting[1000:], key=model.encode())   # in order
         labels = labels_for(drifting[:1000])
         produce(broker_url, topic(env, "labels"), labels)
         produce_raw(broker_url, topic(env, "predictions"), [b"{not json", b"[1, 2", b"\xff"])

@@ -79,7 +79,8 @@ path = "{tmp_path / 'alerts.jsonl'}"
         try:
             worker.wait_ready()
             events = list(drift_traffic(n, shift_at=k, model=model, shift=1.0))
-            produce(broker_url, topic(env, "predictions"), [events[i:i + 100] for i in range(0, n, 100)])
+            produce(broker_url, topic(env, "predictions"), [events[i:i + 100] for i in range(0, n, 100)],
+                    key=model.encode())   # one partition: the reference is the first events sent
             reader = Reader(broker_url, topic(env, "alerts"))
             alerts = reader.poll_until(lambda r: any(a["kind"] == "input_drift" for a in r), timeout=90)
             alerts = reader.drain(idle=4.0)

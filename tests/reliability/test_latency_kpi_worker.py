@@ -52,7 +52,7 @@ kpis = {{ revenue = "higher", cost = "lower" }}
     worker = start_worker(env, config=config)
     batches = [predictions[i:i + 50] for i in range(0, N, 50)]
     batches.insert(30, not_a_number)      # one micro-batch of three bad elements
-    produce(broker_url, topic(env, "predictions"), batches)
+    produce(broker_url, topic(env, "predictions"), batches, key=model.encode())   # one partition: in the order sent
     produce(broker_url, topic(env, "labels"), [labels[i:i + 100] for i in range(0, N, 100)])
 
     def done():
