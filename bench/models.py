@@ -228,7 +228,10 @@ def run_case(broker, redis, models: int, rate: int, framing: int, seconds: float
         if traffic.error:
             raise traffic.error
         sent = traffic.predictions
-        probe = worker.wait_probe(lambda p: p.get("counts", {}).get("labels", 0) >= sent, timeout=600)
+        # every prediction and every label counted (labels alone can be counted before their
+        # predictions: early labels wait for them)
+        probe = worker.wait_probe(lambda p: min(p.get("counts", {}).get("predictions", 0),
+                                                p.get("counts", {}).get("labels", 0)) >= sent, timeout=600)
         elapsed = time.monotonic() - t0
         cpu = cpu_seconds(worker.pid) - cpu0
         rss_end = worker.rss_kib()
