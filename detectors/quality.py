@@ -9,7 +9,8 @@ travel the same path as drift:
 * ``type_mismatch``: rate of values that are not finite real numbers (strings,
   infinities; a bool is 1/0, see :mod:`detectors.values`) in a numeric feature; such values count as missing in the
   drift tests, so this check is what names them;
-* ``unseen_categories``: rate of categorical values absent from the reference;
+* ``unseen_categories``: rate of categorical values absent from the reference, judged against
+  what the same split of the pooled values gives by chance (see :func:`unseen_p_value_bound`);
 * ``new_feature``: a feature in the window that the reference does not know;
 * ``missing_feature``: a reference feature absent from the window.
 """
@@ -20,12 +21,14 @@ import math
 from typing import Mapping, Sequence
 
 import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import gammaln
 from scipy.stats import betabinom
 
 from detectors.base import DriftResult, Estimator, json_safe
 from detectors.profile import _PLAIN_NUMBERS, ReferenceProfile, WindowColumn, _is_missing, _is_number
 
-__all__ = ["DataQuality", "out_of_range_p_value", "type_mismatch_count"]
+__all__ = ["DataQuality", "out_of_range_p_value", "type_mismatch_count", "unseen_p_value_bound"]
 
 MAX_EXAMPLES = 5
 
@@ -71,6 +74,47 @@ def out_of_range_p_value(n_outside: int, n_window: int, n_reference: int) -> flo
     return float(betabinom.sf(n_outside - 1, n_window, 2, max(1, n_reference - 1)))
 
 
+def unseen_p_value_bound(n_unseen: int, reference_counts, window_counts) -> float:
+    """An upper bound on P(at least ``n_unseen`` window values of categories the reference lacks)
+    when reference and window are drawn from one distribution.
+
+    Conditional on the pooled values (N = n + m of them), a stationary stream splits them at
+    random into a reference of n and a window of m. A window value is unseen exactly when every
+    one of its category's c pooled copies fell in the window, with probability
+    q_c = C(m, c) / C(N, c); the count is the sum over categories of c times that indicator.
+    The indicators are negatively associated (disjoint parts of one sample without
+    replacement), so the Chernoff bound of independent ones holds:
+    ``P(K >= k) <= min_t exp(-t k) prod_v (1 - q_v + q_v e^(t c_v))``. A high-cardinality
+    feature keeps showing categories its reference never saw (about the reference's share of
+    categories seen once, Good-Turing): the bound knows that, a fixed rate does not.
+
+    >>> reference = {"a": 500, "b": 300, "c": 200}
+    >>> round(unseen_p_value_bound(0, reference, {"a": 50}), 3), unseen_p_value_bound(20, reference, {"a": 80, "z": 20}) < 1e-9
+    (1.0, True)
+    """
+    if n_unseen <= 0:
+        return 1.0
+    pooled: dict = dict(reference_counts)
+    for value, count in window_counts.items():
+        pooled[value] = pooled.get(value, 0) + count
+    n = sum(reference_counts.values())
+    m = sum(window_counts.values())
+    total = n + m
+    c, groups = np.unique(np.fromiter(pooled.values(), dtype=np.int64), return_counts=True)
+    c, groups = c[c <= m], groups[c <= m]
+    if not c.size:
+        return 1.0
+    # log q_c = log C(m, c) - log C(N, c)
+    log_q = (gammaln(m + 1) - gammaln(m - c + 1)) - (gammaln(total + 1) - gammaln(total - c + 1))
+    log_stay = np.log1p(-np.exp(log_q))
+
+    def log_bound(t: float) -> float:
+        return float(-t * n_unseen + (groups * np.logaddexp(log_stay, log_q + t * c)).sum())
+
+    best = minimize_scalar(log_bound, bounds=(0.0, 50.0), method="bounded", options={"xatol": 1e-6})
+    return float(min(1.0, math.exp(min(best.fun, 0.0))))
+
+
 class DataQuality(Estimator):
     """Data-quality checks of a window (as columns) against a reference profile.
 
@@ -86,25 +130,31 @@ class DataQuality(Estimator):
     max_type_mismatch_rate
         ``type_mismatch`` fires when the rate exceeds it (default: any mismatch).
     max_unseen_rate
-        ``unseen_categories`` fires when the rate exceeds it.
+        ``unseen_categories`` fires when the rate exceeds it and the count is unlikely by chance
+        (``unseen_alpha``).
+    unseen_alpha
+        Per feature and window: ``unseen_categories`` needs the bound on its count's p-value
+        (:func:`unseen_p_value_bound`) at most this.
 
     Examples
     --------
-    >>> ref = ReferenceProfile.from_columns({"age": list(range(20, 60)), "plan": ["a", "b"] * 20})
+    >>> ref = ReferenceProfile.from_columns({"age": list(range(20, 60)) * 2, "plan": ["a", "b"] * 40})
     >>> window = {"age": [25, 35, 45] * 10 + [99] * 20 + ["n/a"], "plan": ["a"] * 41 + ["c"] * 10,
     ...           "zip": list(range(51))}
     >>> [(r.detector, r.feature, round(r.statistic, 3)) for r in DataQuality().check(ref, window) if r.drifted]
     [('data_quality.out_of_range', 'age', 0.4), ('data_quality.type_mismatch', 'age', 0.02), ('data_quality.unseen_categories', 'plan', 0.196), ('data_quality.new_feature', 'zip', 1.0)]
     """
 
-    out_of_range_alpha = 1e-4    # what a checkpoint pickled before this parameter existed restores with
+    out_of_range_alpha = 1e-4    # what a checkpoint pickled before these parameters existed restores with
+    unseen_alpha = 1e-4
 
     def __init__(self, max_out_of_range_rate: float = 0.01, max_type_mismatch_rate: float = 0.0,
-                 max_unseen_rate: float = 0.01, out_of_range_alpha: float = 1e-4):
+                 max_unseen_rate: float = 0.01, out_of_range_alpha: float = 1e-4, unseen_alpha: float = 1e-4):
         self.max_out_of_range_rate = max_out_of_range_rate
         self.out_of_range_alpha = out_of_range_alpha
         self.max_type_mismatch_rate = max_type_mismatch_rate
         self.max_unseen_rate = max_unseen_rate
+        self.unseen_alpha = unseen_alpha
 
     def _result(self, check: str, feature: str, statistic: float, threshold: float, evidence: dict,
                 p_value: float | None = None) -> DriftResult:
@@ -156,9 +206,14 @@ class DataQuality(Estimator):
                 n_present = int(sum(column.counts.values()))
                 unseen = sum(counts.values())
                 top = sorted(counts.items(), key=lambda kv: -kv[1])[:MAX_EXAMPLES]
-                results.append(self._result("unseen_categories", name, unseen / n_present if n_present else 0.0,
-                                            self.max_unseen_rate, {"n_unseen": unseen, "n_present": n_present,
-                                                                   "n_unseen_categories": len(counts), "top_unseen": top}))
+                rate = unseen / n_present if n_present else 0.0
+                p_bound = None
+                if rate > self.max_unseen_rate:   # the bound only matters past the rate tolerance
+                    p_bound = unseen_p_value_bound(unseen, fp.category_counts, column.counts)
+                allowed = self.max_unseen_rate if p_bound is None or p_bound <= self.unseen_alpha else 1.0
+                results.append(self._result("unseen_categories", name, rate, allowed, {
+                    "n_unseen": unseen, "n_present": n_present, "n_unseen_categories": len(counts), "top_unseen": top,
+                    "alpha": self.unseen_alpha, "max_rate": self.max_unseen_rate}, p_value=p_bound))
         for name in window:
             if name not in reference.features:
                 results.append(self._result("new_feature", name, 1.0, 0.0, {"reason": "feature absent from reference",

@@ -193,7 +193,7 @@ def test_readme_configuration_is_valid_and_complete_with_the_real_defaults():
                 expected = _plain(WindowSettings())
             elif f.name == "quality":
                 expected = {"max_out_of_range_rate": 0.01, "max_type_mismatch_rate": 0.0, "max_unseen_rate": 0.01,
-                            "out_of_range_alpha": 1e-4}
+                            "out_of_range_alpha": 1e-4, "unseen_alpha": 1e-4}
             assert _plain(data["defaults"][f.name]) == expected, f"README shows {f.name} = {data['defaults'][f.name]!r}"
 
 
