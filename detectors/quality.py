@@ -17,6 +17,7 @@ travel the same path as drift:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Mapping, Sequence
 
@@ -71,7 +72,19 @@ def out_of_range_p_value(n_outside: int, n_window: int, n_reference: int) -> flo
     """
     if n_outside <= 0:
         return 1.0
-    return float(betabinom.sf(n_outside - 1, n_window, 2, max(1, n_reference - 1)))
+    if n_outside > n_window:
+        return 0.0
+    return float(_out_of_range_tail(n_window, n_reference)[n_outside])
+
+
+@functools.lru_cache(maxsize=1024)
+def _out_of_range_tail(n_window: int, n_reference: int) -> np.ndarray:
+    """P(count >= k) for k = 0..n_window, by one vectorised call: windows of one size share it
+    (a scipy distribution call costs ~0.1 ms; per numeric feature and window that was ~5 µs
+    a prediction)."""
+    tail = betabinom.sf(np.arange(-1, n_window), n_window, 2, max(1, n_reference - 1))
+    tail.flags.writeable = False
+    return tail
 
 
 def unseen_p_value_bound(n_unseen: int, reference_counts, window_counts) -> float:
@@ -165,11 +178,8 @@ class DataQuality(Estimator):
         """The largest count of values outside the range that does not alert: the count whose
         p-value is above ``out_of_range_alpha``, or the rate tolerance, whichever is larger."""
         by_rate = math.floor(self.max_out_of_range_rate * n_window)
-        by_chance = int(betabinom.isf(self.out_of_range_alpha, n_window, 2, max(1, n_reference - 1)))
-        while out_of_range_p_value(by_chance + 1, n_window, n_reference) > self.out_of_range_alpha:
-            by_chance += 1     # isf is a quantile: the first count whose tail is at most alpha
-        while by_chance > 0 and out_of_range_p_value(by_chance, n_window, n_reference) <= self.out_of_range_alpha:
-            by_chance -= 1
+        tail = _out_of_range_tail(n_window, n_reference)
+        by_chance = int((tail[1:] > self.out_of_range_alpha).sum())   # tail decreases: the last k above alpha
         return max(by_rate, by_chance)
 
     def check(self, reference: ReferenceProfile, window: Mapping[str, Sequence | np.ndarray]) -> list[DriftResult]:
