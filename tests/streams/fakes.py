@@ -17,6 +17,19 @@ class Dedup:
         self.delivered.add(record_id)
 
 
+class Table(dict):
+    """The state table: every write goes to the journal."""
+    write_partition = None
+
+    def __init__(self, journal):
+        super().__init__()
+        self.journal = journal
+
+    def __setitem__(self, key, value):
+        self.journal.append(("state", key, self.write_partition))
+        super().__setitem__(key, value)
+
+
 def sent_future():
     """What a producer's ``send`` returns once the record is on its way: a finished future."""
     future = asyncio.get_running_loop().create_future()

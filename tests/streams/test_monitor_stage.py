@@ -23,7 +23,7 @@ from streams.monitor_stage import MonitorStage
 from streams.records import validate_label, validate_prediction
 from streams.state import StateStore
 from streams.worker import Worker
-from tests.streams.fakes import Dedup, sent_future
+from tests.streams.fakes import Dedup, Table, sent_future
 
 PARTITION = 3
 # small windows (reference: the first 500 predictions, then windows of 250) and one commit per
@@ -35,19 +35,6 @@ MODEL_SETTINGS = dict(reference_size=500, window_size=250, calibrate_ert_windows
 def _settings(**overrides) -> Settings:
     return Settings(**{"defaults": ModelSettings().merged(MODEL_SETTINGS), "checkpoint_seconds": 1e9, "sinks": [],
                        **overrides})
-
-
-class Table(dict):
-    """The state table: every write goes to the journal."""
-    write_partition = None
-
-    def __init__(self, journal):
-        super().__init__()
-        self.journal = journal
-
-    def __setitem__(self, key, value):
-        self.journal.append(("state", key, self.write_partition))
-        super().__setitem__(key, value)
 
 
 class Topic:

@@ -15,24 +15,11 @@ from sinks import build_sinks
 from streams.config import Settings
 from streams.state import StateStore
 from streams.worker import CHECKPOINT_GROWTH, Worker
-from tests.streams.fakes import Dedup, sent_future
+from tests.streams.fakes import Dedup, Table, sent_future
 
 
 class Journal(list):
     pass
-
-
-class Table(dict):
-    """The state table: every write goes to the journal."""
-    write_partition = None
-
-    def __init__(self, journal):
-        super().__init__()
-        self.journal = journal
-
-    def __setitem__(self, key, value):
-        self.journal.append(("state", key, self.write_partition))
-        super().__setitem__(key, value)
 
 
 class Topic:
