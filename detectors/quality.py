@@ -113,6 +113,8 @@ def unseen_p_value_bound(n_unseen: int, reference_counts, window_counts) -> floa
     n = sum(reference_counts.values())
     m = sum(window_counts.values())
     total = n + m
+    if n == 0 or m == 0:
+        return 1.0      # no reference values to have missed, or nothing in the window
     c, groups = np.unique(np.fromiter(pooled.values(), dtype=np.int64), return_counts=True)
     c, groups = c[c <= m], groups[c <= m]
     if not c.size:
