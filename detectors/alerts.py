@@ -53,7 +53,7 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float
 
     def to_dict(self) -> dict:
-        return {name: getattr(self, name) for name in self.__struct_fields__}
+        return msgspec.structs.asdict(self)     # fields in wire order
 
 
 class RetrainRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,7 +73,7 @@ class RetrainRequest(msgspec.Struct, frozen=True, kw_only=True):
     requested_at: float
 
     def to_dict(self) -> dict:
-        return {name: getattr(self, name) for name in self.__struct_fields__}
+        return msgspec.structs.asdict(self)     # fields in wire order
 
 
 def build_alert(*, model: str, model_version: str, kind: str, severity: str, detector: str,
