@@ -55,3 +55,27 @@ def feed(monitor, predictions, labels, batch: int = 50) -> list:
 def comparable(out: list) -> list:
     """Emitted records without wall-clock fields."""
     return [(kind, {k: v for k, v in record.items() if k not in ("created_at", "requested_at")}) for kind, record in out]
+
+
+OUTCOME_SETTINGS = dict(SETTINGS, latency_slo_ms={"p99": 40.0}, kpis={"revenue": "higher", "cost": "lower"},
+                        retrain_min_interval=600.0)
+
+
+def outcome_stream(start: int, n: int, seed: int, shift_from: int | None = None, slow_from: int | None = None,
+                   challenger_every: int = 4):
+    """:func:`stream` with serving latencies and KPIs (a slowdown and a revenue drop from ``slow_from``),
+    every ``challenger_every``-th prediction from version "2" (champion/challenger state)."""
+    predictions, labels = stream(start, n, seed, shift_from)
+    rng = np.random.default_rng(seed + 1000)
+    by_id = {label["prediction_id"]: label for label in labels}
+    for i, p in enumerate(predictions, start):
+        slow = slow_from is not None and i >= slow_from
+        p["latency_ms"] = round(float(rng.gamma(9.0, 2.0)) * (1.8 if slow else 1.0), 3)
+        p["kpis"] = {"cost": round(0.01 * (1 + abs(p["features"]["x"])), 6)}
+        if i % challenger_every == 0:
+            p["model_version"] = "2"
+        label = by_id.get(p["prediction_id"])
+        if label is not None:
+            revenue = float(rng.gamma(4.0, 2.5)) * (0.6 if slow else 1.0) if label["label"] else 0.0
+            label["kpis"] = {"revenue": round(revenue, 6)}
+    return predictions, labels
