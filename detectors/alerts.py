@@ -170,3 +170,15 @@ class AlertLifecycle:
 
     def active(self) -> list[tuple[str, str]]:
         return [key for key, cond in self._conditions.items() if cond.active]
+
+    def to_state(self) -> dict:
+        """Conditions as rows ``[kind, key, active, announced_at, clear_streak]``, in the order they appeared."""
+        return {"realert_windows": self.realert_windows, "resolve_windows": self.resolve_windows,
+                "conditions": [[kind, key, c.active, c.announced_at, c.clear_streak]
+                               for (kind, key), c in self._conditions.items()]}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "AlertLifecycle":
+        return cls(state["realert_windows"], state["resolve_windows"],
+                   {(kind, key): Condition(active, announced_at, streak)
+                    for kind, key, active, announced_at, streak in state["conditions"]})

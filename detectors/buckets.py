@@ -45,3 +45,13 @@ class BucketCounts:
             running += n
             out.append(running)
         return out
+
+    def to_state(self) -> dict:
+        return {"bounds": list(self.bounds), "counts": list(self._counts), "total": self.total}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "BucketCounts":
+        buckets = cls(state["bounds"])
+        buckets._counts = list(state["counts"])
+        buckets.total = state["total"]
+        return buckets

@@ -246,6 +246,18 @@ class CBPE(Estimator):
                                 "calibration_points": len(calibration["x"])}
         return estimator
 
+    def to_state(self) -> dict:
+        return {"max_drop": self.max_drop, "decision_threshold": self.decision_threshold, "z": self.z,
+                "reference": self._reference, "calibration_x": self._calibration_x,
+                "calibration_y": self._calibration_y}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "CBPE":
+        estimator = cls(state["max_drop"], state["decision_threshold"], state["z"])
+        estimator._reference = state["reference"]
+        estimator._calibration_x, estimator._calibration_y = state["calibration_x"], state["calibration_y"]
+        return estimator
+
     def test(self, values, predictions=None) -> DriftResult:
         """Estimate the window's accuracy from its scores and the model's ``predictions`` (bools)."""
         if self._reference is None or self._calibration_x is None:
@@ -306,3 +318,14 @@ class FitSample:
     def columns(self) -> tuple[list, list, list]:
         """(scores, labels, predictions) as lists of floats and bools."""
         return (self.scores.tolist(), [bool(f & 1) for f in self.flags], [bool(f & 2) for f in self.flags])
+
+    def to_state(self) -> dict:
+        """The scores as float64 bytes, the flags (label, prediction) as bytes."""
+        return {"scores": self.scores.tobytes(), "flags": bytes(self.flags)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "FitSample":
+        sample = cls()
+        sample.scores.frombytes(state["scores"])
+        sample.flags.extend(state["flags"])
+        return sample

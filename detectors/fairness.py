@@ -231,3 +231,17 @@ class SegmentStats:
         self._predictions.clear()
         self._labels.clear()
         self._label_clock = [None, None]
+
+    def to_state(self) -> dict:
+        """Counts per segment value as rows ``[attribute, value, *counts]``."""
+        return {"predictions": [[*key, *counts] for key, counts in self._predictions.items()],
+                "labels": [[*key, *counts] for key, counts in self._labels.items()],
+                "label_clock": list(self._clock())}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "SegmentStats":
+        stats = cls()
+        stats._predictions = {(row[0], row[1]): list(row[2:]) for row in state["predictions"]}
+        stats._labels = {(row[0], row[1]): list(row[2:]) for row in state["labels"]}
+        stats._label_clock = list(state["label_clock"])
+        return stats

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
+
 from detectors.buckets import DELAY_BUCKETS, BucketCounts
 from detectors.columns import LabelColumns, PredictionColumns, kpis_of
 from detectors.settings import ModelSettings
+from detectors.state_values import decode, encode, floats_or_none, optional_floats
 
 
 def _label_kpis(early: list) -> tuple:
@@ -143,3 +146,39 @@ class LabelJoin:
         while len(pending) > cap:
             pending.popitem(last=False)
             counts["evicted_unlabelled"] += 1
+
+    # -- checkpoint ----------------------------------------------------------------
+    def to_state(self) -> dict:
+        """Plain data: the waiting predictions as columns, one row per (prediction id, version) in
+        join order, segments and version names coded (:mod:`detectors.state_values`); the labels that
+        came first as rows ``[prediction id, label, watermark, joined, label time, kpis, refused]``."""
+        ids, entries = [], []
+        for pid, waiting in self.pending.items():
+            for entry in waiting:
+                ids.append(pid)
+                entries.append(entry)
+        versions, predictions, scores, segments, times = zip(*entries) if entries else ((),) * 5
+        return {"pending": {"ids": ids, "version": encode(list(versions)), "prediction": list(predictions),
+                            "score": floats_or_none(scores), "segment": encode(list(segments)),
+                            "ts": np.array(times, dtype=np.float64)},
+                "early": [[pid, *label] for pid, label in self.early.items()],
+                "clock": self.clock, "source_clocks": dict(self.source_clocks), "counts": dict(self.counts),
+                "label_delay": self.label_delay.to_state()}
+
+    @classmethod
+    def from_state(cls, state: dict, settings: ModelSettings) -> "LabelJoin":
+        join = cls(settings)
+        recorded = state["pending"]
+        pending = join.pending
+        for entry in zip(recorded["ids"], decode(recorded["version"]), recorded["prediction"],
+                         optional_floats(recorded["score"]), decode(recorded["segment"]), recorded["ts"].tolist()):
+            waiting = pending.get(entry[0])
+            if waiting is None:
+                waiting = pending[entry[0]] = []
+            waiting.append(entry[1:])
+        join.early.update((row[0], list(row[1:])) for row in state["early"])
+        join.clock = state["clock"]
+        join.source_clocks = dict(state["source_clocks"])
+        join.counts.update(state["counts"])
+        join.label_delay = BucketCounts.from_state(state["label_delay"])
+        return join

@@ -298,6 +298,33 @@ class KpiTracker(Estimator):
                           "kpis": self.summary()})
 
 
+    # -- checkpoint ----------------------------------------------------------------
+    def to_state(self) -> dict:
+        """Plain data: per KPI and scope its baseline and rolling values as arrays and its count."""
+        return {"stats": {name: {scope: {"baseline": np.asarray(s.baseline, dtype=np.float64),
+                                         "rolling": np.asarray(s.rolling, dtype=np.float64), "n": s.n}
+                                 for scope, s in scopes.items()} for name, scopes in self._stats.items()},
+                "counts": dict(self.counts), "unknown_names": list(self.unknown_names),
+                "checked_at": self._checked_at,
+                "pending": {name: [list(values), list(segments)] for name, (values, segments) in self._pending.items()},
+                "pending_n": self._pending_n}
+
+    def load_state(self, state: dict) -> "KpiTracker":
+        """This tracker with the state :meth:`to_state` recorded (built with the same arguments)."""
+        for name, scopes in state["stats"].items():
+            for scope, recorded in scopes.items():
+                found = self._stats.setdefault(name, {})[scope] = KpiStats(self.window)
+                found.baseline = recorded["baseline"].tolist()
+                found.rolling.extend(recorded["rolling"].tolist())
+                found.n = recorded["n"]
+        self.counts = dict(state["counts"])
+        self.unknown_names.extend(state["unknown_names"])
+        self._checked_at = state["checked_at"]
+        self._pending = {name: (values, segments) for name, (values, segments) in state["pending"].items()}
+        self._pending_n = state["pending_n"]
+        return self
+
+
 @dataclass(frozen=True)
 class KpiComparison:
     """One KPI of two versions: challenger minus champion, and Welch's two-sided p-value."""

@@ -24,7 +24,7 @@ import math
 import numpy as np
 from scipy import integrate
 
-__all__ = ["MetricView", "ClassificationMetrics", "RegressionMetrics", "metric_suite", "from_river"]
+__all__ = ["MetricView", "ClassificationMetrics", "RegressionMetrics", "metric_suite", "from_river", "suite_from_state"]
 
 _EPS = 1e-15   # river's LogLoss clamps probabilities to [1e-15, 1 - 1e-15]
 _BOOL = frozenset({bool})
@@ -92,6 +92,7 @@ class ClassificationMetrics:
                         "f1": MetricView(self.rolling_f1, True),
                         "log_loss": MetricView(self.rolling_log_loss, False)}
 
+    TASK = "classification"
     STAGE = 256   # labels staged at most: numpy's per-call cost is paid per STAGE, not per label
 
     def __getstate__(self) -> dict:
@@ -101,6 +102,24 @@ class ClassificationMetrics:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["window"])
         self.__dict__.update(state)
+
+    STATE = ("window", "n", "correct", "tp", "fp", "fn", "roc", "log_loss_n", "log_loss_sum")
+    TAILS = {"outcomes": "_outcomes", "losses": "_losses"}
+
+    def to_state(self) -> dict:
+        """Counts and sums, and the rolling tails as 2-d arrays (labels staged are counted first)."""
+        self._fold()
+        return {"task": self.TASK, **{name: getattr(self, name) for name in self.STATE},
+                **{name: getattr(self, attr).rows for name, attr in self.TAILS.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict):
+        suite = cls(state["window"])
+        for name in cls.STATE:
+            setattr(suite, name, state[name])
+        for name, attr in cls.TAILS.items():
+            getattr(suite, attr).rows = state[name]
+        return suite
 
     def update(self, y_true: list, y_pred: list, scores) -> None:
         """Take labels (classes) with their predictions and scores; counted on the next read."""
@@ -203,6 +222,11 @@ class RegressionMetrics:
     STAGE = ClassificationMetrics.STAGE
     __getstate__ = ClassificationMetrics.__getstate__
     __setstate__ = ClassificationMetrics.__setstate__
+    STATE = ("window", "n", "abs_sum", "sq_sum", "y_mean", "y_m2")
+    TAILS = {"errors": "_errors"}
+    TASK = "regression"
+    to_state = ClassificationMetrics.to_state
+    from_state = classmethod(ClassificationMetrics.from_state.__func__)
 
     def update(self, y_true, y_pred, scores=None) -> None:
         staged = self._staged
@@ -298,3 +322,8 @@ def from_river(task: str, window: int, overall: dict, rolling: dict):
     suite.abs_sum = float(overall["mae"]._mean.get()) * suite.n
     suite.sq_sum = float(overall["r2"]._residual_sum_of_squares)
     return suite
+
+
+def suite_from_state(state: dict):
+    """The metrics :meth:`ClassificationMetrics.to_state` (or the regression one) recorded."""
+    return (ClassificationMetrics if state["task"] == "classification" else RegressionMetrics).from_state(state)

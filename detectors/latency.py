@@ -272,6 +272,46 @@ class LatencyTracker(Estimator):
                           "last_window": self.last.to_dict() if self.last is not None else None})
 
 
+    # -- checkpoint ----------------------------------------------------------------
+    def to_state(self) -> dict:
+        """Plain data: the constructor's arguments are the caller's; the reference (this tracker's
+        own, not a model version's) as its dict, the ring buffer's filled part, the latest report as
+        its fields."""
+        last = self.last
+        if last is not None:
+            last = {**{name: getattr(last, name) for name in ("n", "percentiles", "rolling", "invalid",
+                                                              "calibration", "reference_n")},
+                    "drift": None if last.drift is None else dataclasses.asdict(last.drift),
+                    "slo": [dataclasses.asdict(r) for r in last.slo]}
+        return {"window_settings": self._window_settings.to_dict(), "baseline": np.asarray(self._baseline),
+                "reference": None if self.reference is None else self.reference.to_dict(),
+                "calibration": self.calibration, "window": np.asarray(self._window, dtype=np.float64),
+                "window_invalid": self._window_invalid, "rolling": self._rolling[:self._rolling_n].copy(),
+                "rolling_size": self._rolling.size, "rolling_n": self._rolling_n,
+                "counts": dict(self.counts), "last": last, "pending": list(self._pending)}
+
+    def load_state(self, state: dict) -> "LatencyTracker":
+        """This tracker with the state :meth:`to_state` recorded (built with the same arguments)."""
+        self._window_settings = WindowSettings.from_dict(state["window_settings"])
+        self._baseline = state["baseline"].tolist()
+        self.reference = None if state["reference"] is None else ReferenceProfile.from_dict(state["reference"])
+        self.calibration = state["calibration"]
+        self._window = state["window"].tolist()
+        self._window_invalid = state["window_invalid"]
+        # the ring buffer as allocated; only its filled part was recorded (zeros after it)
+        self._rolling = np.zeros(state["rolling_size"])
+        self._rolling[:state["rolling"].size] = state["rolling"]
+        self._rolling_n = state["rolling_n"]
+        self.counts = dict(state["counts"])
+        last = state["last"]
+        if last is not None:
+            last = LatencyReport(**{**last, "drift": None if last["drift"] is None else DriftResult(**last["drift"]),
+                                    "slo": tuple(DriftResult(**r) for r in last["slo"])})
+        self.last = last
+        self._pending = list(state["pending"])
+        return self
+
+
 def latency_difference(champion: LatencyTracker, challenger: LatencyTracker) -> dict:
     """Challenger minus champion, rolling p50/p95/p99 (None where either has no latency)."""
     a, b = champion.rolling_percentiles(), challenger.rolling_percentiles()

@@ -86,3 +86,17 @@ class AlertIssuer:
             reference=reference_info, evidence={"resolves": kind, "clear_windows": self.settings.resolve_windows},
             id_parts=(window_index, kind, feature), config_version=self.config_version, conditions=[feature],
             message=f"{kind.replace('_', ' ')} in {feature} cleared for {self.settings.resolve_windows} windows")
+
+    # -- checkpoint ----------------------------------------------------------------
+    def to_state(self) -> dict:
+        return {"lifecycle": self.lifecycle.to_state(), "last_alerts": list(self.last_alerts),
+                "alerts_since_window": list(self.alerts_since_window)}
+
+    @classmethod
+    def from_state(cls, state: dict, model: str, version: str, settings: ModelSettings, config_version: str,
+                   counts: dict) -> "AlertIssuer":
+        issuer = cls(model, version, settings, config_version, counts)
+        issuer.lifecycle = AlertLifecycle.from_state(state["lifecycle"])
+        issuer.last_alerts.extend(state["last_alerts"])
+        issuer.alerts_since_window = list(state["alerts_since_window"])
+        return issuer

@@ -50,6 +50,7 @@ from detectors.performance_watch import PerformanceWatch, metric_value
 from detectors.profile import ReferenceProfile, WindowColumn
 from detectors.retrain_policy import RetrainPolicy
 from detectors.settings import ModelSettings
+from detectors.state_values import decode, encode
 from detectors.suite import WindowSettings
 from detectors.window import ColumnBuffer, OpenWindow
 from detectors.window_tests import WindowTests, checked
@@ -109,6 +110,50 @@ class VersionMonitor:
     def __setstate__(self, state: dict) -> None:
         """Checkpoints of the single-class layout (every attribute on the version) are migrated."""
         self.__dict__.update(migrate_version_state(state))
+
+    def to_state(self) -> dict:
+        """Plain data (:mod:`detectors.monitor_state`): the version's fields and each collaborator's
+        ``to_state()``. The settings are the model's (:meth:`ModelMonitor.to_state`); the reference
+        stays the profile object, which the stream layer stores once, apart from checkpoints."""
+        return {"version": self.version, "config_version": self.config_version,
+                "window_settings": self.window_settings.to_dict(), "task": self.task, "reference": self.reference,
+                "reference_info": self.reference_info, "calibration": self.calibration,
+                "unpublished_reference": self.unpublished_reference,
+                "reference_rows": {"columns": self._reference_rows.columns(), "n": self._reference_rows.n},
+                "reference_segments": None if self._reference_segments is None else encode(self._reference_segments),
+                "partition": self.partition, "counts": dict(self.counts), "feature_names": sorted(self._feature_names),
+                "segments": self.segments.to_state(), "last_window": self.last_window,
+                "window_test_seconds": self.window_test_seconds.to_state(), "closed_windows": list(self.closed_windows),
+                "open": self.open.to_state(), "tests": self.tests.to_state(),
+                "performance": self.performance.to_state(), "outcomes": self.outcomes.to_state(),
+                "alerts": self.alerts.to_state(), "retrain": self.retrain.to_state()}
+
+    @classmethod
+    def from_state(cls, state: dict, model: str, settings: ModelSettings) -> "VersionMonitor":
+        name, config_version = state["version"], state["config_version"]
+        version = cls(model, name, settings, config_version)
+        counts = version.counts
+        counts.update(state["counts"])   # one dict, shared with the collaborators
+        version.window_settings = WindowSettings.from_dict(state["window_settings"])
+        version.task, version.reference = state["task"], state["reference"]
+        version.reference_info, version.calibration = state["reference_info"], state["calibration"]
+        version.unpublished_reference = state["unpublished_reference"]
+        version._reference_rows.extend(state["reference_rows"]["columns"], state["reference_rows"]["n"])
+        segments = state["reference_segments"]
+        version._reference_segments = None if segments is None else decode(segments)
+        version.partition = state["partition"]
+        version._feature_names = set(state["feature_names"])
+        version.segments = SegmentStats.from_state(state["segments"])
+        version.last_window = state["last_window"]
+        version.window_test_seconds = BucketCounts.from_state(state["window_test_seconds"])
+        version.closed_windows = list(state["closed_windows"])
+        version.open = OpenWindow.from_state(state["open"])
+        version.tests = WindowTests.from_state(state["tests"], settings, version.window_settings)
+        version.performance = PerformanceWatch.from_state(state["performance"], settings, counts)
+        version.outcomes = OutcomeWatch.from_state(state["outcomes"], settings, version.window_settings)
+        version.alerts = AlertIssuer.from_state(state["alerts"], model, name, settings, config_version, counts)
+        version.retrain = RetrainPolicy.from_state(state["retrain"], model, name, settings, counts)
+        return version
 
     # -- attributes kept by the collaborators, under the names status, tests and the stream layer use --
     window = property(lambda self: self.open.rows, doc="The open window's rows (a ColumnBuffer).")
@@ -616,6 +661,27 @@ class ModelMonitor:
     def __setstate__(self, state: dict) -> None:
         """Checkpoints of the layout before the join had its own class are migrated."""
         self.__dict__.update(migrate_model_state(state))
+
+    def to_state(self) -> dict:
+        """This monitor as plain data: the body of a checkpoint of format
+        :data:`detectors.monitor_state.CHECKPOINT_FORMAT` (the stream layer adds the format and the
+        outbox). Not a copy: pickle it before the monitor takes more events."""
+        return {"model": self.model, "settings": self.settings.to_state(), "config_version": self.config_version,
+                "versions": [version.to_state() for version in self.versions.values()],
+                "join": self.join.to_state(), "applied_offsets": dict(self.applied_offsets),
+                "last_comparison": [[*pair, recommendation] for pair, recommendation in self._last_comparison.items()]}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ModelMonitor":
+        settings = ModelSettings.from_state(state["settings"])
+        monitor = cls(state["model"], settings, state["config_version"])
+        for recorded in state["versions"]:
+            monitor.versions[recorded["version"]] = VersionMonitor.from_state(recorded, monitor.model, settings)
+        monitor.join = LabelJoin.from_state(state["join"], settings)
+        monitor.applied_offsets = dict(state["applied_offsets"])
+        monitor._last_comparison = {(champion, challenger): recommendation
+                                    for champion, challenger, recommendation in state["last_comparison"]}
+        return monitor
 
     # the join's state, under the names status, tests and the stream layer use
     _pending = _forward("join", "pending")

@@ -139,3 +139,11 @@ def migrate_model_state(state: dict) -> dict:
     join.__dict__.update(settings=state["settings"], **{new: state.pop(old) for old, new in JOIN_NAMES.items()})
     state["join"] = join
     return state
+
+
+# -- the explicit format ------------------------------------------------------------------------
+CHECKPOINT_FORMAT = 2
+"""The checkpoint record's ``"format"``: ``{"format": 2, "monitor": ModelMonitor.to_state(), "outbox": [...]}``.
+
+Format 1 (no ``"format"`` key) is what workers wrote before: ``{"monitor": <ModelMonitor>, "outbox":
+[...]}``, the live objects pickled, in the layouts migrated above (``__setstate__``)."""

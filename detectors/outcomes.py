@@ -93,3 +93,14 @@ class OutcomeWatch:
             for key in resolved:
                 found_items.append(("resolved", kind, key))
         return found_items, bounds
+
+    # -- checkpoint ----------------------------------------------------------------
+    def to_state(self) -> dict:
+        return {"latency": self.latency.to_state(), "kpis": self.kpis.to_state()}
+
+    @classmethod
+    def from_state(cls, state: dict, settings: ModelSettings, window_settings: WindowSettings) -> "OutcomeWatch":
+        watch = cls(settings, window_settings)
+        watch.latency.load_state(state["latency"])
+        watch.kpis.load_state(state["kpis"])
+        return watch

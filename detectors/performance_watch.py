@@ -7,11 +7,12 @@ from __future__ import annotations
 import math
 from collections import deque
 
+import numpy as np
 from river import metrics, utils
 
 from detectors.cbpe import CBPE, FitSample
 from detectors.concept import make_concept_detector
-from detectors.label_metrics import metric_suite
+from detectors.label_metrics import metric_suite, suite_from_state
 from detectors.performance import drop_test
 from detectors.settings import ModelSettings
 
@@ -173,3 +174,34 @@ class PerformanceWatch:
             id_parts=("labelled", n),
             message=f"{self.primary} {test.rolling:.3f} vs baseline {test.baseline:.3f} "
                     f"(±{1.96 * test.baseline_se:.3f}; p={test.p_value:.2g}, {trigger})")
+
+    # -- checkpoint ----------------------------------------------------------------
+    def to_state(self) -> dict:
+        """Plain data, but the concept detector (river's ADWIN or another, behind
+        :class:`detectors.concept.ContinuousDetector`) and the baseline metric (a river metric):
+        objects, pickled as river pickles them, for they have no simpler public state."""
+        return {"concept": self.concept,
+                "metrics": None if self.metrics_suite is None else self.metrics_suite.to_state(),
+                "primary": self.primary, "baseline_metric": self.baseline_metric, "baseline": self.baseline,
+                "baseline_errors": None if self.baseline_errors is None else np.asarray(self.baseline_errors,
+                                                                                        dtype=np.float64),
+                "recent_errors": np.asarray(self.recent_errors, dtype=np.float64),
+                "suspect_left": self.suspect_left, "announced": self.announced, "active": self.active,
+                "clear": self.clear, "cbpe": None if self.cbpe is None else self.cbpe.to_state(),
+                "cbpe_fit": self.cbpe_fit.to_state(), "estimate": dict(self.estimate)}
+
+    @classmethod
+    def from_state(cls, state: dict, settings: ModelSettings, counts: dict) -> "PerformanceWatch":
+        watch = cls(settings, counts)
+        watch.concept = state["concept"]
+        watch.metrics_suite = None if state["metrics"] is None else suite_from_state(state["metrics"])
+        watch.primary, watch.baseline_metric, watch.baseline = state["primary"], state["baseline_metric"], state["baseline"]
+        errors = state["baseline_errors"]
+        watch.baseline_errors = None if errors is None else errors.tolist()
+        watch.recent_errors.extend(state["recent_errors"].tolist())
+        watch.suspect_left, watch.announced = state["suspect_left"], state["announced"]
+        watch.active, watch.clear = state["active"], state["clear"]
+        watch.cbpe = None if state["cbpe"] is None else CBPE.from_state(state["cbpe"])
+        watch.cbpe_fit = FitSample.from_state(state["cbpe_fit"])
+        watch.estimate = dict(state["estimate"])
+        return watch

@@ -79,3 +79,18 @@ class RetrainPolicy:
             model=self.model, model_version=self.version, reason=reason, alert_ids=alert_ids,
             data_range=data_range, id_parts=id_parts or ("n", self.counts["predictions"], self.counts["labelled"]),
             now=None)]
+
+    # -- checkpoint ----------------------------------------------------------------
+    def to_state(self) -> dict:
+        return {"deployed_at": self.deployed_at, "last_retrain_at": self.last_retrain_at,
+                "suppressed_retrains": list(self.suppressed_retrains), "drift_streak": self.drift_streak,
+                "scheduled_retrains": self.scheduled_retrains}
+
+    @classmethod
+    def from_state(cls, state: dict, model: str, version: str, settings: ModelSettings,
+                   counts: dict) -> "RetrainPolicy":
+        policy = cls(model, version, settings, counts)
+        policy.deployed_at, policy.last_retrain_at = state["deployed_at"], state["last_retrain_at"]
+        policy.suppressed_retrains.extend(state["suppressed_retrains"])
+        policy.drift_streak, policy.scheduled_retrains = state["drift_streak"], state["scheduled_retrains"]
+        return policy

@@ -76,3 +76,14 @@ class ModelSettings:
         if unknown:
             raise ValueError(f"unknown model setting(s): {sorted(unknown)}")
         return dataclasses.replace(self, **overrides)
+
+    def to_state(self) -> dict:
+        """The fields by name (a checkpoint's settings, :mod:`detectors.monitor_state`)."""
+        return {spec.name: getattr(self, spec.name) for spec in dataclasses.fields(self)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ModelSettings":
+        """Settings from :meth:`to_state`; a field recorded before it was removed is ignored, one
+        added since gets its default."""
+        known = {spec.name for spec in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in state.items() if name in known})

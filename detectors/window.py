@@ -184,3 +184,25 @@ class OpenWindow:
         self.offsets = [None, None]
         self.first_tick = self.first_tick_window = None
         self.out_of_range = 0
+
+    # -- checkpoint (detectors.monitor_state): public fields only -----------------------------
+    def to_state(self) -> dict:
+        """Plain data: the rows as columns (name -> values, as ``rows.columns()`` gives them: not
+        copied), their segments coded (:mod:`detectors.state_values`), the window's bounds."""
+        from detectors.state_values import encode
+        return {"columns": self.rows.columns(), "n": self.rows.n, "segments": encode(self.segments),
+                "index": self.index, "start": self.start, "end": self.end, "offsets": list(self.offsets),
+                "first_tick": self.first_tick, "first_tick_window": self.first_tick_window,
+                "out_of_range": self.out_of_range}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "OpenWindow":
+        from detectors.state_values import decode
+        window = cls()
+        window.rows.extend(state["columns"], state["n"])
+        window.segments = decode(state["segments"])
+        window.index, window.start, window.end = state["index"], state["start"], state["end"]
+        window.offsets = list(state["offsets"])
+        window.first_tick, window.first_tick_window = state["first_tick"], state["first_tick_window"]
+        window.out_of_range = state["out_of_range"]
+        return window

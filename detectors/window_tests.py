@@ -184,3 +184,18 @@ class WindowTests:
         return DriftResult("guardrail.output_range", SCORE, out_of_range / n, None, 0.0, "statistic",
                            True, evidence={"out_of_range": out_of_range, "n": n,
                                            "expected_range": list(expected)})
+
+    # -- checkpoint ----------------------------------------------------------------
+    def to_state(self) -> dict:
+        """The segment family's settings and calibration and the last segment report; the data-quality
+        checks and the domain classifier are configuration only, rebuilt from the settings."""
+        return {"segment_window_settings": self.segment_window_settings.to_dict(),
+                "segment_calibration": self.segment_calibration, "segment_report": self.segment_report}
+
+    @classmethod
+    def from_state(cls, state: dict, settings: ModelSettings, window_settings: WindowSettings) -> "WindowTests":
+        tests = cls(settings, window_settings)
+        tests.segment_window_settings = WindowSettings.from_dict(state["segment_window_settings"])
+        tests.segment_calibration = state["segment_calibration"]
+        tests.segment_report = state["segment_report"]
+        return tests

@@ -1,5 +1,8 @@
 """The monitor stage's state records in the ``monitor-state`` table: checkpoints in parts, references once.
 
+A checkpoint is a record of an explicit format (``"format": 2``, :data:`detectors.monitor_state.CHECKPOINT_FORMAT`):
+the monitor's plain state, pickled; records of format 1 (the live objects pickled) still restore.
+
 :class:`StateStore` wraps the table (any mapping with a ``write_partition`` attribute: the
 Faust table in the worker, a dict in a unit test).
 """
@@ -10,6 +13,8 @@ import pickle
 
 import orjson
 
+from detectors.monitor import ModelMonitor
+from detectors.monitor_state import CHECKPOINT_FORMAT
 from detectors.profile import ReferenceProfile
 
 # A record over the producer's request size (8 MiB here, 1 MB on a default Kafka broker) makes
@@ -121,8 +126,12 @@ class _CheckpointUnpickler(pickle.Unpickler):
 
 
 def dump_checkpoint(table, checkpoint: dict, stored_references: set) -> bytes:
+    """``{"monitor": ModelMonitor, "outbox": [...]}`` as a record of format CHECKPOINT_FORMAT: the
+    monitor as its plain state (:meth:`detectors.monitor.ModelMonitor.to_state`), pickled, its
+    references written apart (once per worker and reference id)."""
+    record = {**checkpoint, "format": CHECKPOINT_FORMAT, "monitor": checkpoint["monitor"].to_state()}
     buffer, references = io.BytesIO(), {}
-    _CheckpointPickler(buffer, references).dump(checkpoint)
+    _CheckpointPickler(buffer, references).dump(record)
     for reference_id, profile in references.items():
         if reference_id not in stored_references:
             put_state(table, REFERENCE_PREFIX + reference_id.encode(), pickle.dumps(
@@ -132,4 +141,16 @@ def dump_checkpoint(table, checkpoint: dict, stored_references: set) -> bytes:
 
 
 def load_checkpoint(table, data: bytes) -> dict:
-    return _CheckpointUnpickler(io.BytesIO(data), table).load()
+    """The checkpoint ``dump_checkpoint`` wrote, ``{"monitor": ModelMonitor, "outbox": [...]}``; a
+    record without ``"format"`` (format 1: the live objects pickled, by workers before format 2) is
+    restored as it was pickled, older layouts migrated on the way (:mod:`detectors.monitor_state`)."""
+    record = _CheckpointUnpickler(io.BytesIO(data), table).load()
+    found = record.get("format")
+    if found is None:
+        return record
+    if found != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint format {found} is not one this worker reads (1, {CHECKPOINT_FORMAT})")
+    record = dict(record)
+    del record["format"]
+    record["monitor"] = ModelMonitor.from_state(record["monitor"])
+    return record

@@ -120,3 +120,16 @@ def test_checkpoint_of_the_pickled_format_restores_and_continues_identically():
         assert window_latency["n"] == 0 and window_kpis == {}
         assert kpis["counts"] == {"observed": 0, "invalid": 0, "unknown": 0, "segments_dropped": 0}
     assert_same(_without_classifier_numbers(status), _without_classifier_numbers(_plain(expected["status"])))
+
+
+def test_checkpoint_of_format_1_restores_and_continues_as_its_code_did():
+    """fixtures/make_checkpoint_v1.py: the live objects as main at 1aa65ca pickled them, two
+    versions, a window half open, pending joins, early labels, active alerts, latency and KPIs."""
+    from tests.detectors.fixtures.make_checkpoint_v1 import continuation
+    monitor = pickle.loads((FIXTURES / "checkpoint_v1.pickle").read_bytes())["monitor"]
+    out = feed(monitor, *continuation())
+    expected = _plain(orjson.loads((FIXTURES / "checkpoint_v1_expected.json").read_bytes()))
+    assert [kind for kind, _ in out] == [kind for kind, _ in expected["emitted"]] and len(out) == 17
+    assert_same(_plain(comparable(out)), expected["emitted"])
+    assert_same(_plain(monitor.window_summaries()), expected["windows"])
+    assert_same(_plain(monitor.status()), expected["status"])
