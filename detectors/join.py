@@ -152,11 +152,8 @@ class LabelJoin:
         """Plain data: the waiting predictions as columns, one row per (prediction id, version) in
         join order, segments and version names coded (:mod:`detectors.state_values`); the labels that
         came first as rows ``[prediction id, label, watermark, joined, label time, kpis, refused]``."""
-        ids, entries = [], []
-        for pid, waiting in self.pending.items():
-            for entry in waiting:
-                ids.append(pid)
-                entries.append(entry)
+        ids = [pid for pid, waiting in self.pending.items() for _ in waiting]
+        entries = [entry for waiting in self.pending.values() for entry in waiting]
         versions, predictions, scores, segments, times = zip(*entries) if entries else ((),) * 5
         return {"pending": {"ids": ids, "version": encode(list(versions)), "prediction": list(predictions),
                             "score": floats_or_none(scores), "segment": encode(list(segments)),

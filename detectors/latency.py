@@ -281,8 +281,8 @@ class LatencyTracker(Estimator):
         if last is not None:
             last = {**{name: getattr(last, name) for name in ("n", "percentiles", "rolling", "invalid",
                                                               "calibration", "reference_n")},
-                    "drift": None if last.drift is None else dataclasses.asdict(last.drift),
-                    "slo": [dataclasses.asdict(r) for r in last.slo]}
+                    "drift": None if last.drift is None else _fields(last.drift),
+                    "slo": [_fields(r) for r in last.slo]}
         return {"window_settings": self._window_settings.to_dict(), "baseline": np.asarray(self._baseline),
                 "reference": None if self.reference is None else self.reference.to_dict(),
                 "calibration": self.calibration, "window": np.asarray(self._window, dtype=np.float64),
@@ -310,6 +310,10 @@ class LatencyTracker(Estimator):
         self.last = last
         self._pending = list(state["pending"])
         return self
+
+
+def _fields(result: DriftResult) -> dict:
+    return {spec.name: getattr(result, spec.name) for spec in dataclasses.fields(result)}
 
 
 def latency_difference(champion: LatencyTracker, challenger: LatencyTracker) -> dict:

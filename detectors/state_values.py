@@ -1,7 +1,7 @@
 """Columns of a checkpoint (:mod:`detectors.monitor_state`) in a compact plain form.
 
 A column of segments repeats a few dicts thousands of times (``{"region": "eu"}`` per pending
-prediction): it is stored as the distinct values and one small integer code per row. A column of
+prediction): it is stored as the distinct values and one small integer code per row (an int32 array). A column of
 optional floats (scores, ``None`` for none) is stored as a float64 array with NaN for None.
 
 >>> coded = encode([{"r": "eu"}, None, {"r": "us"}, {"r": "eu"}])
@@ -17,29 +17,26 @@ from __future__ import annotations
 import numpy as np
 
 
-def _key(value):
-    return tuple(value.items()) if isinstance(value, dict) else (type(value), value)
-
-
 def encode(values: list) -> dict:
-    """Distinct values (None first) and each row's code; rows are dicts (segments), strings or None."""
-    index: dict = {_key(None): 0}
+    """Distinct values (None first) and each row's code; rows are dicts of strings (segments),
+    strings (version names) or None."""
+    index: dict = {None: 0}
     distinct: list = [None]
-    codes = np.empty(len(values), dtype=np.int32)
-    for row, value in enumerate(values):
-        key = _key(value)
+    codes = []
+    for value in values:
+        key = tuple(value.items()) if value.__class__ is dict else value
         code = index.get(key)
         if code is None:
             code = index[key] = len(distinct)
             distinct.append(value)
-        codes[row] = code
-    return {"values": distinct, "codes": codes}
+        codes.append(code)
+    return {"values": distinct, "codes": np.array(codes, dtype=np.int32)}
 
 
 def decode(state: dict) -> list:
-    """The rows :func:`encode` recorded; a dict row gets a copy of its own, as it had."""
-    values = state["values"]
-    return [dict(v) if isinstance(v, dict) else v for v in map(values.__getitem__, state["codes"].tolist())]
+    """The rows :func:`encode` recorded. Rows of one value share it: segments are read, never
+    changed, and one dict per distinct segment is what a restored monitor then holds."""
+    return list(map(state["values"].__getitem__, state["codes"].tolist()))
 
 
 def floats_or_none(values: list) -> np.ndarray:

@@ -95,49 +95,44 @@ def get_state(table, key: bytes) -> bytes | None:
 REFERENCE_PREFIX = b"ref\x00"
 
 
-class _CheckpointPickler(pickle.Pickler):
-    """Pickles a monitor without its reference profiles (immutable, ~75% of the bytes).
-
-    Each reference is written to the table once under its own key; checkpoints
-    refer to it by id, so a checkpoint costs the changing state only.
-    """
-
-    def __init__(self, file, references: dict):
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.references = references
-
-    def persistent_id(self, obj):
-        if isinstance(obj, ReferenceProfile):
-            self.references[obj.reference_id] = obj
-            return obj.reference_id
-        return None
-
-
 class _CheckpointUnpickler(pickle.Unpickler):
+    """Reads format-1 records, in which each reference profile was a persistent id (its
+    ``reference_id``) written by the pickler of those workers; format 2 has none."""
+
     def __init__(self, file, table):
         super().__init__(file)
         self.table = table
 
     def persistent_load(self, reference_id):
-        stored = get_state(self.table, REFERENCE_PREFIX + reference_id.encode())
-        if stored is None:
-            raise pickle.UnpicklingError(f"reference {reference_id} missing from the state table")
-        return pickle.loads(stored)
+        return load_reference(self.table, reference_id)
+
+
+def load_reference(table, reference_id: str) -> ReferenceProfile:
+    stored = get_state(table, REFERENCE_PREFIX + reference_id.encode())
+    if stored is None:
+        raise pickle.UnpicklingError(f"reference {reference_id} missing from the state table")
+    return pickle.loads(stored)
 
 
 def dump_checkpoint(table, checkpoint: dict, stored_references: set) -> bytes:
     """``{"monitor": ModelMonitor, "outbox": [...]}`` as a record of format CHECKPOINT_FORMAT: the
-    monitor as its plain state (:meth:`detectors.monitor.ModelMonitor.to_state`), pickled, its
-    references written apart (once per worker and reference id)."""
-    record = {**checkpoint, "format": CHECKPOINT_FORMAT, "monitor": checkpoint["monitor"].to_state()}
-    buffer, references = io.BytesIO(), {}
-    _CheckpointPickler(buffer, references).dump(record)
-    for reference_id, profile in references.items():
-        if reference_id not in stored_references:
-            put_state(table, REFERENCE_PREFIX + reference_id.encode(), pickle.dumps(
-                profile, protocol=pickle.HIGHEST_PROTOCOL))
-            stored_references.add(reference_id)
-    return buffer.getvalue()
+    monitor as its plain state (:meth:`detectors.monitor.ModelMonitor.to_state`), pickled.
+
+    A version's reference profile (immutable, most of a version's bytes) is written to the
+    table once per worker under its own key; the checkpoint holds its ``reference_id``, so a
+    checkpoint costs the changing state only.
+    """
+    state = checkpoint["monitor"].to_state()
+    for version in state["versions"]:
+        profile = version["reference"]
+        if profile is not None:
+            if profile.reference_id not in stored_references:
+                put_state(table, REFERENCE_PREFIX + profile.reference_id.encode(),
+                          pickle.dumps(profile, protocol=pickle.HIGHEST_PROTOCOL))
+                stored_references.add(profile.reference_id)
+            version["reference"] = profile.reference_id
+    return pickle.dumps({**checkpoint, "format": CHECKPOINT_FORMAT, "monitor": state},
+                        protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def load_checkpoint(table, data: bytes) -> dict:
@@ -152,5 +147,9 @@ def load_checkpoint(table, data: bytes) -> dict:
         raise ValueError(f"checkpoint format {found} is not one this worker reads (1, {CHECKPOINT_FORMAT})")
     record = dict(record)
     del record["format"]
-    record["monitor"] = ModelMonitor.from_state(record["monitor"])
+    state = record["monitor"]
+    for version in state["versions"]:
+        if version["reference"] is not None:
+            version["reference"] = load_reference(table, version["reference"])
+    record["monitor"] = ModelMonitor.from_state(state)
     return record
