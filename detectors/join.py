@@ -167,12 +167,14 @@ class LabelJoin:
         join = cls(settings)
         recorded = state["pending"]
         pending = join.pending
-        for entry in zip(recorded["ids"], decode(recorded["version"]), recorded["prediction"],
-                         optional_floats(recorded["score"]), decode(recorded["segment"]), recorded["ts"].tolist()):
-            waiting = pending.get(entry[0])
+        entries = zip(decode(recorded["version"]), recorded["prediction"], optional_floats(recorded["score"]),
+                      decode(recorded["segment"]), recorded["ts"].tolist())
+        for pid, entry in zip(recorded["ids"], entries):
+            waiting = pending.get(pid)
             if waiting is None:
-                waiting = pending[entry[0]] = []
-            waiting.append(entry[1:])
+                pending[pid] = [entry]
+            else:
+                waiting.append(entry)   # shadow traffic: the same id from another version
         join.early.update((row[0], list(row[1:])) for row in state["early"])
         join.clock = state["clock"]
         join.source_clocks = dict(state["source_clocks"])

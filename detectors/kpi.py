@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from detectors.alerts import make_alert
+from detectors.alerts import Alert, build_alert
 from detectors.base import DriftResult, Estimator, json_safe
 
 __all__ = ["KpiTracker", "KpiStats", "mean_ci", "compare_kpi", "compare_kpis", "recommend_on_kpi", "kpi_alert", "DIRECTIONS"]
@@ -388,8 +388,9 @@ def recommend_on_kpi(comparison: KpiComparison, direction: str, min_n: int, alph
 
 
 def kpi_alert(*, model: str, model_version: str, keys: list, findings: dict, window: dict, reference: dict,
-              window_index: int, config_version: str = "") -> dict:
-    """The ``kpi`` alert for the lifecycle keys announced in one window (critical beyond 2x tolerance)."""
+              window_index: int, config_version: str = "") -> Alert:
+    """The ``kpi`` alert for the lifecycle keys announced in one window (critical beyond 2x tolerance),
+    a typed record."""
     results = sorted((findings[key] for key in keys), key=lambda r: r.p_value)
     top = results[0]
     severity = "critical" if any(r.effect_size > 2 * r.evidence["tolerance"] for r in results) else "warning"
@@ -400,7 +401,7 @@ def kpi_alert(*, model: str, model_version: str, keys: list, findings: dict, win
         parts.append(f"{r.feature}{scope} {r.evidence['rolling_mean']:.4g} vs baseline "
                      f"{r.evidence['baseline_mean']:.4g} ({r.evidence['direction']} is better; p={r.p_value:.2g})"
                      + (f", and in {also} more scope(s)" if also else ""))
-    return make_alert(
+    return build_alert(
         model=model, model_version=model_version, kind="kpi", severity=severity, detector=top.detector,
         feature=top.feature, features=[r.feature for r in results], statistic=top.statistic, p_value=top.p_value,
         threshold=top.threshold, window=window, reference=reference,

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors.alerts import make_alert
+from detectors.alerts import Alert, build_alert
 from detectors.base import DriftResult, Estimator, json_safe
 from detectors.calibration import calibrate
 from detectors.profile import ReferenceProfile, WindowColumn
@@ -324,8 +324,8 @@ def latency_difference(champion: LatencyTracker, challenger: LatencyTracker) -> 
 
 
 def latency_alert(*, model: str, model_version: str, keys: list, report: LatencyReport, window: dict,
-                  reference: dict, window_index: int, config_version: str = "") -> dict:
-    """The ``latency`` alert for the lifecycle keys announced in one window.
+                  reference: dict, window_index: int, config_version: str = "") -> Alert:
+    """The ``latency`` alert for the lifecycle keys announced in one window, a typed record.
 
     Critical when an SLO percentile is at least twice its limit; else warning.
     """
@@ -344,7 +344,7 @@ def latency_alert(*, model: str, model_version: str, keys: list, report: Latency
     if LATENCY in keys:
         drift = report.findings()[LATENCY]
         parts.append(f"distribution drifted from the baseline (KS {drift.statistic:.3f}, p={drift.p_value:.2g})")
-    return make_alert(
+    return build_alert(
         model=model, model_version=model_version, kind="latency", severity=severity, detector=top.detector,
         feature=LATENCY, features=[LATENCY], statistic=top.statistic, p_value=top.p_value, threshold=top.threshold,
         window=window, reference={**reference, "latency": {"source": "first_latencies", "n": report.reference_n,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.alerts import Alert
 from detectors.columns import PredictionColumns
 from detectors.kpi import KpiTracker, kpi_alert
 from detectors.latency import LatencyTracker, latency_alert
@@ -89,7 +88,7 @@ class OutcomeWatch:
             held = frozenset() if closing else issuer.active(kind)
             announce, resolved = issuer.lifecycle.observe(common["window_index"], kind, set(found), held)
             if announce:
-                found_items.append(("announce", kind, Alert(**build(sorted(found)))))
+                found_items.append(("announce", kind, build(sorted(found))))
             for key in resolved:
                 found_items.append(("resolved", kind, key))
         return found_items, bounds
