@@ -15,10 +15,11 @@ version needs, each concern in its own module and built from the settings:
 Methods return what they emit, in the order it was raised: a version's methods as typed
 records (:class:`detectors.alerts.Alert`, :class:`detectors.alerts.RetrainRequest`), the
 model's public methods as the stream layer takes them, ``("alert", dict)`` and
-``("retrain", dict)`` in the wire format (:func:`detectors.alerts.wire`). Everything is plain Python, numpy and river, and
-picklable: the stream layer checkpoints a monitor as bytes and gets exactly this state back
-after a crash or a rebalance (checkpoints of the single-class layout are migrated on restore,
-:mod:`detectors.monitor_state`).
+``("retrain", dict)`` in the wire format (:func:`detectors.alerts.wire`). A monitor's state is
+plain data by ``to_state()`` (each collaborator's own), and ``from_state`` gives exactly this
+monitor back: the stream layer checkpoints it as bytes of an explicit, versioned format
+(:data:`detectors.monitor_state.CHECKPOINT_FORMAT`) and restores it after a crash or a rebalance;
+checkpoints of the older pickled layouts are migrated on restore (:mod:`detectors.monitor_state`).
 
 Per-event work is an append to column buffers and a dict look-up; the
 statistical tests run once per window on numpy arrays.

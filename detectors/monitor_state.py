@@ -1,4 +1,10 @@
-"""Checkpointed state of the monitor (:mod:`detectors.monitor`): old layouts migrated in one place.
+"""Checkpointed state of the monitor (:mod:`detectors.monitor`): the format, and old layouts migrated in one place.
+
+Format 2 (:data:`CHECKPOINT_FORMAT`) is plain data: ``ModelMonitor.to_state()``, a dict of named
+fields in which each collaborator (window, tests, performance, outcomes, alerts, retrain policy,
+join) gives its own ``to_state()``, read back by the ``from_state`` classmethods; it depends on
+no class layout or private attribute name. Format 1 is every checkpoint written before: the live
+objects pickled, restored through ``__setstate__`` and the migrations below.
 
 Until issue 13 a version monitor was one class holding every attribute itself (the
 "single-class layout", pickled in every checkpoint written before; the fixture
