@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from itertools import chain
 from operator import itemgetter
 
 import numpy as np
 
-from detectors.profile import _PLAIN_CATEGORIES, _PLAIN_NUMBERS, WindowColumn, _category, _number
+from detectors.profile import _PLAIN_NUMBERS, WindowColumn, _category, _number
 from detectors.values import as_boolean
 
 __all__ = ["WindowBuffer", "BufferedColumn", "RawColumns"]
@@ -137,24 +138,26 @@ class _Numeric:
 
 
 class _Levels(dict):
-    """Level key -> code (``None``: -1, missing); a key not seen gets the next code."""
+    """Text -> code (None: -1, missing), so that one dict look-up per value codes a column of
+    text; a value that misses gets the next code. Values other than text are coded by
+    ``(type, value)`` in ``typed`` (1, 1.0 and True are equal dict keys but different raw values:
+    they never enter this dict, which holds text only); NaN is missing."""
 
-    __slots__ = ("levels",)
+    __slots__ = ("levels", "typed")
 
-    def __missing__(self, key):
-        code = self[key] = len(self.levels)
-        self.levels.append(key[1] if type(key) is tuple else key)
+    def __missing__(self, value):
+        if type(value) is str:
+            code = self[value] = len(self.levels)
+            self.levels.append(value)
+            return code
+        if isinstance(value, (float, np.floating)) and math.isnan(value):
+            return -1
+        key = (type(value), value)          # TypeError when unhashable: the caller gives it a level of its own
+        code = self.typed.get(key)
+        if code is None:
+            code = self.typed[key] = len(self.levels)
+            self.levels.append(value)
         return code
-
-
-def _key(value):
-    """A value's level key: text and None as themselves, anything else with its type (1, 1.0 and
-    True are equal dict keys but different raw values); NaN is missing."""
-    if value is None or type(value) is str:
-        return value
-    if isinstance(value, (float, np.floating)) and math.isnan(value):
-        return None
-    return (type(value), value)
 
 
 class _Coded:
@@ -171,6 +174,7 @@ class _Coded:
         code_of = self.code_of = _Levels({category: code for code, category in enumerate(self.vocabulary)})
         code_of[None] = -1
         code_of.levels = list(self.vocabulary)
+        code_of.typed = {}
         self._converted = None
 
     @property
@@ -186,9 +190,9 @@ class _Coded:
         if isinstance(values, np.ndarray):
             values = [None if v != v else v for v in values.tolist()] if values.dtype.kind == "f" else values.tolist()
         code_of = self.code_of
-        if _PLAIN_CATEGORIES.issuperset(map(type, values)):
+        try:
             codes = np.fromiter(map(code_of.__getitem__, values), dtype=np.intp, count=len(values))
-        else:
+        except TypeError:            # an unhashable value
             codes = np.fromiter(map(self._code, values), dtype=np.intp, count=len(values))
         if len(code_of.levels) > _INT16_CODES and self.codes.dtype != np.int32:
             self.codes = self.codes.astype(np.int32)
@@ -197,7 +201,7 @@ class _Coded:
 
     def _code(self, value) -> int:
         try:
-            return self.code_of[_key(value)]
+            return self.code_of[value]
         except TypeError:            # unhashable: a level of its own
             self.code_of.levels.append(value)
             return len(self.code_of.levels) - 1
@@ -250,6 +254,7 @@ class WindowBuffer:
         self._data: dict[str, _Numeric | _Coded] = {
             name: _Numeric() if fp.kind == "numeric" else _Coded(list(fp.category_counts or ()))
             for name, fp in reference.features.items()}
+        self._numeric_names = tuple(name for name, column in self._data.items() if isinstance(column, _Numeric))
         self._extra: dict[str, list] = {}    # names the reference lacks: raw values, None before they came
         self._rows: list[dict] = []
         self._capacity = 0
@@ -304,18 +309,43 @@ class WindowBuffer:
                 held.extend([None] * n)
 
     def _fold(self) -> None:
-        """Move the pending rows into the columns, one conversion per column."""
+        """Move the pending rows into the columns. Rows naming exactly the reference's features
+        (the usual case) take every numeric feature in one 2-D conversion and each categorical
+        one in one pass; other rows one pass per name."""
         rows, self._rows = self._rows, []
-        start = self.n - len(rows)
-        names = dict.fromkeys(self._data)
-        complete = all(row.keys() == names.keys() for row in rows)
-        if complete:
-            columns = {name: list(map(itemgetter(name), rows)) for name in names}
-        else:
-            for row in rows:
-                if row.keys() != names.keys():
-                    names.update(dict.fromkeys(row))
-            columns = {name: [row.get(name) for row in rows] for name in names}
+        start, k = self.n - len(rows), len(rows)
+        data = self._data
+        if set(map(len, rows)) == {len(data)}:
+            try:
+                self._fold_complete(rows, start)
+                return
+            except KeyError:      # as many names as the reference, not the same ones
+                pass
+        names = dict.fromkeys(data)
+        for row in rows:
+            if row.keys() != names.keys():
+                names.update(dict.fromkeys(row))
+        self._put({name: [row.get(name) for row in rows] for name in names}, start, k)
+
+    def _fold_complete(self, rows: list, start: int) -> None:
+        """:meth:`_fold` of rows that each name every reference feature and no other."""
+        numeric = self._numeric_names
+        columns = {name: list(map(itemgetter(name), rows)) for name in self._data if name not in numeric}
+        if numeric:
+            block = list(map(itemgetter(*numeric), rows)) if len(numeric) > 1 else [
+                (value,) for value in map(itemgetter(numeric[0]), rows)]
+            if _PLAIN_NUMBERS.issuperset(map(type, chain.from_iterable(block))):
+                try:
+                    matrix = np.array(block, dtype=np.float64)   # None -> NaN, as to_column converts them
+                except OverflowError:
+                    matrix = None
+                if matrix is not None:
+                    for j, name in enumerate(numeric):
+                        columns[name] = matrix[:, j]
+                    self._put(columns, start, len(rows))
+                    return
+            for name in numeric:
+                columns[name] = list(map(itemgetter(name), rows))
         self._put(columns, start, len(rows))
 
     # -- reading ---------------------------------------------------------------------
