@@ -49,8 +49,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float, steps: int, tol: fl
 class DomainClassifier(Estimator):
     """Domain-classifier test: ridge logistic regression fitted in batch, held-out AUC, Mann-Whitney p-value.
 
-    Reference rows (label 0, from ``ReferenceProfile.joint_sample`` or raw
-    columns) and window rows (label 1) are subsampled to at most ``max_rows``
+    Reference rows (label 0, from ``ReferenceProfile.joint_sample``, whose categorical
+    features are :class:`~detectors.category_codes.CategoryCodes`, or raw columns) and window rows (label 1) are subsampled to at most ``max_rows``
     each (seeded; the same number from both sides), split in half per side, and
     a logistic regression with an L2 penalty ``ridge`` (intercept unpenalised)
     is fitted on one half by Newton's method (IRLS, at most ``newton_steps``

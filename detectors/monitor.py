@@ -54,6 +54,7 @@ from detectors.settings import ModelSettings
 from detectors.state_values import decode, encode
 from detectors.suite import WindowSettings
 from detectors.window import ColumnBuffer, OpenWindow
+from detectors.window_buffer import RawColumns, WindowBuffer
 from detectors.window_tests import WindowTests, checked
 
 SMALL_BATCH = 8            # fewer rows go row by row: numpy's per-call cost outweighs the columns
@@ -109,8 +110,11 @@ class VersionMonitor:
         self.retrain = RetrainPolicy(model, version, settings, self.counts)
 
     def __setstate__(self, state: dict) -> None:
-        """Checkpoints of the single-class layout (every attribute on the version) are migrated."""
+        """Checkpoints of the single-class layout (every attribute on the version) are migrated;
+        an open window held as lists (checkpoints before the typed buffer) becomes typed columns."""
         self.__dict__.update(migrate_version_state(state))
+        if self.reference is not None:
+            self.open.adopt(self.reference, self.settings.window_size)
 
     def to_state(self) -> dict:
         """Plain data (:mod:`detectors.monitor_state`): the version's fields and each collaborator's
@@ -157,7 +161,7 @@ class VersionMonitor:
         return version
 
     # -- attributes kept by the collaborators, under the names status, tests and the stream layer use --
-    window = property(lambda self: self.open.rows, doc="The open window's rows (a ColumnBuffer).")
+    window = property(lambda self: self.open.rows, doc="The open window's rows (a WindowBuffer once the reference is set).")
     window_index = _forward("open", "index")
     segment_window_settings = _forward("tests", "segment_window_settings")
     segment_calibration = _forward("tests", "segment_calibration")
@@ -190,7 +194,7 @@ class VersionMonitor:
         self.reference_info = {"reference_id": profile.reference_id, "source": source, "n": profile.n,
                                "calibration": self.calibration,
                                "alpha": self.window_settings.alpha, "correction": self.window_settings.correction}
-        self.open.rows = ColumnBuffer(profile.features)
+        self.open.rows = WindowBuffer(profile, self.settings.window_size)
         self._feature_names.update(name for name in profile.features if name not in OUTPUT_COLUMNS)
 
     def _build_reference(self) -> None:
@@ -293,9 +297,7 @@ class VersionMonitor:
         if self.retrain.deployed_at is None:
             self.retrain.deployed_at = float(ts[0])
         out_of_range = self._out_of_range(batch)
-        columns = {name: batch.feature_values(name) for name in batch.features}
-        columns[PREDICTION] = batch.prediction
-        columns[SCORE] = [None if v != v else v for v in batch.score.tolist()]
+        columns = {**batch.features, PREDICTION: batch.prediction, SCORE: batch.score}   # arrays stay arrays
         segment_rows = batch.segment_rows()
         classification = batch.prediction if self.task == "classification" else None
         pending_labels = sorted(labels, key=lambda item: item[0])
@@ -419,12 +421,18 @@ class VersionMonitor:
     def _window_bounds(self) -> dict:
         return self.open.bounds(self.partition)
 
-    def _converted(self, columns: dict) -> dict:
-        """The window's columns, those the reference knows as :class:`WindowColumn`: every
-        check of the window (drift, data quality, domain classifier) shares one conversion."""
+    def _converted(self) -> tuple:
+        """The window's columns as its checks take them, and as raw values (CBPE reads the
+        predictions): those the reference knows as :class:`WindowColumn`, shared by every check
+        of the window (drift, data quality, domain classifier). A typed buffer gives them from its
+        arrays; rows held as lists (a window restored from an old checkpoint) are converted."""
+        rows = self.open.rows
+        if isinstance(rows, WindowBuffer):
+            return rows.window_columns(), RawColumns(rows)
+        raw = rows.columns()
         kinds = self.reference.features
         return {name: WindowColumn(values, kinds[name].value_type) if name in kinds else values
-                for name, values in columns.items()}
+                for name, values in raw.items()}, raw
 
     def close_window(self) -> list:
         """Test the window, return what it found, and start the next one.
@@ -463,8 +471,7 @@ class VersionMonitor:
 
     def _test_window(self) -> list:
         window, alerts = self.open, self.alerts
-        raw = window.rows.columns()
-        columns = self._converted(raw)
+        columns, raw = self._converted()
         active_gaps = alerts.active("fairness")
         found = self.tests.run(self.reference, raw, columns, self.window_settings, window, self.performance,
                                self.segments, active_gaps, self.outcomes.latency, self.counts)

@@ -39,6 +39,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from detectors.base import json_safe
+from detectors.category_codes import CategoryCodes
 from detectors.summary import summarize, summarize_present
 from detectors.values import TYPES, BOOL_TEXT, as_boolean, bool_text, infer_type
 
@@ -161,6 +162,11 @@ def to_column(values, kind: str) -> np.ndarray:
             out[:] = [as_boolean(v) for v in seq]
         return out
     raise ValueError(f"unknown kind {kind!r}; expected one of {TYPES}")
+
+
+def _joint_column(column: np.ndarray, kind: str):
+    """A converted column as the joint sample keeps it: categorical as codes (2 bytes a value)."""
+    return column if kind == "numeric" else CategoryCodes.of(column)
 
 
 def _present_counts(column: np.ndarray) -> Counter:
@@ -447,7 +453,8 @@ class ReferenceProfile:
     n: int = 0
     n_bins: int = N_BINS
     max_sample: int = MAX_SAMPLE
-    joint_sample: dict[str, np.ndarray] | None = None  # same rows for every feature (multivariate tests)
+    # same rows for every feature (multivariate tests): numeric float64, categorical as codes
+    joint_sample: dict[str, np.ndarray | CategoryCodes] | None = None
     # "attribute=value" -> the profile of that segment value's reference rows (those with enough rows)
     segments: dict | None = None
     segment_sizes: dict | None = None  # "attribute=value" -> reference rows, for every value seen
@@ -492,7 +499,7 @@ class ReferenceProfile:
         if joint_sample_size and n:
             rows = np.random.default_rng(0).permutation(n)[:joint_sample_size]
             rows.sort()
-            joint = {name: to_column(values, fp.value_type)[rows]
+            joint = {name: _joint_column(to_column(values, fp.value_type)[rows], fp.kind)
                      for (name, values), fp in zip(columns.items(), features.values())}
         profile = cls(features=features, reference_id=reference_id, n=n, n_bins=n_bins, max_sample=max_sample,
                       joint_sample=joint)
@@ -524,7 +531,9 @@ class ReferenceProfile:
             "n_bins": int(self.n_bins),
             "max_sample": int(self.max_sample),
             "features": {name: fp.to_dict() for name, fp in self.features.items()},
-            "joint_sample": None if self.joint_sample is None else json_safe(self.joint_sample),
+            "joint_sample": None if self.joint_sample is None else json_safe(
+                {name: column.tolist() if isinstance(column, CategoryCodes) else column
+                 for name, column in self.joint_sample.items()}),
             "segments": None if self.segments is None else {k: v.to_dict() for k, v in self.segments.items()},
             "segment_sizes": self.segment_sizes,
         }
@@ -538,7 +547,8 @@ class ReferenceProfile:
             n_bins=int(d.get("n_bins", N_BINS)),
             max_sample=int(d.get("max_sample", MAX_SAMPLE)),
             joint_sample=None if d.get("joint_sample") is None else {
-                name: to_column(values, d["features"][name]["kind"]) for name, values in d["joint_sample"].items()},
+                name: _joint_column(to_column(values, d["features"][name]["kind"]), d["features"][name]["kind"])
+                for name, values in d["joint_sample"].items()},
             segments=None if d.get("segments") is None else {
                 key: cls.from_dict(sub) for key, sub in d["segments"].items()},
             segment_sizes=None if d.get("segment_sizes") is None else {

@@ -2,13 +2,18 @@
 when it is due to close (by size, by event time, or by wall-clock ticks). Pure: no I/O.
 
 Per-event work is an append to the column buffer; the window's tests run once at its close
-(:mod:`detectors.window_tests`).
+(:mod:`detectors.window_tests`). Once the version has its reference, the window's rows are a
+:class:`detectors.window_buffer.WindowBuffer` (typed arrays); :class:`ColumnBuffer` (lists of
+raw values) holds the rows before the reference exists, and is what checkpoints written before
+the typed buffer hold (:meth:`OpenWindow.adopt` moves them into one).
 """
 from __future__ import annotations
 
 from operator import itemgetter
 
 import numpy as np
+
+from detectors.window_buffer import WindowBuffer
 
 
 class ColumnBuffer:
@@ -63,12 +68,15 @@ class ColumnBuffer:
         self._rows = []
 
     def extend(self, columns: dict, n: int) -> None:
-        """Append ``n`` rows given as columns (name -> list of ``n`` values): one list extend per
-        name, no dict per row. A name the buffer has not seen gets None for the rows before."""
+        """Append ``n`` rows given as columns (name -> list of ``n`` values, or a float64 array with
+        NaN for missing): one list extend per name, no dict per row. A name the buffer has not
+        seen gets None for the rows before."""
         if self._rows:
             self._fold()
         before = self.n
         for name, values in columns.items():
+            if isinstance(values, np.ndarray):
+                values = [None if v != v else v for v in values.tolist()] if values.dtype.kind == "f" else values.tolist()
             column = self._columns.get(name)
             if column is None:
                 column = self._columns[name] = [None] * before
@@ -114,6 +122,12 @@ class OpenWindow:
     @property
     def n(self) -> int:
         return self.rows.n
+
+    def adopt(self, reference, limit: int) -> None:
+        """Rows held as lists (:class:`ColumnBuffer`) moved into a :class:`WindowBuffer` typed by
+        ``reference``; ``limit`` is the window size (the capacity its arrays grow to)."""
+        if isinstance(self.rows, ColumnBuffer):
+            self.rows = WindowBuffer.from_columns(reference, limit, self.rows.columns(), self.rows.n)
 
     def append(self, row: dict, segment, ts: float, offset) -> None:
         """One row (the row-by-row path)."""
