@@ -152,7 +152,7 @@ class VersionMonitor:
         version.last_window = state["last_window"]
         version.window_test_seconds = BucketCounts.from_state(state["window_test_seconds"])
         version.closed_windows = list(state["closed_windows"])
-        version.open = OpenWindow.from_state(state["open"])
+        version.open = OpenWindow.from_state(state["open"], version.reference, settings.window_size)
         version.tests = WindowTests.from_state(state["tests"], settings, version.window_settings)
         version.performance = PerformanceWatch.from_state(state["performance"], settings, counts)
         version.outcomes = OutcomeWatch.from_state(state["outcomes"], settings, version.window_settings)

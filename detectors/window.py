@@ -201,19 +201,29 @@ class OpenWindow:
 
     # -- checkpoint (detectors.monitor_state): public fields only -----------------------------
     def to_state(self) -> dict:
-        """Plain data: the rows as columns (name -> values, as ``rows.columns()`` gives them: not
-        copied), their segments coded (:mod:`detectors.state_values`), the window's bounds."""
+        """Plain data: the rows as the typed buffer's arrays (``typed``) or, before the reference,
+        as columns of raw values (``columns``: not copied); their segments coded
+        (:mod:`detectors.state_values`), the window's bounds. The reference is not in it."""
         from detectors.state_values import encode
-        return {"columns": self.rows.columns(), "n": self.rows.n, "segments": encode(self.segments),
+        rows = ({"typed": self.rows.typed_state()} if isinstance(self.rows, WindowBuffer)
+                else {"columns": self.rows.columns(), "n": self.rows.n})
+        return {**rows, "segments": encode(self.segments),
                 "index": self.index, "start": self.start, "end": self.end, "offsets": list(self.offsets),
                 "first_tick": self.first_tick, "first_tick_window": self.first_tick_window,
                 "out_of_range": self.out_of_range}
 
     @classmethod
-    def from_state(cls, state: dict) -> "OpenWindow":
+    def from_state(cls, state: dict, reference=None, limit: int = 0) -> "OpenWindow":
+        """The window :meth:`to_state` recorded; ``reference`` and ``limit`` (the window size) type
+        its rows once the version has a reference."""
         from detectors.state_values import decode
         window = cls()
-        window.rows.extend(state["columns"], state["n"])
+        if "typed" in state:
+            window.rows = WindowBuffer.from_typed_state(reference, limit, state["typed"])
+        else:
+            window.rows.extend(state["columns"], state["n"])
+            if reference is not None:
+                window.adopt(reference, limit)
         window.segments = decode(state["segments"])
         window.index, window.start, window.end = state["index"], state["start"], state["end"]
         window.offsets = list(state["offsets"])

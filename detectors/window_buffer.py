@@ -382,21 +382,28 @@ class WindowBuffer:
         self._capacity = 0
 
     # -- checkpoints -----------------------------------------------------------------
-    def __getstate__(self) -> dict:
-        """The arrays up to ``n`` (and the levels the window added), not their spare capacity."""
+    def typed_state(self) -> dict:
+        """The arrays up to ``n`` (and the levels the window added), not their spare capacity, nor
+        the reference (a checkpoint stores it apart: :meth:`detectors.window.OpenWindow.to_state`)."""
         if self._rows:
             self._fold()
-        return {"reference": self.reference, "limit": self.limit, "n": self.n,
-                "data": {name: column.state(self.n) for name, column in self._data.items()},
+        return {"n": self.n, "data": {name: column.state(self.n) for name, column in self._data.items()},
                 "extra": self._extra}
 
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["reference"], state["limit"])
-        n = self.n = state["n"]
-        self._capacity = n
+    @classmethod
+    def from_typed_state(cls, reference, limit: int, state: dict) -> "WindowBuffer":
+        buffer = cls(reference, limit)
+        n = buffer.n = buffer._capacity = state["n"]
         for name, saved in state["data"].items():
-            self._data[name].restore(saved, n, n)
-        self._extra = state["extra"]
+            buffer._data[name].restore(saved, n, n)
+        buffer._extra = state["extra"]
+        return buffer
+
+    def __getstate__(self) -> dict:
+        return {"reference": self.reference, "limit": self.limit, **self.typed_state()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(self.from_typed_state(state["reference"], state["limit"], state).__dict__)
 
 
 class RawColumns(Mapping):

@@ -132,6 +132,24 @@ def test_a_monitor_restored_from_its_state_goes_on_identically():
     assert emitted.count("alert") >= 5 and "retrain" in emitted
 
 
+def test_a_typed_open_window_is_restored_typed_without_its_reference():
+    """A window half open in the typed buffer is stored as its arrays (no reference inside: the
+    stream layer stores references apart) and comes back typed, row for row."""
+    from detectors.window_buffer import WindowBuffer
+    settings = ModelSettings(**OUTCOME_SETTINGS)
+    predictions, labels = outcome_stream(0, 2450, seed=21, shift_from=1800, slow_from=2000)
+    monitor = ModelMonitor("m", settings, "cfg")
+    feed(monitor, predictions, labels)
+    version = next(iter(monitor.versions.values()))
+    assert isinstance(version.open.rows, WindowBuffer) and version.open.n > 0
+    state = version.open.to_state()
+    assert "typed" in state and not any(isinstance(leaf, ReferenceProfile) for _, leaf in _leaves(state))
+    back = restored(monitor)
+    rows = next(iter(back.versions.values())).open.rows
+    assert isinstance(rows, WindowBuffer) and rows.n == version.open.n
+    assert _plain(rows.columns()) == _plain(version.open.rows.columns())
+
+
 def test_shared_counts_and_settings_stay_shared_after_a_restore():
     monitor = restored(_fixture_monitor())
     for version in monitor.versions.values():
