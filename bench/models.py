@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -333,7 +334,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default="models", help="results file name in bench/results (no .json)")
     args = ap.parse_args(argv)
 
-    result = {"command": "python -m bench.models " + " ".join(argv or []) if argv is not None else None,
+    result = {"command": "python -m bench.models " + " ".join(sys.argv[1:] if argv is None else argv),
               "warmup": warmup_cpu(args.reference, args.window)}
     print("warm-up per model version:", result["warmup"])
     with common.services() as (broker, redis):
