@@ -4,7 +4,8 @@ The probe is one extra Faust task that samples the worker's own counters
 (``DriftlineApp.worker.counts``, streams.app) every 5 ms and writes them, with wall-clock
 times, to ``$BENCH_PROBE``: first/last time a prediction was processed, and the
 counts. With ``BENCH_PROFILE=path`` it also runs cProfile from the first
-processed prediction until ``BENCH_PROFILE_UNTIL`` predictions were processed.
+processed prediction (or from ``BENCH_PROFILE_FROM`` predictions: after the references are
+built, the steady state) until ``BENCH_PROFILE_UNTIL`` predictions were processed.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def main() -> None:
 
     probe_path = os.environ["BENCH_PROBE"]
     profile_path = os.environ.get("BENCH_PROFILE")
+    profile_from = int(os.environ.get("BENCH_PROFILE_FROM", "1"))
     profile_until = int(os.environ.get("BENCH_PROFILE_UNTIL", "0"))
 
     def write(state: dict) -> None:
@@ -48,6 +50,7 @@ def main() -> None:
     async def bench_probe() -> None:
         state = {"pid": os.getpid(), "first": None, "last_change": None, "counts": {}}
         profiler = None
+        profiling_started = False
         seen = (0, 0)
         last_write = 0.0
         while True:
@@ -57,11 +60,12 @@ def main() -> None:
             if current != seen:
                 if state["first"] is None and counts["predictions"]:
                     state["first"] = now
-                    if profile_path:
-                        import cProfile
+                if profile_path and not profiling_started and counts["predictions"] >= profile_from:
+                    import cProfile
 
-                        profiler = cProfile.Profile()
-                        profiler.enable()
+                    profiling_started = True
+                    profiler = cProfile.Profile()
+                    profiler.enable()
                 state["last_change"] = now
                 seen = current
             if profiler is not None and counts["predictions"] >= profile_until:

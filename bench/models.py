@@ -1,10 +1,11 @@
 """Issue 16: what each monitored model version costs one worker.
 
     python -m bench.models [--models 100] [--rate 10] [--seconds 120] [--framing 10]
-                           [--window 250] [--reference 500] [--no-single]
+                           [--window 250] [--reference 500] [--no-single] [--out models]
 
 N model versions (20 features each: 10 numeric, 10 categorical; a score and a label
-for every prediction) send ``--rate`` predictions per second each, in real time, as
+for every prediction, every event drawn fresh from one stationary distribution, seeded:
+no window repeats another) send ``--rate`` predictions per second each, in real time, as
 micro-batches of ``--framing`` events per message, for ``--seconds``; every label
 follows its prediction in the same second. Event timestamps are the wall-clock send
 times, so a window's event-time end is when its last event was sent.
@@ -19,7 +20,10 @@ the same total rate, one after the other on the same broker:
 - the worker's RSS once idle after start-up and at the end, and the growth per model;
 - bytes written to the worker's changelog topic (its checkpoints) against the bytes of
   input (prediction and label messages);
-- worker CPU (user + system, /proc) per prediction while the traffic ran;
+- worker CPU (user + system, /proc) per prediction while the traffic ran, and from when
+  every version's reference is built (1.1 x models x ``--reference`` predictions) to the end:
+  the steady state, without the warm-up of N references;
+- the load average before and after each case (the machine may be shared);
 - the delay from a window's last event to its test: the window history in Redis is
   polled every 0.25 s and a new entry's event-time end is subtracted from when it
   appeared (a bound: up to 0.25 s of it is the polling).
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -89,7 +94,7 @@ class Traffic(threading.Thread):
         self.models, self.rate, self.framing, self.seconds = models, rate, framing, seconds
         self.input_bytes = self.predictions = 0
         self.error: BaseException | None = None
-        self.pool = common.predictions(5000, model="pool", seed=3)   # features reused, ids made unique
+        self.events = FreshEvents(seed=3)
 
     def run(self) -> None:
         try:
@@ -110,21 +115,12 @@ class Traffic(threading.Thread):
         self.producer.poll(0)
 
     def _run(self) -> None:
-        pool_preds, pool_labels = self.pool
-        start, tick, k = time.time(), 0, 0
+        start, tick = time.time(), 0
         while tick < self.seconds:
             due = start + tick
             if due > time.time():
                 time.sleep(due - time.time())
-            now = time.time()
-            preds, labels = [], []
-            for model in self.models:
-                for _ in range(self.rate):
-                    j = k % len(pool_preds)
-                    pid = f"{model}-{k}"
-                    preds.append({**pool_preds[j], "prediction_id": pid, "model": model, "timestamp": now})
-                    labels.append({**pool_labels[j], "prediction_id": pid, "model": model, "timestamp": now})
-                    k += 1
+            preds, labels = self.events.second(self.models, self.rate, tick, time.time())
             self._send(self.topics[0], preds)
             self._send(self.topics[1], labels)
             self.predictions += len(preds)
@@ -132,6 +128,39 @@ class Traffic(threading.Thread):
         left = self.producer.flush(120)
         if left:
             raise RuntimeError(f"{left} messages left undelivered")
+
+
+class FreshEvents:
+    """Every model's predictions and labels for one second, drawn fresh from one stationary
+    distribution (the 20 features of ``common.feature_matrix``, the score and label of
+    ``common.predictions``), seeded: no window repeats another, so a false alarm is one.
+
+    One numpy draw per second for all models; the per-event work is building the dicts."""
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.probabilities = np.array([0.4, 0.25, 0.15, 0.12, 0.08])
+
+    def second(self, models: list[str], rate: int, tick: int, now: float) -> tuple[list, list]:
+        n = len(models) * rate
+        numeric = self.rng.normal(size=(n, common.N_NUMERIC))
+        cats = common.LEVELS[self.rng.choice(len(common.LEVELS), size=(n, common.N_CATEGORICAL),
+                                             p=self.probabilities)].tolist()
+        score = (1 / (1 + np.exp(-(numeric[:, 0] + 0.5 * numeric[:, 1])))).round(6)
+        label = (self.rng.random(n) < score).tolist()
+        num_rows, scores = numeric.round(6).tolist(), score.tolist()
+        preds, labels = [], []
+        numeric_names, categorical_names = common.NUMERIC, common.CATEGORICAL
+        for i in range(n):
+            model = models[i // rate]
+            pid = f"{model}-{tick}-{i % rate}"
+            features = dict(zip(numeric_names, num_rows[i]))
+            features.update(zip(categorical_names, cats[i]))
+            s = scores[i]
+            preds.append({"prediction_id": pid, "model": model, "model_version": "1", "timestamp": now,
+                          "prediction": int(s >= 0.5), "score": s, "features": features})
+            labels.append({"prediction_id": pid, "model": model, "label": int(label[i]), "timestamp": now})
+        return preds, labels
 
 
 class HistoryWatch(threading.Thread):
@@ -176,6 +205,28 @@ class HistoryWatch(threading.Thread):
         return sum(self.seen)
 
 
+class CpuSampler(threading.Thread):
+    """The worker's CPU seconds against its count of predictions, every 0.5 s: the CPU per
+    prediction once every version's reference is built (the warm-up is reported apart)."""
+
+    def __init__(self, worker):
+        super().__init__(daemon=True)
+        self.worker, self.samples, self.stop = worker, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            count = self.worker.read_probe().get("counts", {}).get("predictions")
+            if count is not None:
+                self.samples.append((cpu_seconds(self.worker.pid), count))
+
+    def per_prediction(self, after: float) -> float | None:
+        steady = [(cpu, n) for cpu, n in self.samples if n >= after]
+        if len(steady) < 2 or steady[-1][1] == steady[0][1]:
+            return None
+        (cpu0, n0), (cpu1, n1) = steady[0], steady[-1]
+        return round(1e6 * (cpu1 - cpu0) / (n1 - n0), 1)
+
+
 def changelog_bytes(broker_url: str, app_id: str) -> tuple[int, int, str]:
     """(records, bytes) on the worker's state changelog topic, read from the start until idle."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
@@ -214,6 +265,7 @@ def run_case(broker, redis, models: int, rate: int, framing: int, seconds: float
     common.create_topics(broker.url, [common.topic_of(env, w) for w in
                                       ("predictions", "labels", "alerts", "retrain", "deadletter")])
     names = [f"m{i:04d}" for i in range(models)]
+    load_before = _load_average()
     worker = common.Child("bench._worker", env, tag="models-worker")
     try:
         worker.wait_probe(lambda p: p.get("written") is not None, timeout=120)
@@ -222,7 +274,9 @@ def run_case(broker, redis, models: int, rate: int, framing: int, seconds: float
         watch = HistoryWatch(redis.url, env["DRIFTLINE_APP_ID"], names)
         watch.start()
         traffic = Traffic(broker.url, env, names, rate, framing, seconds)
+        sampler = CpuSampler(worker)
         t0 = time.monotonic()
+        sampler.start()
         traffic.start()
         traffic.join()
         if traffic.error:
@@ -235,6 +289,8 @@ def run_case(broker, redis, models: int, rate: int, framing: int, seconds: float
         elapsed = time.monotonic() - t0
         cpu = cpu_seconds(worker.pid) - cpu0
         rss_end = worker.rss_kib()
+        sampler.stop.set()
+        sampler.join()
         watch.stop.set()
         watch.join()
     finally:
@@ -246,13 +302,20 @@ def run_case(broker, redis, models: int, rate: int, framing: int, seconds: float
         "predictions": sent, "processed": probe["counts"].get("predictions"),
         "elapsed_s": round(elapsed, 2),
         "worker_cpu_s": round(cpu, 2), "cpu_us_per_prediction": round(1e6 * cpu / sent, 1),
+        "cpu_us_per_prediction_after_warmup": sampler.per_prediction(after=1.1 * models * reference),
         "rss_idle_mib": round(rss_idle / 1024, 1), "rss_end_mib": round(rss_end / 1024, 1),
         "rss_per_model_mib": round((rss_end - rss_idle) / 1024 / models, 3),
         "input_bytes": traffic.input_bytes, "changelog_records": records, "changelog_bytes": size,
         "changelog_topics": topics, "changelog_over_input": round(size / traffic.input_bytes, 3),
         "windows_tested": watch.windows,
+        "load_average": {"before": load_before, "after": _load_average()},
         "window_delay_s": {"p50": _pct(delays, 50), "p99": _pct(delays, 99), "max": delays[-1] if delays else None},
     }
+
+
+def _load_average() -> list[float]:
+    """The machine's 1, 5 and 15-minute load averages (the machine is shared: figures need them)."""
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
 def _pct(values: list, q: float):
@@ -268,9 +331,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--window", type=int, default=250)
     ap.add_argument("--reference", type=int, default=500)
     ap.add_argument("--no-single", action="store_true", help="skip the one-model comparison run")
+    ap.add_argument("--out", default="models", help="results file name in bench/results (no .json)")
     args = ap.parse_args(argv)
 
-    result = {"command": "python -m bench.models " + " ".join(argv or []) if argv is not None else None,
+    result = {"command": "python -m bench.models " + " ".join(sys.argv[1:] if argv is None else argv),
               "warmup": warmup_cpu(args.reference, args.window)}
     print("warm-up per model version:", result["warmup"])
     with common.services() as (broker, redis):
@@ -283,7 +347,10 @@ def main(argv=None) -> dict:
             print("single:", result["single"])
             result["cpu_ratio_many_over_single"] = round(
                 result["many"]["cpu_us_per_prediction"] / result["single"]["cpu_us_per_prediction"], 2)
-    common.save("models", result)
+            many, single = (result[k]["cpu_us_per_prediction_after_warmup"] for k in ("many", "single"))
+            if many and single:
+                result["cpu_ratio_after_warmup"] = round(many / single, 2)
+    common.save(args.out, result)
     return result
 
 

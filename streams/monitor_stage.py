@@ -161,12 +161,28 @@ class MonitorStage:
         await (await self.deadletter_topic.send(key=event.key, value=orjson.dumps(record)))
         await worker.dedup.mark_delivered(record["deadletter_id"])
 
-    def models_to_tick(self) -> list[str]:
-        """Models idle for ``tick_seconds`` with something pending (an open window, or state not
-        yet checkpointed): each gets an event-time tick through the internal topic, so idle windows
-        close and replays stay deterministic."""
+    def models_to_tick(self, now: float | None = None) -> list[str]:
+        """Models idle for ``tick_seconds`` to which a tick at wall-clock ``now`` means something:
+        state not yet checkpointed (the tick lets it be saved and its partition's acks pass), or
+        an open window that a tick starts the clock of or closes (:func:`_tick_matters`). Each
+        gets an event-time tick through the internal topic, so idle windows close and replays
+        stay deterministic; an idle model whose window is merely waiting costs no tick (and no
+        checkpoint) between the tick that starts its clock and the one that closes it."""
         worker = self.worker
+        now = time.time() if now is None else now
         idle_since = time.monotonic() - self.settings.tick_seconds
         return [model for model, (_partition, mon) in list(worker.monitors.items())
                 if worker.last_event_at.get(model, 0.0) <= idle_since
-                and (model in worker.dirty or any(v.window.n for v in mon.versions.values()))]
+                and (model in worker.dirty or any(_tick_matters(v, now) for v in mon.versions.values()))]
+
+
+def _tick_matters(version, now: float) -> bool:
+    """Whether a tick at ``now`` changes ``version``'s state (detectors.window.OpenWindow.due_by_tick):
+    its open window's first tick (the clock of a window open across ticks), or the tick that closes it."""
+    window = version.open
+    if version.reference is None or not window.rows.n:
+        return False
+    if window.first_tick is None or window.first_tick_window != window.index:
+        return True
+    settings = version.settings
+    return now - window.first_tick >= settings.window_seconds and window.rows.n >= settings.min_window_size

@@ -324,3 +324,29 @@ def test_only_idle_models_with_something_pending_get_a_tick():
     side.worker.last_event_at["m"] -= 6.0
     asyncio.run(side.worker.commit(force=True))
     assert side.stage.models_to_tick() == ["m"]  # checkpointed, but its first window is open (100 of 250)
+
+
+def test_an_idle_model_whose_window_waits_gets_no_tick_until_the_one_that_closes_it():
+    """Issue 16: idle models cost no timer work. A tick that changes nothing (the window's clock
+    already started, not yet due) is not sent: before, every idle model with an open window got
+    one every tick_seconds, each forcing a whole checkpoint."""
+    journal, dedup = [], Dedup()
+    defaults = ModelSettings().merged({**MODEL_SETTINGS, "window_seconds": 3600.0})
+    side = Side(Table(journal), journal, dedup, settings=_settings(tick_seconds=5.0, defaults=defaults))
+    side.handle(side.event(i, v) for i, v in enumerate(internal_messages(predictions(600))))
+    version = side.worker.monitors["m"][1].versions["1"]
+    assert version.window.n == 100 and version.reference is not None
+    side.worker.last_event_at["m"] -= 6.0
+    asyncio.run(side.worker.commit(force=True))
+    t0, offset = 1_000.0, 12
+    assert side.stage.models_to_tick(t0) == ["m"]              # the first tick starts the window's clock
+    side.handle([side.event(offset, orjson.dumps({"tick": t0}))])
+    asyncio.run(side.worker.commit())
+    assert side.worker.dirty == set() and version.open.first_tick == t0
+    checkpoints = side.worker.counts["checkpoints"]
+    for later in (5.0, 1800.0, 3599.9):                              # waiting: nothing to tick
+        assert side.stage.models_to_tick(t0 + later) == []
+    assert side.stage.models_to_tick(t0 + 3600.0) == ["m"]        # due: the tick that closes it
+    side.handle([side.event(offset + 1, orjson.dumps({"tick": t0 + 3600.0}))])
+    assert version.window.n == 0 and version.counts["windows"] == 1
+    assert side.worker.counts["checkpoints"] == checkpoints      # no checkpoint in between
