@@ -66,10 +66,6 @@ class _Tail:
             self.rows = np.concatenate((self.rows[max(0, len(self.rows) + len(rows) - self.size):], rows))
 
 
-def _flags_or_floats(rows: np.ndarray) -> np.ndarray:
-    return rows.astype(np.bool_) if ((rows == 0.0) | (rows == 1.0)).all() else rows
-
-
 class ClassificationMetrics:
     """Accuracy, F1 (positive class ``True``), ROC AUC and log loss overall; accuracy, F1 and
     log loss over the last ``window`` labels (log loss: the last ``window`` with a probability).
@@ -111,11 +107,10 @@ class ClassificationMetrics:
     TAILS = {"outcomes": "_outcomes", "losses": "_losses"}
 
     def to_state(self) -> dict:
-        """Counts and sums, and the rolling tails as 2-d arrays (labels staged are counted first); a
-        tail of 0/1 flags (correct, true positive, ...) as bools, an eighth of its float64 bytes."""
+        """Counts and sums, and the rolling tails as 2-d arrays (labels staged are counted first)."""
         self._fold()
         return {"task": self.TASK, **{name: getattr(self, name) for name in self.STATE},
-                **{name: _flags_or_floats(getattr(self, attr).rows) for name, attr in self.TAILS.items()}}
+                **{name: getattr(self, attr).rows for name, attr in self.TAILS.items()}}
 
     @classmethod
     def from_state(cls, state: dict):
@@ -123,7 +118,7 @@ class ClassificationMetrics:
         for name in cls.STATE:
             setattr(suite, name, state[name])
         for name, attr in cls.TAILS.items():
-            getattr(suite, attr).rows = np.asarray(state[name], dtype=np.float64)
+            getattr(suite, attr).rows = state[name]
         return suite
 
     def update(self, y_true: list, y_pred: list, scores) -> None:
