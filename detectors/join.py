@@ -57,10 +57,11 @@ class LabelJoin:
         n = len(batch)
         pending, early = self.pending, self.early
         ts = batch.ts
+        times = ts.tolist()
         start, clocks, first = 0, self.source_clocks, not self.source_clocks
         for source, count in batch.sources or [(None, n)]:
             if count:
-                newest = float(ts[start:start + count].max())
+                newest = max(times[start:start + count])
                 if newest > clocks.get(source, float("-inf")):
                     clocks[source] = newest
             start += count
@@ -69,7 +70,6 @@ class LabelJoin:
                 label[1] = self.watermark
         clock = self.clock        # max prediction time, of the rows kept
         by_version: dict = {}     # name -> [rows, early labels as (position, label, clock)]
-        times = ts.tolist()
         scores = batch.score.tolist()
         segment_rows = batch.segment_rows()
         for index, pid in enumerate(batch.ids):
