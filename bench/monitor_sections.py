@@ -35,6 +35,7 @@ def main(argv=None) -> None:
     import detectors.domain_classifier as domain
     import detectors.monitor as monitor
     import detectors.quality as quality
+    import detectors.window_tests as window_tests
 
     spent: collections.Counter = collections.Counter()
     order: list[str] = []
@@ -53,8 +54,8 @@ def main(argv=None) -> None:
 
     for owner, name, label in (
             (monitor.VersionMonitor, "close_window", "window close (all of it)"),
-            (monitor, "evaluate_window", "- evaluate_window (20 features + 2 outputs)"),
-            (monitor.VersionMonitor, "_segment_drift", "- segment drift"),
+            (window_tests, "evaluate_window", "- evaluate_window (20 features + 2 outputs)"),
+            (window_tests.WindowTests, "segment_drift", "- segment drift"),
             (domain.DomainClassifier, "test", "- domain classifier"),
             (quality.DataQuality, "check", "- data quality"),
             (monitor.VersionMonitor, "_converted", "- window columns converted"),

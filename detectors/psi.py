@@ -9,6 +9,8 @@ from detectors.histogram import histograms
 
 __all__ = ["PopulationStabilityIndex", "psi"]
 
+_STR = frozenset({str})
+
 
 def psi(reference_counts: np.ndarray, current_counts: np.ndarray, pseudo_count: float = 0.5) -> float:
     """``sum((q - p) * ln(q / p))`` over bins, with ``pseudo_count`` added to every bin of both sides.
@@ -60,10 +62,16 @@ class PopulationStabilityIndex(Estimator):
 
     def test(self, feature_profile, values) -> DriftResult:
         labels, ref, cur = histograms(feature_profile, values)
-        evidence = {"n_reference": int(ref.sum()), "n_current": int(cur.sum()), "bins": labels[:50],
-                    "reference_fractions": (ref / max(ref.sum(), 1))[:50], "current_fractions": (cur / max(cur.sum(), 1))[:50]}
-        if cur.sum() == 0 or ref.sum() == 0:
+        n_ref, n_cur = int(ref.sum()), int(cur.sum())
+        bins = labels[:50]
+        # Already what json_safe would make of it (bin labels and categories are str; the
+        # fractions are finite floats): built as such instead of walked value by value.
+        evidence = {"n_reference": n_ref, "n_current": n_cur,
+                    "bins": bins if _STR.issuperset(map(type, bins)) else json_safe(bins),
+                    "reference_fractions": (ref[:50] / max(n_ref, 1)).tolist(),
+                    "current_fractions": (cur[:50] / max(n_cur, 1)).tolist()}
+        if n_cur == 0 or n_ref == 0:
             return empty_result(self.name, feature_profile.name, self.threshold, "statistic", "no non-missing values", evidence)
         value = psi(ref, cur, self.pseudo_count)
         return DriftResult(self.name, feature_profile.name, value, None, self.threshold, "statistic",
-                           bool(value > self.threshold), effect_size=value, effect_name="psi", evidence=json_safe(evidence))
+                           bool(value > self.threshold), effect_size=value, effect_name="psi", evidence=evidence)
