@@ -15,11 +15,12 @@ import argparse
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
 
 import orjson
+
+from bench.common import extract_tree, run_json, short_rev
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "bench" / "_checkpoint_cost_run.py"
@@ -27,9 +28,7 @@ SCENARIOS = ("default", "delayed", "outcomes")
 
 
 def run(core: str, scenario: str, repeats: int) -> dict:
-    done = subprocess.run([sys.executable, str(RUNNER), core, scenario, str(repeats)], check=True,
-                          capture_output=True, text=True, cwd=str(ROOT))
-    return orjson.loads(done.stdout.strip().splitlines()[-1])
+    return run_json(RUNNER, core, scenario, repeats)
 
 
 def main(argv=None) -> None:
@@ -39,16 +38,12 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "checkpoint_cost.json"))
     args = ap.parse_args(argv)
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    base = subprocess.run(["git", "rev-parse", "--short", args.baseline_ref], capture_output=True, text=True,
-                          cwd=ROOT).stdout.strip()
+    head, base = short_rev("HEAD"), short_rev(args.baseline_ref)
     results = {"command": "python -m bench.checkpoint_cost " + " ".join(argv or sys.argv[1:]),
                "baseline": f"{args.baseline_ref} ({base})", "this": head, "runs": args.runs,
                "repeats": args.repeats, "load_before": os.getloadavg(), "scenarios": {}}
     with tempfile.TemporaryDirectory(prefix="checkpoint-cost-") as tmp:
-        archive = subprocess.run(["git", "archive", args.baseline_ref, "detectors", "streams"], capture_output=True,
-                                 check=True, cwd=ROOT).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        extract_tree(args.baseline_ref, tmp, "detectors", "streams")
         for scenario in SCENARIOS:
             runs = {"baseline": [], "this": []}
             for _ in range(args.runs):

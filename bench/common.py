@@ -46,6 +46,25 @@ def source() -> str:
     return str(ROOT)
 
 
+def short_rev(ref: str) -> str:
+    """``ref``'s short commit hash in this repository."""
+    return subprocess.run(["git", "rev-parse", "--short", ref], capture_output=True, text=True,
+                          cwd=ROOT).stdout.strip()
+
+
+def extract_tree(ref: str, into: str, *paths: str) -> None:
+    """The ``paths`` of commit ``ref`` written under ``into`` (a baseline to run side by side)."""
+    archive = subprocess.run(["git", "archive", ref, *paths], capture_output=True, check=True, cwd=ROOT).stdout
+    subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
+
+
+def run_json(runner: Path, *args) -> dict:
+    """Run a bench runner script in a child process; its last stdout line is its JSON result."""
+    done = subprocess.run([sys.executable, str(runner), *map(str, args)], check=True,
+                          capture_output=True, text=True, cwd=str(ROOT))
+    return orjson.loads(done.stdout.strip().splitlines()[-1])
+
+
 def machine() -> dict:
     cpu = "unknown"
     with contextlib.suppress(OSError):

@@ -19,20 +19,19 @@ import argparse
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
 
 import orjson
+
+from bench.common import extract_tree, run_json, short_rev
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "bench" / "_monitor_cost_run.py"
 
 
 def run(core: str, batch: int, n: int, seed: int) -> dict:
-    done = subprocess.run([sys.executable, str(RUNNER), core, str(batch), str(n), str(seed)], check=True,
-                          capture_output=True, text=True, cwd=str(ROOT))
-    return orjson.loads(done.stdout.strip().splitlines()[-1])
+    return run_json(RUNNER, core, batch, n, seed)
 
 
 def main(argv=None) -> None:
@@ -43,16 +42,12 @@ def main(argv=None) -> None:
     ap.add_argument("--batches", default="1000,1")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "monitor_cost.json"))
     args = ap.parse_args(argv)
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    base = subprocess.run(["git", "rev-parse", "--short", args.baseline_ref], capture_output=True, text=True,
-                          cwd=ROOT).stdout.strip()
+    head, base = short_rev("HEAD"), short_rev(args.baseline_ref)
     results = {"command": "python -m bench.monitor_cost " + " ".join(argv or sys.argv[1:]),
                "baseline": f"{args.baseline_ref} ({base})", "this": head, "n": args.n, "runs": args.runs,
                "load_before": os.getloadavg(), "batches": {}}
     with tempfile.TemporaryDirectory(prefix="monitor-cost-") as tmp:
-        archive = subprocess.run(["git", "archive", args.baseline_ref, "detectors"], capture_output=True, check=True,
-                                 cwd=ROOT).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        extract_tree(args.baseline_ref, tmp, "detectors")
         for batch in map(int, args.batches.split(",")):
             runs = {"today": [], "columnar": []}
             for seed in range(args.runs):

@@ -29,8 +29,7 @@ statistic, and reported as a data-quality finding of the window.
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from detectors.alerts import Alert, build_alert, wire
+from detectors.alerts import build_alert, wire
 from detectors.base import json_safe_tree
 from detectors.buckets import DURATION_BUCKETS, BucketCounts
 from detectors.calibration import calibrate
