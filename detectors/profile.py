@@ -96,16 +96,15 @@ def _category(v) -> str | None:
 
 
 def _number(v) -> float:
-    if type(v) is float or type(v) is int:
-        x = float(v)
-    elif isinstance(v, (bool, np.bool_)):
+    """``v`` as a float, NaN where it is none: missing, not a number, infinite, or an integer
+    beyond a float's range (which ``float`` refuses with OverflowError)."""
+    if isinstance(v, (bool, np.bool_)):
         return 1.0 if v else 0.0   # a bool where a number is expected is 1/0 (detectors.values)
-    elif _is_number(v):
-        try:
-            x = float(v)
-        except OverflowError:
-            return math.nan
-    else:
+    if not (type(v) is float or type(v) is int or _is_number(v)):
+        return math.nan
+    try:
+        x = float(v)
+    except OverflowError:
         return math.nan
     return x if math.isfinite(x) else math.nan
 

@@ -71,6 +71,20 @@ class BufferedColumn(WindowColumn):
         return self._raw
 
 
+def _raw_numbers(values: np.ndarray, odd: dict) -> list:
+    """Raw values of a numeric column: NaN as None, the values the array could not hold put back."""
+    out = [None if v != v else v for v in values.tolist()]
+    for row, value in odd.items():
+        out[row] = value
+    return out
+
+
+def _raw_levels(codes: np.ndarray, levels) -> list:
+    """Raw values of a coded column (code -1: None)."""
+    table = [*levels, None]
+    return list(map(table.__getitem__, codes.tolist()))
+
+
 class _Numeric:
     """float64 values (NaN: missing or not a finite number) and, by row, the raw values that
     are neither missing nor numbers (``odd``: text, infinities; bools are 1/0 and not odd)."""
@@ -113,15 +127,13 @@ class _Numeric:
                 self.odd[start + i] = value
 
     def raw(self, n: int) -> list:
-        out = [None if v != v else v for v in self.values[:n].tolist()]
-        for row, value in self.odd.items():
-            out[row] = value
-        return out
+        return _raw_numbers(self.values[:n], self.odd)
 
     def column(self, n: int, kind: str) -> BufferedColumn:
         values = self.values[:n]
-        if self.odd:
-            return BufferedColumn(values, kind, lambda: self.raw(n))
+        if self.odd:       # this window's arrays, not the buffer's: still right after clear()
+            odd = self.odd
+            return BufferedColumn(values, kind, lambda: _raw_numbers(values, odd))
         return BufferedColumn(values, kind, lambda: values)   # no odd value: what type_mismatch_count needs
 
     def clear(self) -> None:
@@ -207,8 +219,7 @@ class _Coded:
             return len(self.code_of.levels) - 1
 
     def raw(self, n: int) -> list:
-        levels = [*self.code_of.levels, None]          # code -1 -> None
-        return list(map(levels.__getitem__, self.codes[:n].tolist()))
+        return _raw_levels(self.codes[:n], self.code_of.levels)
 
     def column(self, n: int, kind: str) -> BufferedColumn:
         convert = as_boolean if kind == "boolean" else _category
@@ -217,7 +228,8 @@ class _Coded:
             table = np.empty(len(self.levels) + 1, dtype=object)
             table[:] = [*map(convert, self.levels), None]
             converted = self._converted = (kind, table)
-        return BufferedColumn(converted[1][self.codes[:n]], kind, lambda: self.raw(n))
+        codes, levels = self.codes[:n], tuple(self.code_of.levels)   # this window's, as for _Numeric
+        return BufferedColumn(converted[1][codes], kind, lambda: _raw_levels(codes, levels))
 
     def clear(self) -> None:
         self.codes = np.empty(0, dtype=np.int16)

@@ -240,3 +240,30 @@ def test_monitor_alerts_equal_those_of_list_windows(batch):
     assert comparable(got) == comparable(want)
     assert ours.versions["1"].last_window == oracle.versions["1"].last_window
     assert ours.versions["1"].closed_windows == oracle.versions["1"].closed_windows
+
+
+def test_an_integer_beyond_a_float_is_an_odd_value_and_leaves_the_columns_aligned():
+    """10**400 cannot be a float: it is kept as a raw value (missing in the array), on both
+    paths, and every column keeps one value per row."""
+    reference = _reference()
+    rows = [{"x": 0.5, "c": "a", "new": 5}, {"x": 10 ** 400, "c": "b", "new": 6}, {"x": 1.5, "c": "a", "new": 7}]
+    by_row, by_columns = WindowBuffer(reference, 100), WindowBuffer(reference, 100)
+    for row in rows:
+        by_row.append(row)
+    by_columns.extend({name: [row[name] for row in rows] for name in ("x", "c", "new")}, 3)
+    for buffer in (by_row, by_columns):
+        columns = buffer.columns()
+        assert buffer.n == 3 and columns["new"] == [5, 6, 7] and columns["c"] == ["a", "b", "a"]
+        assert columns["x"] == [0.5, 10 ** 400, 1.5]
+        assert np.isnan(buffer.window_columns()["x"].values[1])
+
+
+def test_a_closed_windows_columns_keep_their_raw_values_after_the_buffer_is_cleared():
+    """The columns a window's tests took still read that window's raw values once the buffer
+    holds the next window's rows."""
+    buffer = WindowBuffer(_reference(), 100)
+    buffer.extend({"x": [0.5, "n/a"], "c": ["a", "zz"]}, 2)
+    closed = buffer.window_columns()
+    buffer.clear()
+    buffer.extend({"x": [7.0, "other"], "c": ["b", "yy"]}, 2)
+    assert closed["x"].raw == [0.5, "n/a"] and closed["c"].raw == ["a", "zz"]
