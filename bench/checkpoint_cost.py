@@ -18,9 +18,7 @@ import statistics
 import sys
 import tempfile
 
-import orjson
-
-from bench.common import extract_tree, run_json, short_rev
+from bench.common import extract_tree, run_json, short_rev, write_results
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "bench" / "_checkpoint_cost_run.py"
@@ -61,9 +59,7 @@ def main(argv=None) -> None:
             print(f"{scenario:>8}: checkpoint {row['baseline']['checkpoint_kib']:7.1f} -> {row['this']['checkpoint_kib']:7.1f} KiB"
                   f"   dump {row['baseline']['dump_ms_median']:6.2f} -> {row['this']['dump_ms_median']:6.2f} ms"
                   f"   load {row['baseline']['load_ms_median']:6.2f} -> {row['this']['load_ms_median']:6.2f} ms", flush=True)
-    results["load_after"] = os.getloadavg()
-    pathlib.Path(args.out).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    print(f"results -> {args.out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

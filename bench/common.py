@@ -58,6 +58,13 @@ def extract_tree(ref: str, into: str, *paths: str) -> None:
     subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
 
 
+def write_results(out: str | Path, results: dict) -> None:
+    """A side-by-side benchmark's results, with the load average at its end, written to ``out``."""
+    results["load_after"] = os.getloadavg()
+    Path(out).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    print(f"results -> {out}")
+
+
 def run_json(runner: Path, *args) -> dict:
     """Run a bench runner script in a child process; its last stdout line is its JSON result."""
     done = subprocess.run([sys.executable, str(runner), *map(str, args)], check=True,

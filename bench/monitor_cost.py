@@ -22,9 +22,7 @@ import statistics
 import sys
 import tempfile
 
-import orjson
-
-from bench.common import extract_tree, run_json, short_rev
+from bench.common import extract_tree, run_json, short_rev, write_results
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "bench" / "_monitor_cost_run.py"
@@ -61,9 +59,7 @@ def main(argv=None) -> None:
             results["batches"][str(batch)] = row
             print(f"batch {batch:>5}: today {row['today']['cpu_us_median']:6.1f} µs   columnar "
                   f"{row['columnar']['cpu_us_median']:6.1f} µs   ({row['ratio_today_over_columnar']:.2f}x)", flush=True)
-    results["load_after"] = os.getloadavg()
-    pathlib.Path(args.out).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    print(f"results -> {args.out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":
