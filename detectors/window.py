@@ -173,6 +173,15 @@ class OpenWindow:
         return (self.rows.n >= min_window_size and self.start is not None
                 and now - self.start >= window_seconds)
 
+    def tick_changes(self, now: float, min_window_size: int, window_seconds: float) -> bool:
+        """Whether :meth:`due_by_tick` at ``now`` would change this window: its first tick (which
+        starts the clock of a window open across ticks) or the tick that closes it. Reads only."""
+        if not self.rows.n:
+            return False
+        if self.first_tick is None or self.first_tick_window != self.index:
+            return True
+        return now - self.first_tick >= window_seconds and self.rows.n >= min_window_size
+
     def due_by_tick(self, now: float, min_window_size: int, window_seconds: float) -> bool:
         """A wall-clock tick: True when ticks have seen this window open for ``window_seconds``."""
         if not self.rows.n:

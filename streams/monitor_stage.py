@@ -177,12 +177,7 @@ class MonitorStage:
 
 
 def _tick_matters(version, now: float) -> bool:
-    """Whether a tick at ``now`` changes ``version``'s state (detectors.window.OpenWindow.due_by_tick):
-    its open window's first tick (the clock of a window open across ticks), or the tick that closes it."""
-    window = version.open
-    if version.reference is None or not window.rows.n:
-        return False
-    if window.first_tick is None or window.first_tick_window != window.index:
-        return True
+    """Whether a tick at ``now`` changes ``version``'s open window (detectors.window.OpenWindow.tick_changes)."""
     settings = version.settings
-    return now - window.first_tick >= settings.window_seconds and window.rows.n >= settings.min_window_size
+    return version.reference is not None and version.open.tick_changes(
+        now, settings.min_window_size, settings.window_seconds)
