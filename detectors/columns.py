@@ -176,20 +176,29 @@ class PredictionColumns:
         """Back to validated dicts: the row-by-row oracle's input. Numeric features come back
         as floats; a feature missing in a row is left out of its ``features`` (``keep_missing``:
         kept as None, so every event names every feature of the batch, in the batch's order)."""
-        columns = {name: self.feature_values(name) for name in self.features}
+        # each column read by index (NaN -> None per value), not turned into a list of its own:
+        # for a batch of one event that would be one small list per feature
+        columns = [(name, column.tolist(), True) if isinstance(column, np.ndarray) else (name, column, False)
+                   for name, column in self.features.items()]
         scores = self.score.tolist()
-        latencies = self.latency_ms.tolist()
+        latencies, ts = self.latency_ms.tolist(), self.ts.tolist()
         overflow = self.overflow
         extra = dict.fromkeys(self.overflow_names) if overflow is not None and keep_missing else {}
         events = []
         for i, pid in enumerate(self.ids):
-            features = {name: values[i] for name, values in columns.items() if keep_missing or values[i] is not None}
+            features = {}
+            for name, values, numeric in columns:
+                value = values[i]
+                if numeric and value != value:
+                    value = None
+                if value is not None or keep_missing:
+                    features[name] = value
             if overflow is not None:
                 features.update({**extra, **overflow[i]} if keep_missing else
                                 {name: value for name, value in overflow[i].items() if value is not None})
             events.append({
                 "prediction_id": pid, "model": self.model, "model_version": self.model_version[i],
-                "timestamp": float(self.ts[i]),
+                "timestamp": ts[i],
                 "features": features,
                 "prediction": self.prediction[i],
                 "score": None if scores[i] != scores[i] else scores[i],

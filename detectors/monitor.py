@@ -60,34 +60,6 @@ from detectors.window_tests import WindowTests, checked
 SMALL_BATCH = 8            # fewer rows go row by row: numpy's per-call cost outweighs the columns
 
 
-def row_events(batch: PredictionColumns, keep_missing: bool = False) -> list[dict]:
-    """``batch.to_events(keep_missing)`` for the row-by-row path: the same dicts, each feature read
-    from its column by index instead of a list per column (a batch of one event would otherwise
-    build twenty one-element lists). Batches with ``overflow`` names go through ``to_events``."""
-    if batch.overflow is not None:
-        return batch.to_events(keep_missing)
-    columns = [(name, column.tolist(), True) if isinstance(column, np.ndarray) else (name, column, False)
-               for name, column in batch.features.items()]
-    scores, latencies, ts = batch.score.tolist(), batch.latency_ms.tolist(), batch.ts.tolist()
-    events = []
-    for i, pid in enumerate(batch.ids):
-        features = {}
-        for name, values, numeric in columns:
-            value = values[i]
-            if numeric and value != value:
-                value = None
-            if value is not None or keep_missing:
-                features[name] = value
-        events.append({
-            "prediction_id": pid, "model": batch.model, "model_version": batch.model_version[i],
-            "timestamp": ts[i], "features": features, "prediction": batch.prediction[i],
-            "score": None if scores[i] != scores[i] else scores[i],
-            "segment": batch.segment_of(i),
-            "latency_ms": None if latencies[i] != latencies[i] else latencies[i],
-            "kpis": batch.kpis_of(i), "invalid_kpis": list(batch.invalid_kpis[i]),
-        })
-    return events
-
 _as_class = as_class       # the name tests and older code import
 __all__ = ["ColumnBuffer", "ModelMonitor", "VersionMonitor", "_as_class"]
 
@@ -410,7 +382,7 @@ class VersionMonitor:
         by_row: dict = {}
         for row, label, clock, kpis, invalid in labels:
             by_row.setdefault(row, []).append((label, clock, kpis, invalid))
-        for j, event in enumerate(row_events(batch, keep_missing)):
+        for j, event in enumerate(batch.to_events(keep_missing)):
             out += self.add_prediction(event, None if offset is None else [offset, rows[j]])
             for label, clock, kpis, invalid in by_row.get(j, ()):
                 out += self.add_label(event["prediction"], event["score"], label, clock, event["segment"],
