@@ -98,7 +98,15 @@ def test_segment_family_equals_evaluate_window_per_segment(converted, shift, see
     family, drifted = segment_family(groups, given, settings, skip=frozenset(PREDICTION_COLUMNS))
 
     assert [(t.key, t.feature, t.detector) for t in family] == [(k, r.feature, r.detector) for k, r in expected]
-    assert [t.p_value for t in family] == [r.p_value for _, r in expected]   # bit for bit
+    # Bit for bit, but for KS p-values certified above alpha: a lower bound, itself above alpha,
+    # stands for them (the family's decisions, adjusted p-values and threshold cannot tell).
+    oracle_p = [r.p_value for _, r in expected]
+    assert [t.p_value for t in family if t.exact] == [p for t, p in zip(family, oracle_p) if t.exact]
+    bounded = [(t.p_value, p) for t, p in zip(family, oracle_p) if not t.exact]
+    assert all(settings.alpha < bound <= p for bound, p in bounded)
+    assert all(t.detector == "ks" for t in family if not t.exact)
+    if settings.alpha < 0.1:
+        assert len(bounded) >= sum(t.detector == "ks" for t in family) // 2, "most KS members are certified"
     assert sorted(drifted) == [i for i, (_, r) in enumerate(expected) if r.drifted]
     for i, result in drifted.items():
         assert result == expected[i][1]
@@ -130,6 +138,9 @@ def test_segment_family_p_values_are_scipys():
             categories = list(fp.category_counts) + sorted(set(values) - set(fp.category_counts))
             table = [[fp.category_counts.get(c, 0) for c in categories], [values.count(c) for c in categories]]
             expected = stats.chi2_contingency(table, correction=False).pvalue
-        assert t.p_value == pytest.approx(expected, rel=1e-12, abs=1e-300)
+        if t.exact:
+            assert t.p_value == pytest.approx(expected, rel=1e-12, abs=1e-300)
+        else:   # a lower bound certified above alpha
+            assert WindowSettings().alpha < t.p_value <= expected * (1 + 1e-12)
         checked.add((t.feature, t.detector))
     assert {("amount", "ks"), ("tenure", "ks"), ("plan", "chi_squared"), ("country", "chi_squared")} <= checked
