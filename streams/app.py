@@ -145,6 +145,7 @@ class DriftlineApp:
                           max_message_bytes=settings.max_message_bytes, batch_records=settings.ingest_batch,
                           linger_ms=max(1, int(settings.ingest_linger * 1000)),
                           commit_interval=settings.commit_interval,
+                          prediction_columns=settings.internal_columns,
                           monitor_key=settings.monitor_key if settings.shards else None),
             self.clients.ingest_consumer, self.clients.ingest_producer, worker.dedup, deadletters, worker.counts,
             on_deadletter=lambda reason: self.metrics.instruments.deadlettered(reason),

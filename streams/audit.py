@@ -31,7 +31,7 @@ from detectors.profile import ReferenceProfile
 from detectors.suite import WindowSettings
 from sinks._redis import sync_client
 from sinks.status import get_archived_reference_sync, get_reference_sync
-from streams import positions
+from streams import internal_format, positions
 from streams.producer import bootstrap_of
 
 # alerts judged on one window of predictions, which `--recompute` rebuilds from that window's events
@@ -130,6 +130,8 @@ def window_events(settings, alert: dict, timeout: float = 10.0, progress=None) -
             if message.key != model.encode():
                 continue
             body = orjson.loads(message.value)
+            if internal_format.COLUMNS in body:   # predictions as columns (streams.internal_format)
+                body = {"p": internal_format.prediction_events(body[internal_format.COLUMNS]), "src": body.get("src")}
             if "p" not in body:
                 continue
             kept, _ = positions.fresh(marks, "p", body["p"], body.get("src"))

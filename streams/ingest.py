@@ -13,8 +13,9 @@ its own (``<app id>-ingest``) and an aiokafka producer, and for each ``getmany``
 1. decodes every message (:mod:`streams.records`; bad elements become dead-letter records,
    each sent once per deterministic id through :class:`~sinks.dedup.DedupGuard`);
 2. groups the valid events per monitor key and sends them to the internal topic as messages
-   of at most ``records.MAX_MESSAGE_BYTES``, each with its events' source positions
-   (:mod:`streams.positions`: the monitor drops what it applied already);
+   of at most ``records.MAX_MESSAGE_BYTES``, predictions as columns (:mod:`streams.internal_format`),
+   each with its events' source positions (:mod:`streams.positions`: the monitor drops what it
+   applied already);
 3. once every send is acknowledged, marks the batch's offsets committable, and commits them
    every ``commit_interval`` seconds, on a revoke and at a stop (produce, then commit:
    at-least-once; a crash in between re-sends, and the copies are dropped downstream).
@@ -41,7 +42,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
-from streams import positions, records
+from streams import internal_format, positions, records
 
 log = logging.getLogger("driftline")
 
@@ -65,10 +66,22 @@ class IngestOptions:
     commit_interval: float = 0.0  # seconds between commits of what was sent (0: after every batch)
     revoke_timeout: float = 10.0  # longest a revoke waits for the batch in flight
     stop_timeout: float = 10.0
+    prediction_columns: bool = True   # predictions travel as columns (streams.internal_format)
 
 
-def bodies(field: str, items: list, runs: list, limit: int) -> list[bytes]:
-    """Internal messages of at most ``limit`` bytes (or one event), in order.
+def body_of(field: str, items: list, runs: list, columns: bool = False) -> bytes:
+    """One internal message: ``{field: items, "src": runs}``, or with ``columns`` predictions as
+    columns, ``{"pc": ..., "src": runs}`` (:mod:`streams.internal_format`)."""
+    if columns and field == "p":
+        found = internal_format.prediction_columns(items)
+        if found is not None:
+            return orjson.dumps({internal_format.COLUMNS: found, "src": runs})
+    return orjson.dumps({field: items, "src": runs})
+
+
+def bodies(field: str, items: list, runs: list, limit: int, columns: bool = False) -> list[bytes]:
+    """Internal messages of at most ``limit`` bytes (or one event), in order (``columns``: see
+    :func:`body_of`).
 
     One model's share of a batch can exceed the producer's request size; split in halves,
     each half keeping its source positions.
@@ -78,7 +91,7 @@ def bodies(field: str, items: list, runs: list, limit: int) -> list[bytes]:
     >>> bodies("p", [{"a": 1}, {"a": 2}], [[0, 7, 0, 2]], 20)
     [b'{"p":[{"a":1}],"src":[[0,7,0,1]]}', b'{"p":[{"a":2}],"src":[[0,7,1,1]]}']
     """
-    body = orjson.dumps({field: items, "src": runs})
+    body = body_of(field, items, runs, columns)
     if len(body) <= limit or len(items) == 1:
         return [body]
     half, head, tail, seen = len(items) // 2, [], [], 0
@@ -89,7 +102,7 @@ def bodies(field: str, items: list, runs: list, limit: int) -> list[bytes]:
         if count - cut:
             tail.append([partition, offset, first + cut, count - cut])
         seen += count
-    return bodies(field, items[:half], head, limit) + bodies(field, items[half:], tail, limit)
+    return bodies(field, items[:half], head, limit, columns) + bodies(field, items[half:], tail, limit, columns)
 
 
 def interleaved(batch: dict):
@@ -324,7 +337,8 @@ class IngestLoop(Service):
         for topic, decoded in by_source.items():
             field = self.sources[topic].field
             for key, (items, runs) in positions.by_key(decoded, key_of).items():
-                for body in bodies(field, items, runs, records.MAX_MESSAGE_BYTES):   # under Kafka's 1 MB default
+                for body in bodies(field, items, runs, records.MAX_MESSAGE_BYTES,   # under Kafka's 1 MB default
+                                   opts.prediction_columns):
                     sends.append(await self.producer.send(opts.internal_topic, key=key.encode(), value=body))
         # a dead letter is marked sent as soon as it is (a crash in between re-sends it: same id)
         for deadletter_id, sent in (d for d in dead if d is not None):

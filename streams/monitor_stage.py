@@ -22,7 +22,7 @@ from typing import Protocol
 import orjson
 
 from detectors.monitor import ModelMonitor
-from streams import positions, records
+from streams import internal_format, positions, records
 from streams.deadletter_log import DeadLetterLog
 from streams.worker import ModelLimitReached, Worker
 
@@ -62,8 +62,9 @@ class MonitorStage:
             mon = worker.monitor_for(model, message.partition)
             if not self.replayed(mon, message):
                 body = orjson.loads(event.value)
-                if "p" in body:
-                    await worker.ensure_reference(mon, body["p"])
+                versions = _versions(body)
+                if versions:
+                    await worker.ensure_reference(mon, versions)
                     if worker.monitors.get(model, (None, None))[1] is not mon:
                         return       # its partition was revoked meanwhile: the next owner replays the message
                 self.fold(mon, model, message, body, len(event.value))
@@ -122,11 +123,27 @@ class MonitorStage:
         self.worker.counts["redelivered_skipped"] += len(items) - len(found)
         return found, sources
 
+    def fresh_columns(self, mon: ModelMonitor, body: dict):
+        """The events of a columnar prediction message that ``mon`` has not folded in yet, as
+        :class:`~detectors.columns.PredictionColumns` (the same positions as :meth:`fresh`)."""
+        columns = body[internal_format.COLUMNS]
+        n = columns["n"]
+        rows, sources = positions.fresh(mon.applied_offsets, "p", range(n), body.get("src"))
+        self.worker.counts["redelivered_skipped"] += n - len(rows)
+        return internal_format.decode_prediction_columns(columns, sources, list(rows),
+                                                         max_names=mon.settings.max_features)
+
     def fold(self, mon: ModelMonitor, model: str, message, body: dict, nbytes: int = 0) -> None:
         """Apply a message's fresh events and queue what they emit (no awaits: one step for a checkpoint)."""
         worker = self.worker
         out: list = []
-        if "p" in body:
+        if internal_format.COLUMNS in body:
+            batch = self.fresh_columns(mon, body)
+            out = mon.add_columns(batch, offset=message.offset, partition=message.partition) if len(batch) else []
+            for entry in mon.archive():
+                worker.spawn(worker.status.archive_reference(entry), "reference archive")
+            worker.counts["predictions"] += len(batch)
+        elif "p" in body:
             predictions, sources = self.fresh(mon, "p", body)
             out = mon.add_predictions(predictions, offset=message.offset, partition=message.partition,
                                       sources=sources)
@@ -174,6 +191,13 @@ class MonitorStage:
         return [model for model, (_partition, mon) in list(worker.monitors.items())
                 if worker.last_event_at.get(model, 0.0) <= idle_since
                 and (model in worker.dirty or any(_tick_matters(v, now) for v in mon.versions.values()))]
+
+
+def _versions(body: dict) -> set[str]:
+    """The model versions of an internal prediction message (either form); empty for labels and ticks."""
+    if internal_format.COLUMNS in body:
+        return internal_format.versions_of(body[internal_format.COLUMNS])
+    return {e["model_version"] for e in body.get("p", ())}
 
 
 def _tick_matters(version, now: float) -> bool:

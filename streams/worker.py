@@ -295,9 +295,9 @@ class Worker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def ensure_reference(self, monitor: ModelMonitor, events: list) -> None:
+    async def ensure_reference(self, monitor: ModelMonitor, versions: set[str]) -> None:
         """A version seen for the first time: use a reference built with `driftline reference build`."""
-        for version in {e["model_version"] for e in events} - set(monitor.versions):
+        for version in set(versions) - set(monitor.versions):
             key = (monitor.model, version)
             if key in self.references_checked:
                 continue

@@ -7,6 +7,7 @@ from confluent_kafka import Producer
 
 from streams.audit import window_events
 from streams.config import Settings
+from streams.internal_format import prediction_columns
 from tests.integration.harness import bootstrap
 
 pytestmark = [pytest.mark.integration,
@@ -14,10 +15,13 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.filterwarnings("ignore:read_text is deprecated", "ignore:open_text is deprecated")]
 
 
-def test_window_events_skip_what_the_ingest_stage_forwarded_twice(broker_url, unique):
-    settings = Settings(broker=broker_url, app_id=f"audit-{unique}")
+@pytest.mark.parametrize("columns", [True, False], ids=["columns", "event-dicts"])
+def test_window_events_skip_what_the_ingest_stage_forwarded_twice(broker_url, unique, columns):
+    settings = Settings(broker=broker_url, app_id=f"audit-{unique}-{columns}")
     model = "m"
-    e = [{"prediction_id": f"id-{i}", "model": model, "model_version": "1", "features": {"x": i}} for i in range(7)]
+    e = [{"prediction_id": f"id-{i}", "model": model, "model_version": "1", "timestamp": 1.0e9 + i,
+          "features": {"x": i}, "prediction": 1, "score": None, "segment": None, "latency_ms": None,
+          "kpis": {}, "invalid_kpis": []} for i in range(7)]
     messages = [  # internal messages as the ingest stage writes them: events + source positions
         (model, {"p": e[0:3], "src": [[0, 10, 0, 3]]}),                          # offset 0, before the window
         (model, {"p": e[3:5], "src": [[0, 11, 0, 2]]}),                          # 1: the window opens at [1, 0]
@@ -25,6 +29,8 @@ def test_window_events_skip_what_the_ingest_stage_forwarded_twice(broker_url, un
         ("other", {"p": [{**e[6], "model": "other"}], "src": [[0, 12, 0, 1]]}),  # 3: another model
         (model, {"p": [e[6]], "src": [[1, 6, 0, 1]]}),                           # 4: the window closes at [4, 0]
     ]
+    if columns:   # what ingest writes since the columnar hop (streams.internal_format)
+        messages = [(key, {"pc": prediction_columns(body["p"]), "src": body["src"]}) for key, body in messages]
     producer = Producer({"bootstrap.servers": bootstrap(broker_url)})
     for key, body in messages:
         producer.produce(settings.internal_topic, key=key.encode(), value=orjson.dumps(body), partition=0)

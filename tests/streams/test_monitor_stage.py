@@ -140,12 +140,14 @@ def predictions(n: int, shift_at: int | None = None, seed: int = 0, model: str =
     return out
 
 
-def internal_messages(items: list, per_message: int = 50, field: str = "p", source_partition: int = 0) -> list[bytes]:
-    """The ingest loop's internal messages: ``per_message`` events each, from one source message each."""
+def internal_messages(items: list, per_message: int = 50, field: str = "p", source_partition: int = 0,
+                      columns: bool = True) -> list[bytes]:
+    """The ingest loop's internal messages: ``per_message`` events each, from one source message each;
+    predictions as columns, or (``columns=False``) as the event dicts older versions wrote."""
     out = []
     for source_offset, start in enumerate(range(0, len(items), per_message)):
         chunk = items[start:start + per_message]
-        out += bodies(field, chunk, [[source_partition, source_offset, 0, len(chunk)]], 1 << 20)
+        out += bodies(field, chunk, [[source_partition, source_offset, 0, len(chunk)]], 1 << 20, columns)
     return out
 
 
@@ -157,7 +159,8 @@ def _stored(table, model: str = "m") -> dict:
     return StateStore(table).load_checkpoint(model.encode())
 
 
-def test_an_alert_is_sent_only_once_its_state_is_checkpointed_and_acked_only_after_both():
+@pytest.mark.parametrize("columns", [True, False], ids=["columns", "event-dicts"])
+def test_an_alert_is_sent_only_once_its_state_is_checkpointed_and_acked_only_after_both(columns):
     journal, dedup = [], Dedup()
     table = Table(journal)
     seen_at_send = []
@@ -169,7 +172,8 @@ def test_an_alert_is_sent_only_once_its_state_is_checkpointed_and_acked_only_aft
                              side.worker.ledger.committable(side.tp)))
 
     side = Side(table, journal, dedup, on_alert=on_alert)
-    values = internal_messages(predictions(1000, shift_at=500))
+    values = internal_messages(predictions(1000, shift_at=500), columns=columns)
+    assert all((b'"pc":' in v) == columns for v in values)
     side.handle(side.event(offset, value) for offset, value in enumerate(values))
 
     drift = [a for a in side.alerts.sent if a["kind"] == "input_drift"]
@@ -224,10 +228,11 @@ def _clean_run(values) -> Side:
     return side
 
 
-def test_a_replay_after_restore_and_a_re_delivery_by_ingest_are_skipped_and_still_acked():
+@pytest.mark.parametrize("columns", [True, False], ids=["columns", "event-dicts"])
+def test_a_replay_after_restore_and_a_re_delivery_by_ingest_are_skipped_and_still_acked(columns):
     journal, dedup = [], Dedup()
     table = Table(journal)
-    values = internal_messages(predictions(300))
+    values = internal_messages(predictions(300), columns=columns)
     side = Side(table, journal, dedup)
     side.handle(side.event(offset, value) for offset, value in enumerate(values))
     asyncio.run(side.worker.commit(force=True))                 # shutdown: everything checkpointed and acked
