@@ -6,7 +6,8 @@ The bench data set (20 features, a score, a label each) framed as single-event m
 micro-batches of 1,000; each decoder runs over the same bytes ``--repeat`` times, the median
 µs per event is reported side by side, with the internal-message format measured alongside:
 encoding the valid events of a batch for the internal topic and decoding them in the monitor,
-as today's list of dicts (orjson) and as msgspec Structs.
+as a list of dicts (orjson; before 2026-12-03) and as the columns ingest
+writes now (``streams.internal_format``), each decoded into the ``PredictionColumns`` the monitor folds in.
 """
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import argparse
 import statistics
 import time
 
-import msgspec
 import orjson
 
 from bench import common
+from detectors.columns import PredictionColumns
 from streams import records
+from streams.ingest import body_of
+from streams.internal_format import decode_prediction_columns
 
 
 def _time(fn, repeat: int) -> float:
@@ -47,33 +50,23 @@ def main(argv=None) -> dict:
                 "reference": 1e6 * ref / args.n, "typed": 1e6 * typed / args.n, "ratio": ref / typed}
     # the internal hop: ingest encodes a model's valid events, the monitor decodes them
     batches = [records.decode(r, 0.0, records.validate_prediction)[0] for r in common.encode(preds, 1000)]
-    structs = [msgspec.convert(b, list[records.PredictionEvent]) for b in batches]
     encoded = [orjson.dumps({"p": b}) for b in batches]
     results["internal_us_per_event"]["dicts: orjson encode"] = 1e6 * _time(
         lambda: [orjson.dumps({"p": b}) for b in batches], args.repeat) / args.n
     results["internal_us_per_event"]["dicts: orjson decode"] = 1e6 * _time(
         lambda: [orjson.loads(e) for e in encoded], args.repeat) / args.n
-    results["internal_us_per_event"]["structs: msgspec encode"] = 1e6 * _time(
-        lambda: [msgspec.json.encode(s) for s in structs], args.repeat) / args.n
-    as_structs = msgspec.json.Decoder(list[records.PredictionEvent])
-    plain = [msgspec.json.encode(s) for s in structs]
-    results["internal_us_per_event"]["structs: msgspec decode"] = 1e6 * _time(
-        lambda: [as_structs.decode(e) for e in plain], args.repeat) / args.n
-    # per-model columnar batches: one list per field and per feature (what PredictionColumns holds)
-    def columns(events: list) -> dict:
-        names = {}
-        for e in events:
-            names.update(dict.fromkeys(e["features"]))
-        out = {k: [e[k] for e in events] for k in ("prediction_id", "model_version", "timestamp", "prediction",
-                                                  "score", "latency_ms", "segment")}
-        out["features"] = {n: [e["features"].get(n) for e in events] for n in names}
-        return out
-
-    results["internal_us_per_event"]["columns: build + orjson encode"] = 1e6 * _time(
-        lambda: [orjson.dumps({"p": columns(b)}) for b in batches], args.repeat) / args.n
-    encoded_columns = [orjson.dumps({"p": columns(b)}) for b in batches]
-    results["internal_us_per_event"]["columns: orjson decode"] = 1e6 * _time(
-        lambda: [orjson.loads(e) for e in encoded_columns], args.repeat) / args.n
+    # what the monitor stage folds in: the message decoded into PredictionColumns, from event dicts
+    # (before the columnar hop) and from columns (streams.internal_format, what ingest writes now)
+    runs = [[[0, i, 0, len(b)]] for i, b in enumerate(batches)]
+    results["internal_us_per_event"]["event dicts: encode (ingest)"] = 1e6 * _time(
+        lambda: [body_of("p", b, r, columns=False) for b, r in zip(batches, runs)], args.repeat) / args.n
+    results["internal_us_per_event"]["event dicts: decode to PredictionColumns"] = 1e6 * _time(
+        lambda: [PredictionColumns.from_events(orjson.loads(e)["p"]) for e in encoded], args.repeat) / args.n
+    results["internal_us_per_event"]["columns: encode (ingest)"] = 1e6 * _time(
+        lambda: [body_of("p", b, r, columns=True) for b, r in zip(batches, runs)], args.repeat) / args.n
+    encoded_columns = [body_of("p", b, r, columns=True) for b, r in zip(batches, runs)]
+    results["internal_us_per_event"]["columns: decode to PredictionColumns"] = 1e6 * _time(
+        lambda: [decode_prediction_columns(orjson.loads(e)["pc"]) for e in encoded_columns], args.repeat) / args.n
     results["internal_bytes_per_event"] = {"dicts": sum(map(len, encoded)) / args.n,
                                            "columns": sum(map(len, encoded_columns)) / args.n}
     for section in ("decode_us_per_event", "internal_us_per_event", "internal_bytes_per_event"):
