@@ -18,10 +18,10 @@ import time
 import orjson
 
 from bench import common
-from detectors.columns import PredictionColumns
+from detectors.columns import LabelColumns, PredictionColumns
 from streams import records
 from streams.ingest import body_of
-from streams.internal_format import decode_prediction_columns
+from streams.internal_format import decode_label_columns, decode_prediction_columns
 
 
 def _time(fn, repeat: int) -> float:
@@ -67,6 +67,13 @@ def main(argv=None) -> dict:
     encoded_columns = [body_of("p", b, r, columns=True) for b, r in zip(batches, runs)]
     results["internal_us_per_event"]["columns: decode to PredictionColumns"] = 1e6 * _time(
         lambda: [decode_prediction_columns(orjson.loads(e)["pc"]) for e in encoded_columns], args.repeat) / args.n
+    label_batches = [records.decode(r, 0.0, records.validate_label)[0] for r in common.encode(labels, 1000)]
+    label_dicts = [body_of("l", b, r, columns=False) for b, r in zip(label_batches, runs)]
+    label_columns = [body_of("l", b, r, columns=True) for b, r in zip(label_batches, runs)]
+    results["internal_us_per_event"]["label dicts: decode to LabelColumns"] = 1e6 * _time(
+        lambda: [LabelColumns.from_events(orjson.loads(e)["l"]) for e in label_dicts], args.repeat) / args.n
+    results["internal_us_per_event"]["label columns: decode to LabelColumns"] = 1e6 * _time(
+        lambda: [decode_label_columns(orjson.loads(e)["lc"]) for e in label_columns], args.repeat) / args.n
     results["internal_bytes_per_event"] = {"dicts": sum(map(len, encoded)) / args.n,
                                            "columns": sum(map(len, encoded_columns)) / args.n}
     for section in ("decode_us_per_event", "internal_us_per_event", "internal_bytes_per_event"):

@@ -79,7 +79,7 @@ class Settings:
     tick_seconds: float = 5.0            # idle models get a tick this often (closes stale windows)
     ingest_batch: int = 1000             # most input messages per ingest batch (getmany max_records)
     ingest_linger: float = 0.05          # seconds an ingest getmany waits for a first record
-    # predictions cross the internal topic as columns; false: as event dicts, which versions before
+    # predictions and labels cross the internal topic as columns; false: as event dicts, which versions before
     # the columnar hop read (set it while a rolling upgrade still runs such workers)
     internal_columns: bool = True
     fetch_max_wait_ms: int = 100         # longest a consumer fetch waits on idle partitions (latency)

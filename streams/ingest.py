@@ -66,17 +66,22 @@ class IngestOptions:
     commit_interval: float = 0.0  # seconds between commits of what was sent (0: after every batch)
     revoke_timeout: float = 10.0  # longest a revoke waits for the batch in flight
     stop_timeout: float = 10.0
-    prediction_columns: bool = True   # predictions travel as columns (streams.internal_format)
+    prediction_columns: bool = True   # predictions and labels travel as columns (streams.internal_format)
 
 
 def body_of(field: str, items: list, runs: list, columns: bool = False) -> bytes:
-    """One internal message: ``{field: items, "src": runs}``, or with ``columns`` predictions as
-    columns, ``{"pc": ..., "src": runs}`` (:mod:`streams.internal_format`)."""
-    if columns and field == "p":
-        found = internal_format.prediction_columns(items)
+    """One internal message: ``{field: items, "src": runs}``, or with ``columns`` predictions and
+    labels as columns, ``{"pc": ..., "src": runs}`` / ``{"lc": ...}`` (:mod:`streams.internal_format`)."""
+    if columns and field in _AS_COLUMNS:
+        name, build = _AS_COLUMNS[field]
+        found = build(items)
         if found is not None:
-            return orjson.dumps({internal_format.COLUMNS: found, "src": runs})
+            return orjson.dumps({name: found, "src": runs})
     return orjson.dumps({field: items, "src": runs})
+
+
+_AS_COLUMNS = {"p": (internal_format.COLUMNS, internal_format.prediction_columns),
+               "l": (internal_format.LABEL_COLUMNS, internal_format.label_columns)}
 
 
 def bodies(field: str, items: list, runs: list, limit: int, columns: bool = False) -> list[bytes]:

@@ -1,4 +1,4 @@
-"""Predictions on the internal topic as columns: ingest writes them, the monitor stage reads them.
+"""Predictions and labels on the internal topic as columns: ingest writes them, the monitor stage reads them.
 
 Ingest re-keys each batch's valid predictions by model; the monitor stage folds them into the
 model's monitor, which takes columns (:class:`detectors.columns.PredictionColumns`). Sent as a
@@ -20,7 +20,11 @@ is ``{"pc": columns, "src": runs}``:
 ``k``, ``ik``
     KPI name -> values, and each event's invalid KPIs, when any event has them.
 
-``src`` are the events' source positions, as with the older ``{"p": [event, ...]}`` messages
+A label message is ``{"lc": columns, "src": runs}``, with ``n``, ``m``, ``id``, ``y`` (the
+outcome), ``ts``, and ``k``/``ik`` as above.
+
+``src`` are the events' source positions, as with the older ``{"p": [event, ...]}`` and
+``{"l": [event, ...]}`` messages
 (:mod:`streams.positions`), which the monitor stage and ``driftline audit`` still read: a topic
 written by an older ingest is folded in as before. ``internal_columns = false`` in the settings
 makes ingest write the older form, for a rolling upgrade from a version that cannot read this one.
@@ -35,11 +39,13 @@ from operator import itemgetter
 
 import numpy as np
 
-from detectors.columns import PredictionColumns, feature_column, optional_floats
+from detectors.columns import LabelColumns, PredictionColumns, feature_column, optional_floats
 
-__all__ = ["COLUMNS", "prediction_columns", "decode_prediction_columns", "prediction_events", "versions_of"]
+__all__ = ["COLUMNS", "LABEL_COLUMNS", "prediction_columns", "decode_prediction_columns", "prediction_events",
+           "versions_of", "label_columns", "decode_label_columns"]
 
-COLUMNS = "pc"   # the field of a columnar prediction message
+COLUMNS = "pc"         # the field of a columnar prediction message
+LABEL_COLUMNS = "lc"   # ... and of a columnar label message
 
 
 def _feature_columns(features: list[dict]) -> dict[str, list]:
@@ -95,6 +101,11 @@ def prediction_columns(events: list[dict]) -> dict | None:
             if segment:
                 attrs.update(dict.fromkeys(segment))
         columns["seg"] = {attr: [(s or {}).get(attr) for s in segments] for attr in attrs}
+    return _with_kpis(columns, events)
+
+
+def _with_kpis(columns: dict, events: list[dict]) -> dict:
+    """``columns`` with the events' KPIs (``k``) and invalid KPIs (``ik``), when any has them."""
     kpis = [e.get("kpis") for e in events]
     if any(kpis):
         columns["k"] = _feature_columns([k or {} for k in kpis])
@@ -102,6 +113,47 @@ def prediction_columns(events: list[dict]) -> dict | None:
     if any(invalid):
         columns["ik"] = [list(i or ()) for i in invalid]
     return columns
+
+
+def _picked_kpis(columns: dict, pick, n: int) -> tuple[dict, list]:
+    """The KPI columns and invalid KPIs of the ``n`` picked rows, as ``from_events`` builds them."""
+    invalid = columns.get("ik")
+    kpis = {name: optional_floats(pick(values)) for name, values in columns.get("k", {}).items()}
+    return kpis, ([list(i) for i in pick(invalid)] if invalid is not None else [[] for _ in range(n)])
+
+
+def label_columns(events: list[dict]) -> dict | None:
+    """The columns of one model's validated label dicts, or None when they do not share one model.
+
+    >>> label = {"prediction_id": "a", "model": "m", "label": True, "timestamp": 6.0, "kpis": {}, "invalid_kpis": []}
+    >>> label_columns([label, {**label, "prediction_id": "b", "kpis": {"revenue": 2.5}}])
+    {'n': 2, 'm': 'm', 'id': ['a', 'b'], 'y': [True, True], 'ts': [6.0, 6.0], 'k': {'revenue': [None, 2.5]}}
+    """
+    model = events[0]["model"]
+    if any(e["model"] != model for e in events):
+        return None
+    return _with_kpis({"n": len(events), "m": model, "id": [e["prediction_id"] for e in events],
+                       "y": [e["label"] for e in events], "ts": [e["timestamp"] for e in events]}, events)
+
+
+def decode_label_columns(columns: dict, rows: list[int] | None = None) -> LabelColumns:
+    """The :class:`LabelColumns` of a decoded ``lc`` message, of the labels at ``rows`` (all when None).
+
+    >>> label = {"prediction_id": "a", "model": "m", "label": 0.5, "timestamp": 6.0, "kpis": {}, "invalid_kpis": []}
+    >>> batch = decode_label_columns(label_columns([label]))
+    >>> batch.ids, batch.label, batch.ts.tolist(), batch.kpis
+    (['a'], [0.5], [6.0], {})
+    """
+    if rows is not None and len(rows) == columns["n"]:
+        rows = None
+
+    def pick(values: list) -> list:
+        return values if rows is None else [values[i] for i in rows]
+
+    ids = pick(columns["id"])
+    kpis, invalid = _picked_kpis(columns, pick, len(ids))
+    return LabelColumns(model=columns["m"], ids=ids, label=pick(columns["y"]),
+                        ts=np.array(pick(columns["ts"]), dtype=np.float64), kpis=kpis, invalid_kpis=invalid)
 
 
 def versions_of(columns: dict) -> set[str]:
@@ -134,15 +186,13 @@ def decode_prediction_columns(columns: dict, sources: list | None = None, rows: 
         return values if rows is None else [values[i] for i in rows]
 
     ids = pick(columns["id"])
-    invalid = columns.get("ik")
+    kpis, invalid = _picked_kpis(columns, pick, len(ids))
     return PredictionColumns(
         model=columns["m"], ids=ids, ts=np.array(pick(columns["ts"]), dtype=np.float64),
         model_version=pick(columns["v"]), prediction=pick(columns["y"]), score=optional_floats(pick(columns["s"])),
         features={name: feature_column(pick(values)) for name, values in columns["f"].items()},
         segments={attr: pick(values) for attr, values in columns.get("seg", {}).items()},
-        latency_ms=optional_floats(pick(columns["lat"])), sources=sources,
-        kpis={name: optional_floats(pick(values)) for name, values in columns.get("k", {}).items()},
-        invalid_kpis=[list(i) for i in pick(invalid)] if invalid is not None else [[] for _ in ids])
+        latency_ms=optional_floats(pick(columns["lat"])), sources=sources, kpis=kpis, invalid_kpis=invalid)
 
 
 def prediction_events(columns: dict) -> list[dict]:

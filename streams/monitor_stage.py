@@ -150,6 +150,13 @@ class MonitorStage:
             for entry in mon.archive():
                 worker.spawn(worker.status.archive_reference(entry), "reference archive")
             worker.counts["predictions"] += len(predictions)
+        elif internal_format.LABEL_COLUMNS in body:
+            columns = body[internal_format.LABEL_COLUMNS]
+            rows, _ = positions.fresh(mon.applied_offsets, "l", range(columns["n"]), body.get("src"))
+            worker.counts["redelivered_skipped"] += columns["n"] - len(rows)
+            labels = internal_format.decode_label_columns(columns, list(rows))
+            out = mon.add_label_columns(labels)
+            worker.counts["labels"] += len(labels)
         elif "l" in body:
             labels, _ = self.fresh(mon, "l", body)
             out = mon.add_labels(labels)

@@ -89,7 +89,7 @@ def test_a_batch_is_committed_after_every_record_is_delivered():
     assert commit == len(journal) - 1 and len([e for e in journal if e[0] == "delivered"]) == commit
     internal = sorted(((key, orjson.loads(body)) for topic, key, body in producer.sent if topic == "events"),
                       key=lambda kb: (kb[0], "pc" in kb[1]))
-    assert [(key, "pc" in body, body["pc"]["id"] if "pc" in body else [e["prediction_id"] for e in body["l"]],
+    assert [(key, "pc" in body, (body.get("pc") or body["lc"])["id"],
              body["src"]) for key, body in internal] == [
         (b"m1", False, ["a"], [[1, 40, 0, 1]]),                         # the label, from labels[1]
         (b"m1", True, ["a", "c"], [[0, 5, 0, 1], [0, 6, 0, 1]]),       # source positions for the monitor

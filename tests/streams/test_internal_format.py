@@ -12,12 +12,13 @@ import numpy as np
 import orjson
 import pytest
 
-from detectors.columns import PredictionColumns
+from detectors.columns import LabelColumns, PredictionColumns
 from detectors.monitor import ModelMonitor
 from detectors.settings import ModelSettings
 from streams.ingest import bodies
-from streams.internal_format import decode_prediction_columns, prediction_columns, prediction_events
-from streams.records import validate_prediction
+from streams.internal_format import (decode_label_columns, decode_prediction_columns, label_columns,
+                                     prediction_columns, prediction_events)
+from streams.records import validate_label, validate_prediction
 
 
 def events(n: int, seed: int = 0, ragged: bool = False, shift_at: int | None = None) -> list[dict]:
@@ -106,6 +107,27 @@ def test_a_subset_of_rows_and_a_message_past_max_features_give_what_from_events_
     for i in range(len(rows)):
         assert ({k: v for k, v in capped.overflow[i].items() if v is not None}
                 == {k: v for k, v in expected.overflow[i].items() if v is not None})
+
+
+@pytest.mark.parametrize("n", [1, 300])
+def test_label_columns_give_the_batch_the_label_dicts_gave(n):
+    rng = np.random.default_rng(n)
+    labels = [validate_label({"prediction_id": f"p{i}", "model": "m", "timestamp": 1.0e9 + i,
+                              "label": [True, 0.25, "churned", 3][i % 4],
+                              **({"kpis": {"revenue": float(rng.random())}} if i % 3 == 0 else {})}, 1.0e9)
+              for i in range(n)]
+    (body,) = bodies("l", labels, [[1, 4, 0, n]], 1 << 24, columns=True)
+    message = orjson.loads(body)
+    assert set(message) == {"lc", "src"}
+    expected = LabelColumns.from_events(orjson.loads(orjson.dumps(labels)))
+    given = decode_label_columns(message["lc"])
+    for field in dataclasses.fields(LabelColumns):
+        assert _equal(getattr(given, field.name), getattr(expected, field.name)), field.name
+    rows = list(range(0, n, 2))
+    subset = decode_label_columns(message["lc"], rows)
+    expected = LabelColumns.from_events([orjson.loads(orjson.dumps(labels[i])) for i in rows])
+    for field in dataclasses.fields(LabelColumns):
+        assert _equal(getattr(subset, field.name), getattr(expected, field.name)), field.name
 
 
 def test_events_of_another_model_in_one_message_travel_as_event_dicts():

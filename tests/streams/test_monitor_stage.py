@@ -274,13 +274,16 @@ def test_a_recreated_log_is_counted_from_its_start_not_skipped():
     assert again.worker.counts["replayed_skipped"] == 2 and again.worker.counts["log_restarts"] == 0
 
 
-def test_labels_join_their_predictions_and_are_skipped_on_replay():
+@pytest.mark.parametrize("columns", [True, False], ids=["columns", "event-dicts"])
+def test_labels_join_their_predictions_and_are_skipped_on_replay(columns):
     journal, dedup = [], Dedup()
     table = Table(journal)
     events = predictions(100)
     labels = [validate_label({"prediction_id": e["prediction_id"], "model": "m", "label": e["prediction"],
                               "timestamp": e["timestamp"] + 1}, 1.0e9) for e in events]
-    values = internal_messages(events) + internal_messages(labels, field="l", source_partition=1)
+    values = (internal_messages(events, columns=columns)
+              + internal_messages(labels, field="l", source_partition=1, columns=columns))
+    assert all((b'"lc":' in v) == columns for v in values[2:])
     side = Side(table, journal, dedup)
     side.handle(side.event(offset, value) for offset, value in enumerate(values))
     assert side.worker.counts["labels"] == 100
