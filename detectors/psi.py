@@ -29,7 +29,7 @@ def smoothed_fractions(counts: np.ndarray, pseudo_count: float = 0.5) -> np.ndar
     """Bin fractions after adding ``pseudo_count`` to every bin: one side of :func:`psi`.
 
     >>> smoothed_fractions(np.array([1, 0, 3])).tolist()
-    [0.25, 0.08333333333333333, 0.6666666666666666]
+    [0.2727272727272727, 0.09090909090909091, 0.6363636363636364]
     """
     smoothed = np.asarray(counts, dtype=np.float64) + pseudo_count
     return smoothed / smoothed.sum()
