@@ -181,3 +181,24 @@ def test_many_stationary_and_shifted_windows(reference):
         settings = dataclasses.replace(SETTINGS["default"], alpha=float(rng.uniform(0.001, 0.2)))
         assert_same(evaluate_window(reference, as_given(reference, columns, "monitor buffer"), settings),
                     suite_oracle.evaluate_window(reference, as_given(reference, columns, "monitor buffer"), settings))
+
+
+def test_the_monitor_emits_the_same_alerts_and_window_history(monkeypatch):
+    """A monitor over a stream with a shift half way, its windows tested by each implementation."""
+    import detectors.window_tests as window_tests
+    from detectors.monitor import ModelMonitor
+    from detectors.settings import ModelSettings
+    from tests.detectors.checkpoint_stream import SETTINGS as STREAM_SETTINGS, comparable, feed, stream
+
+    def run():
+        monitor = ModelMonitor("m", ModelSettings(**STREAM_SETTINGS))
+        out = feed(monitor, *stream(0, 3000, seed=3, shift_from=1800))
+        version = monitor.versions["1"]
+        return comparable(out), repr(version.last_window), len(version.closed_windows)
+
+    new = run()
+    monkeypatch.setattr(window_tests, "evaluate_window", suite_oracle.evaluate_window)
+    old = run()
+    kinds = {record.get("kind") for kind, record in new[0] if kind == "alert"}
+    assert {"input_drift", "prediction_drift"} <= kinds
+    assert new == old
