@@ -214,21 +214,22 @@ _STEPS: dict[int, np.ndarray] = {}   # n -> 1.0, 2.0, ..., n
 
 
 def _pooled(current: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, ...]:
-    """:func:`detectors.ks.pooled_counts` with the counts as float64."""
+    """:func:`detectors.ks.pooled_counts` with the counts as float64, and the gaps between merged values."""
     n1, n = current.size, current.size + reference.size
     pooled = np.concatenate([current, reference])
     order = np.argsort(pooled, kind="stable")
     merged = pooled[order]
-    if not (merged[1:] != merged[:-1]).all():   # ties: the counts at the end of each run of equal values
+    deltas = np.diff(merged)
+    if not deltas.all():   # ties: the counts at the end of each run of equal values
         order, merged, current_le, reference_le = pooled_counts(current, reference)
-        return order, merged, current_le.astype(np.float64), reference_le.astype(np.float64)
+        return order, merged, deltas, current_le.astype(np.float64), reference_le.astype(np.float64)
     current_le = np.cumsum(order < n1, dtype=np.float64)
     steps = _STEPS.get(n)
     if steps is None:
         if len(_STEPS) > 64:
             _STEPS.clear()
         steps = _STEPS[n] = np.arange(1.0, n + 1.0)
-    return order, merged, current_le, steps - current_le
+    return order, merged, deltas, current_le, steps - current_le
 
 
 def feature_tests(fp: FeatureProfile, column: WindowColumn, tests: tuple, primary_name: str | None, detector: str):
@@ -257,7 +258,7 @@ def _numeric_tests(fp, plan: _NumericPlan, column: WindowColumn, tests, primary_
     name = fp.name
     # Both ECDFs at every value of both samples, from one stable merge (detectors.ks.pooled_counts),
     # as float64 counts: an integer count divided by a sample size is the same float either way.
-    order, merged, current_le, reference_le = _pooled(current, reference)
+    order, merged, deltas, current_le, reference_le = _pooled(current, reference)
     differences = current_le / n1 - reference_le / n2   # ECDF differences, in merged order
     # Histogram on the reference's bins: window values below each edge, from the sorted window.
     below = np.searchsorted(current, plan.edges, side="left")
@@ -281,7 +282,7 @@ def _numeric_tests(fp, plan: _NumericPlan, column: WindowColumn, tests, primary_
             if "wasserstein" not in values:
                 # scipy's wasserstein_distance(current, reference) as detectors.wasserstein.wasserstein_sorted
                 # computes it, on the differences KS uses too
-                distance, deltas = np.abs(differences[:-1]), np.diff(merged)
+                distance = np.abs(differences[:-1])
                 values["wasserstein"] = float(_vecdot(distance, deltas) if _vecdot is not None else
                                               np.sum(distance * deltas, axis=-1))
             raw = values["wasserstein"]
