@@ -219,7 +219,7 @@ def _pooled(current: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, ...
     pooled = np.concatenate([current, reference])
     order = np.argsort(pooled, kind="stable")
     merged = pooled[order]
-    deltas = np.diff(merged)
+    deltas = merged[1:] - merged[:-1]   # np.diff(merged)
     if not deltas.all():   # ties: the counts at the end of each run of equal values
         order, merged, current_le, reference_le = pooled_counts(current, reference)
         return order, merged, deltas, current_le.astype(np.float64), reference_le.astype(np.float64)
@@ -261,8 +261,10 @@ def _numeric_tests(fp, plan: _NumericPlan, column: WindowColumn, tests, primary_
     order, merged, deltas, current_le, reference_le = _pooled(current, reference)
     differences = current_le / n1 - reference_le / n2   # ECDF differences, in merged order
     # Histogram on the reference's bins: window values below each edge, from the sorted window.
-    below = np.searchsorted(current, plan.edges, side="left")
-    counts = np.diff(below, prepend=0, append=n1)
+    bounds = np.empty(plan.edges.size + 2, dtype=np.intp)
+    bounds[0], bounds[-1] = 0, n1
+    bounds[1:-1] = np.searchsorted(current, plan.edges, side="left")
+    counts = bounds[1:] - bounds[:-1]
     column.shared("histograms", fp, lambda: (list(plan.labels), plan.bin_counts.copy(), counts))
 
     values: dict[str, float] = {}
