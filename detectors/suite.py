@@ -16,6 +16,10 @@ and they are part of the same corrected family. :func:`evaluate_predictions`
 runs the same computation for one prediction column alone (uncorrected).
 
 Everything is numpy per column, once per window; nothing here runs per event.
+:func:`evaluate_window` builds each feature's results in one pass
+(:mod:`detectors.window_block`: the reference side kept per profile, evidence
+JSON-safe as it is built), with the numbers the per-test classes give; a feature
+that path does not cover goes through those classes (:func:`_feature_results`).
 """
 
 from __future__ import annotations
