@@ -8,7 +8,7 @@ from scipy.special import rel_entr
 from detectors.base import DriftResult, Estimator, empty_result, json_safe
 from detectors.histogram import histograms
 
-__all__ = ["JensenShannon", "jensenshannon_base2"]
+__all__ = ["JensenShannon", "jensenshannon_base2", "jensenshannon_normalised"]
 
 _LN2 = np.log(2)
 
@@ -24,8 +24,12 @@ def jensenshannon_base2(p: np.ndarray, q: np.ndarray) -> np.float64:
     >>> bool(jensenshannon_base2(p, q) == distance.jensenshannon(p, q, base=2))
     True
     """
-    p = p / p.sum()
-    q = q / q.sum()
+    return jensenshannon_normalised(p / p.sum(), q / q.sum())
+
+
+def jensenshannon_normalised(p: np.ndarray, q: np.ndarray) -> np.float64:
+    """:func:`jensenshannon_base2` after its first step, the division of each side by its sum
+    (which a reference's side, the same every window, need not do again)."""
     m = (p + q) / 2.0
     js = rel_entr(p, m).sum() + rel_entr(q, m).sum()
     js /= _LN2

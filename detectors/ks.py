@@ -17,7 +17,7 @@ try:  # the exact two-sample p-value scipy's ks_2samp computes; see ks_2samp_sor
 except ImportError:  # pragma: no cover - another scipy: use ks_2samp itself
     _attempt_exact_2kssamp = None
 
-__all__ = ["KolmogorovSmirnov", "ks_statistic", "ks_2samp_sorted", "pooled_counts"]
+__all__ = ["KolmogorovSmirnov", "ks_statistic", "ks_2samp_sorted", "ks_from_differences", "pooled_counts"]
 
 MAX_EXACT_N = 10_000  # scipy's method="auto": exact p-value when both samples are at most this big
 _EXACT_CACHE: "OrderedDict[tuple[int, int, int], tuple]" = OrderedDict()
@@ -112,6 +112,24 @@ def ks_2samp_sorted(current_sorted: np.ndarray, reference_sorted: np.ndarray, po
     # (argmin/argmax pick the first of equal differences in that order).
     cddiffs = np.empty(merged.size)
     cddiffs[order] = n_current_le / n1 - n_reference_le / n2
+    return ks_from_differences(cddiffs, current_sorted, reference_sorted)
+
+
+def ks_from_differences(cddiffs: np.ndarray, current_sorted: np.ndarray, reference_sorted: np.ndarray) -> tuple[float, float, float, int]:
+    """:func:`ks_2samp_sorted` from the ECDF differences it starts from.
+
+    ``cddiffs`` is ``ecdf_current(x) - ecdf_reference(x)`` at every ``x`` of
+    ``concatenate([current_sorted, reference_sorted])``, in that order (both
+    ECDFs right-continuous, so an integer count over a sample size each); the
+    counts may come from any computation that gives them, e.g. binary searches
+    against a reference whose own counts are kept (:mod:`detectors.window_block`).
+
+    >>> cur, ref = np.array([1.0, 2.0, 2.0]), np.array([2.0, 3.0])
+    >>> cddiffs = np.searchsorted(cur, np.r_[cur, ref], "right") / 3 - np.searchsorted(ref, np.r_[cur, ref], "right") / 2
+    >>> ks_from_differences(cddiffs, cur, ref) == ks_2samp_sorted(cur, ref)
+    True
+    """
+    n1, n2 = current_sorted.shape[0], reference_sorted.shape[0]
     arg_min, arg_max = int(np.argmin(cddiffs)), int(np.argmax(cddiffs))
     min_s = -cddiffs[arg_min]
     if not 0 <= min_s <= 1:  # np.clip(x, 0, 1) is x itself inside [0, 1], and costs more than the rest

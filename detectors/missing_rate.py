@@ -10,7 +10,7 @@ from scipy import special
 from detectors.base import DriftResult, Estimator, empty_result, json_safe
 from detectors.profile import FeatureProfile, WindowColumn
 
-__all__ = ["MissingRate", "missing_count"]
+__all__ = ["MissingRate", "missing_count", "two_proportion_z", "missing_psi"]
 
 
 def missing_count(column: np.ndarray) -> int:
@@ -69,13 +69,24 @@ class MissingRate(Estimator):
             return empty_result(self.name, feature_profile.name, self.alpha, "p_value", "empty window", evidence)
         if n_ref == 0:
             return empty_result(self.name, feature_profile.name, self.alpha, "p_value", "empty reference", evidence)
-        pooled = (x_ref + x_cur) / (n_ref + n_cur)
-        se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_ref + 1.0 / n_cur))
-        z = (p_cur - p_ref) / se if se > 0 else 0.0
-        p_value = float(2.0 * special.ndtr(-abs(z)))  # = 2 * scipy.stats.norm.sf(|z|), without its argument handling
+        z, p_value = two_proportion_z(x_ref, n_ref, x_cur, n_cur)
         return DriftResult(self.name, feature_profile.name, float(z), p_value, self.alpha, "p_value",
                            bool(p_value <= self.alpha), effect_size=evidence["psi"], effect_name="psi",
                            evidence=json_safe(evidence))
+
+
+def two_proportion_z(x_ref: int, n_ref: int, x_cur: int, n_cur: int) -> tuple[float, float]:
+    """Signed z and two-sided p-value of :class:`MissingRate`: ``x`` missing of ``n`` on each side (both ``n`` > 0).
+
+    >>> z, p = two_proportion_z(20, 1000, 100, 500)
+    >>> round(z, 2), p < 1e-30
+    (12.11, True)
+    """
+    p_ref, p_cur = x_ref / n_ref, x_cur / n_cur
+    pooled = (x_ref + x_cur) / (n_ref + n_cur)
+    se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_ref + 1.0 / n_cur))
+    z = (p_cur - p_ref) / se if se > 0 else 0.0
+    return z, float(2.0 * special.ndtr(-abs(z)))  # = 2 * scipy.stats.norm.sf(|z|), without its argument handling
 
 
 def missing_psi(p_ref: float, p_cur: float, n_ref: int, n_cur: int, pseudo_count: float = 0.5) -> float:

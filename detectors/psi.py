@@ -7,7 +7,7 @@ import numpy as np
 from detectors.base import DriftResult, Estimator, empty_result, json_safe
 from detectors.histogram import histograms
 
-__all__ = ["PopulationStabilityIndex", "psi"]
+__all__ = ["PopulationStabilityIndex", "psi", "smoothed_fractions", "psi_of_fractions"]
 
 _STR = frozenset({str})
 
@@ -22,9 +22,21 @@ def psi(reference_counts: np.ndarray, current_counts: np.ndarray, pseudo_count: 
     >>> round(psi(np.array([500, 500]), np.array([800, 200])), 4)
     0.4149
     """
-    ref = np.asarray(reference_counts, dtype=np.float64) + pseudo_count
-    cur = np.asarray(current_counts, dtype=np.float64) + pseudo_count
-    p, q = ref / ref.sum(), cur / cur.sum()
+    return psi_of_fractions(smoothed_fractions(reference_counts, pseudo_count), smoothed_fractions(current_counts, pseudo_count))
+
+
+def smoothed_fractions(counts: np.ndarray, pseudo_count: float = 0.5) -> np.ndarray:
+    """Bin fractions after adding ``pseudo_count`` to every bin: one side of :func:`psi`.
+
+    >>> smoothed_fractions(np.array([1, 0, 3])).tolist()
+    [0.2727272727272727, 0.09090909090909091, 0.6363636363636364]
+    """
+    smoothed = np.asarray(counts, dtype=np.float64) + pseudo_count
+    return smoothed / smoothed.sum()
+
+
+def psi_of_fractions(p: np.ndarray, q: np.ndarray) -> float:
+    """:func:`psi` from both sides' :func:`smoothed_fractions` (a reference's are the same every window)."""
     return float(np.sum((q - p) * np.log(q / p)))
 
 

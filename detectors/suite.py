@@ -16,6 +16,10 @@ and they are part of the same corrected family. :func:`evaluate_predictions`
 runs the same computation for one prediction column alone (uncorrected).
 
 Everything is numpy per column, once per window; nothing here runs per event.
+:func:`evaluate_window` builds each feature's results in one pass
+(:mod:`detectors.window_block`: the reference side kept per profile, evidence
+JSON-safe as it is built), with the numbers the per-test classes give; a feature
+that path does not cover goes through those classes (:func:`_feature_results`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from detectors.multiple_testing import CORRECTIONS, correct, raw_threshold
 from detectors.profile import FeatureProfile, ReferenceProfile, WindowColumn
 from detectors.psi import PopulationStabilityIndex
 from detectors.wasserstein import Wasserstein
+from detectors.window_block import Decision, FamilyMember, feature_tests, missing_rate_member
 
 __all__ = ["WindowSettings", "WindowReport", "evaluate_window", "decide_family", "evaluate_predictions", "PREDICTION_COLUMNS"]
 
@@ -198,21 +203,24 @@ def evaluate_window(
     """
     n = max((len(v) for v in window.values()), default=0)
     summaries: dict[str, dict] = {}
-    per_feature: list[tuple[DriftResult | None, DriftResult | None, list[DriftResult]]] = []
-    missing_test = MissingRate(settings.alpha)
+    per_feature: list[tuple] = []
     for name, fp in reference.features.items():
         raw = window.get(name)
         if raw is None:
             raw = np.full(n, np.nan) if fp.kind == "numeric" else np.full(n, None, dtype=object)
         column = WindowColumn.of(raw, fp.value_type)  # converted, counted and binned once for every test below
         summaries[name] = column.summary
-        primary, distances, _ = _feature_results(fp, column, settings)
-        missing = missing_test.test(fp, column) if settings.missing_rate else None
-        per_feature.append((primary, missing, distances))
+        per_feature.append(_feature_members(fp, column, settings))
 
-    # The family: every primary and missing-rate test that actually ran.
-    family = [r for p, m, _ in per_feature for r in (p, m) if r is not None and "reason" not in r.evidence]
-    decided = {id(r): d for r, d in zip(family, decide_family(family, settings))}
+    # The family: every primary and missing-rate test that has a decision to make.
+    family = [r for p, m, _ in per_feature for r in (p, m) if type(r) is FamilyMember]
+    decided: dict[int, DriftResult] = {}
+    if family:
+        p_values = np.array([r.p_value for r in family], dtype=np.float64)
+        adjusted, reject = correct(p_values, settings.alpha, settings.correction)
+        threshold = raw_threshold(p_values, settings.alpha, settings.correction)
+        decision = Decision(settings)
+        decided = {id(r): r.decided(a, s, threshold, decision) for r, a, s in zip(family, adjusted.tolist(), reject.tolist())}
 
     results: list[DriftResult] = []
     drifted: list[DriftResult] = []
@@ -233,6 +241,28 @@ def evaluate_window(
         results.extend(distances)
     return WindowReport(results=results, summaries=summaries, drifted=drifted,
                         reference_id=reference.reference_id, n=n, settings=settings.to_dict())
+
+
+def _feature_members(fp: FeatureProfile, column: WindowColumn, settings: WindowSettings) -> tuple:
+    """``(primary, missing, distances)`` of one feature: the primary and missing-rate results a
+    :class:`~detectors.window_block.FamilyMember` when they have a decision to make (else a
+    :class:`DriftResult` with the reason, or None when not configured), the distances as
+    :func:`_feature_results` gives them. :mod:`detectors.window_block` builds them in one pass;
+    what it does not cover goes through the per-test classes."""
+    tests = settings.numeric_tests if fp.kind == "numeric" else settings.categorical_tests
+    primary_name = PRIMARY[fp.kind]
+    detector = ("prediction_" if fp.name in PREDICTION_COLUMNS else "") + primary_name
+    fast = feature_tests(fp, column, tests, primary_name if primary_name in tests else None, detector)
+    if fast is not None:
+        primary, distances = fast
+    else:
+        primary, distances, _ = _feature_results(fp, column, settings)
+        if primary is not None and "reason" not in primary.evidence:
+            primary = FamilyMember.of(primary)
+    missing = None
+    if settings.missing_rate:
+        missing = missing_rate_member(fp, column) or MissingRate(settings.alpha).test(fp, column)
+    return primary, missing, distances
 
 
 def evaluate_predictions(
