@@ -79,10 +79,25 @@ def out_of_range_p_value(n_outside: int, n_window: int, n_reference: int) -> flo
 
 @functools.lru_cache(maxsize=1024)
 def _out_of_range_tail(n_window: int, n_reference: int) -> np.ndarray:
-    """P(count >= k) for k = 0..n_window, by one vectorised call: windows of one size share it
-    (a scipy distribution call costs ~0.1 ms; per numeric feature and window that was ~5 µs
-    a prediction)."""
-    tail = betabinom.sf(np.arange(-1, n_window), n_window, 2, max(1, n_reference - 1))
+    """P(count >= k) for k = 0..n_window, kept per window size (a window with missing values has
+    fewer present ones: sizes vary).
+
+    Exactly what ``betabinom.sf(np.arange(-1, n_window), n_window, 2, n_reference - 1)`` gives, but
+    with the pmf computed once: scipy's generic sf is ``1 - sum(pmf(0..k))`` with the pmf of
+    ``0..k`` recomputed for every k (three ``betaln`` a value, O(n_window^2): ~0.2 s for a window
+    of 1,000). The same prefix sums (``np.sum`` of each prefix, the same pairwise order), clipped
+    to [0, 1] as scipy clips them, are bit-identical.
+
+    >>> n_window, n_reference = 250, 500
+    >>> bool(np.array_equal(_out_of_range_tail(n_window, n_reference),
+    ...                     betabinom.sf(np.arange(-1, n_window), n_window, 2, n_reference - 1)))
+    True
+    """
+    pmf = betabinom.pmf(np.arange(n_window, dtype=np.float64), n_window, 2, max(1, n_reference - 1))
+    tail = np.empty(n_window + 1)
+    tail[0] = 1.0                    # P(count >= 0)
+    tail[1:] = [1.0 - np.sum(pmf[:k + 1]) for k in range(n_window)]
+    np.clip(tail, 0.0, 1.0, out=tail)
     tail.flags.writeable = False
     return tail
 
