@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -47,6 +48,13 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float, steps: int, tol: fl
         if np.max(np.abs(delta)) < tol:
             return w, step
     return w, steps
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """One controller of the process's thread pools for every classifier: building one walks the
+    loaded libraries (~50 ms), which each model version's classifier did at its first window."""
+    return ThreadpoolController()
 
 
 def _solve_positive_definite(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -216,7 +224,7 @@ class DomainClassifier(Estimator):
         hundred columns), and OpenBLAS's threads cost more CPU spinning than they save (4x the
         process time on a shared 2-core machine)."""
         if self._blas is None:
-            self._blas = ThreadpoolController()
+            self._blas = _blas_controller()
         return self._blas.limit(limits=1, user_api="blas")
 
     @staticmethod
@@ -254,8 +262,8 @@ class DomainClassifier(Estimator):
         """The design matrix of both sides (reference rows first, from :meth:`reference_encoding`),
         intercept in column 0, and the feature each column belongs to (``""`` for the intercept).
 
-        Filled in place: numeric columns by slice, every one-hot column by one indexed assignment
-        per side (not a block per feature stacked afterwards). A window's categories get codes by
+        Filled in place: numeric columns by slice, every one-hot 1 by one indexed assignment (not a
+        block per feature stacked afterwards). A window's categories get codes by
         one dict look-up per value, those the reference lacks the next codes in order of first
         appearance."""
         n_cur = len(next(iter(cur_sub.values())))
@@ -285,10 +293,10 @@ class DomainClassifier(Estimator):
         for at, ref_side, cur_side in numeric:
             x[:n_ref, at] = ref_side
             x[n_ref:, at] = cur_side
-        ref_rows, cur_rows = np.arange(n_ref), np.arange(n_ref, n_ref + n_cur)
-        for at, ref_codes, codes in categorical:
-            x[ref_rows, at + ref_codes] = 1.0
-            x[cur_rows, at + codes] = 1.0
+        if categorical:   # every one-hot 1 at once: row * width + column, into the flat view
+            columns = np.concatenate([np.concatenate([at + ref_codes, at + codes]) for at, ref_codes, codes in categorical])
+            rows = np.tile(np.arange(0, x.size, x.shape[1]), len(categorical))
+            x.reshape(-1)[rows + columns] = 1.0
         return x, owners
 
     def _reference_side(self, reference, ref_columns: dict, kinds: dict, n_ref: int, n_window: int,
