@@ -41,7 +41,10 @@ def type_mismatch_count(values) -> tuple[int, list]:
     (2, ['3', inf])
     >>> type_mismatch_count([1, None, 2.5])
     (0, [])
+    >>> type_mismatch_count(WindowColumn(["x", 2.0, None, True, float("-inf")], "numeric"))
+    (2, ['x', -inf])
     """
+    column = values if isinstance(values, WindowColumn) and values.kind == "numeric" else None
     if isinstance(values, WindowColumn):
         values = values.raw
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
@@ -50,6 +53,10 @@ def type_mismatch_count(values) -> tuple[int, list]:
     seq = values.tolist() if isinstance(values, np.ndarray) else values
     if _PLAIN_NUMBERS.issuperset(map(type, seq)) and math.inf not in seq and -math.inf not in seq:
         return 0, []  # the usual window, checked at C speed: only floats, ints and None, none infinite
+    if column is not None and len(column.values) == len(seq):
+        # the converted column is NaN wherever a value is not a finite number (to_column): only
+        # those rows can hold a mismatch, in the same order
+        seq = list(map(seq.__getitem__, np.flatnonzero(np.isnan(column.values)).tolist()))
     bad = [v for v in seq if not _is_missing(v) and not isinstance(v, (bool, np.bool_))
            and not (_is_number(v) and math.isfinite(v))]
     return len(bad), bad[:MAX_EXAMPLES]
@@ -224,7 +231,7 @@ class DataQuality(Estimator):
                         "reference_range": [lo, hi], "current_range": [float(present.min()), float(present.max())],
                         "below": below, "above": above},
                         p_value=out_of_range_p_value(outside, m, fp.n_present)))
-                bad, examples = type_mismatch_count(column.raw)
+                bad, examples = type_mismatch_count(column)   # its NaN rows are the only candidates
                 results.append(self._result("type_mismatch", name, bad / n if n else 0.0, self.max_type_mismatch_rate,
                                             {"n_mismatch": bad, "n": n, "examples": [repr(v) for v in examples]}))
             else:

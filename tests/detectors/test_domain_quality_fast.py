@@ -248,3 +248,25 @@ def test_monitor_alerts_are_those_of_main(monkeypatch):
     kinds = {record.get("kind") for _, record in alerts}
     assert alerts == alerts_main and bits(windows) == bits(windows_main)
     assert {"multivariate_drift", "data_quality"} <= kinds, kinds
+
+
+@pytest.mark.parametrize("values", [
+    [1, None, "3", True, float("inf"), float("nan"), np.float64("-inf"), np.bool_(False), 2.5, b"x", [1], {"a": 1}],
+    [1.0, 2.0, None, -math.inf], [1, 10 ** 400, 2], [1, 10 ** 400, "x"], ["a"] * 20 + [1.0] * 5, [None, float("nan")],
+    np.array([1.0, np.inf, np.nan]), np.array([1, "x", None], dtype=object)])
+def test_type_mismatch_count_is_mains(values):
+    from detectors.quality import type_mismatch_count
+    from tests.detectors.legacy_window_checks import legacy_type_mismatch_count
+    forms = [values]
+    try:
+        forms.append(WindowColumn(values, "numeric"))
+    except OverflowError:   # an int beyond float range never reaches a numeric window column
+        pass
+    for given in forms:
+        try:
+            expected = legacy_type_mismatch_count(given)
+        except Exception as exc:   # main raised: so does this
+            with pytest.raises(type(exc)):
+                type_mismatch_count(given)
+            continue
+        assert bits(type_mismatch_count(given)) == bits(expected)
