@@ -149,12 +149,14 @@ class DriftlineApp:
                           monitor_key=settings.monitor_key if settings.shards else None),
             self.clients.ingest_consumer, self.clients.ingest_producer, worker.dedup, deadletters, worker.counts,
             on_deadletter=lambda reason: self.metrics.instruments.deadlettered(reason),
-            fallback_positions=self.clients.previous_group_positions)
+            fallback_positions=self.clients.previous_group_positions,
+            topic_identity=self.clients.topic_identity())
         self.stage = MonitorStage(settings, worker, self.deadletter_topic, self.positions.highwater,
                                   instruments=lambda: self.metrics.instruments, deadletters=deadletters)
         # read by streams.transport.Consumer: the fetch wait, the offsets to commit, recreated logs
         app.driftline_consumer = transport.ConsumerHooks(
-            fetch_max_wait_ms=settings.fetch_max_wait_ms, ledger=worker.ledger, on_log_recreated=self.log_recreated)
+            fetch_max_wait_ms=settings.fetch_max_wait_ms, ledger=worker.ledger, on_log_recreated=self.log_recreated,
+            topic_identity=self.clients.topic_identity(), recreatable=frozenset({settings.internal_topic}))
         self._register()
 
     def _register(self) -> None:

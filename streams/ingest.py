@@ -156,7 +156,7 @@ class IngestLoop(Service):
 
     def __init__(self, sources: list[Source], options: IngestOptions, consumer_factory, producer_factory, dedup,
                  deadletters, counts: dict, on_deadletter: Callable[[str], None] = lambda reason: None,
-                 fallback_positions=None, **kwargs) -> None:
+                 fallback_positions=None, topic_identity=None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.sources = {s.topic: s for s in sources}
         self.options = options
@@ -169,6 +169,7 @@ class IngestLoop(Service):
         self.counts = counts
         self.on_deadletter = on_deadletter
         self.fallback_positions = fallback_positions
+        self.topic_identity = topic_identity   # streams.topic_identity.TopicIdentity, or None
         self.generation = 0           # bumped on every revoke: batches fetched before it are dropped
         self._batch_lock = asyncio.Lock()
         self._committable: dict[TopicPartition, int] = {}   # sent, not committed yet: next offset to read
@@ -177,7 +178,8 @@ class IngestLoop(Service):
         self._stopping = False
         self._settling: tuple[set, float] | None = None   # (new assignment, give up at): see _settle
         self.ingest_counts = {"ingest_batches": 0, "ingest_messages": 0, "ingest_commit_failures": 0,
-                              "ingest_retries": 0, "ingest_batches_dropped": 0}
+                              "ingest_retries": 0, "ingest_batches_dropped": 0,
+                              "ingest_logs_recreated": 0}
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -223,7 +225,9 @@ class IngestLoop(Service):
             self._batch_lock.release()
 
     async def assigned(self, assigned) -> None:
-        """Partitions the ingest group never committed start where ``fallback_positions`` says.
+        """Partitions of a topic recreated since the last assignment start at the log's start
+        (:mod:`streams.topic_identity`); partitions the ingest group never committed start where
+        ``fallback_positions`` says.
 
         The loop then waits (:meth:`_settle`) until every newly assigned partition has answered a
         fetch before it takes a batch: otherwise the first batches after an assignment hold the
@@ -232,10 +236,19 @@ class IngestLoop(Service):
         what one batch holds)."""
         if assigned:
             self._settling = (set(assigned), time.monotonic() + SETTLE_SECONDS)
+        recreated = await self.topic_identity.recreated(tp.topic for tp in assigned) if self.topic_identity else set()
+        restarted = [tp for tp in assigned if tp.topic in recreated]
+        if restarted:
+            # the committed offsets and fetch positions are the old log's (or were committed from
+            # them after the broker came back): the new log is read from its start
+            await self.consumer.seek_to_beginning(*restarted)
+            self.ingest_counts["ingest_logs_recreated"] += len(restarted)
+            log.warning("ingest: %s recreated (a new topic id): %d partitions read from their start",
+                        sorted(recreated), len(restarted))
         if self.fallback_positions is None or not assigned:
             return
         try:
-            fresh = [tp for tp in assigned if await self.consumer.committed(tp) is None]
+            fresh = [tp for tp in assigned if tp.topic not in recreated and await self.consumer.committed(tp) is None]
             if not fresh:
                 return
             for tp, offset in (await self.fallback_positions(fresh)).items():

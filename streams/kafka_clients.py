@@ -61,6 +61,13 @@ class KafkaClients:
             acks="all", linger_ms=0, max_batch_size=self.settings.producer_max_batch_size,
             max_request_size=8 * 1024 * 1024, enable_idempotence=False, **self.options())
 
+    def topic_identity(self):
+        """A :class:`~streams.topic_identity.TopicIdentity` asking this cluster (kafka-python's
+        admin client takes the same connection and credential options as aiokafka's)."""
+        from streams.topic_identity import TopicIdentity, admin_describe
+
+        return TopicIdentity(admin_describe({**self.options(), "request_timeout_ms": 10_000}))
+
     async def previous_group_positions(self, tps) -> dict:
         """Where the app's group (which ran ingest as Faust agents before) committed the input partitions."""
         from aiokafka.admin import AIOKafkaAdminClient

@@ -33,10 +33,14 @@ DEFAULT_FETCH_MAX_WAIT_MS = 100     # Settings.fetch_max_wait_ms's default
 @dataclass(frozen=True)
 class ConsumerHooks:
     """What the worker's Faust consumer takes from driftline: its fetch wait, the ledger it
-    commits, and who to tell when a partition's log was recreated (``(tp, first_offset)``)."""
+    commits, and who to tell when a partition's log was recreated (``(tp, first_offset)``);
+    ``topic_identity`` (:class:`streams.topic_identity.TopicIdentity`) tells, at each assignment,
+    which of the ``recreatable`` topics were created anew since the last one."""
     fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS
     ledger: CommitLedger | None = None
     on_log_recreated: Callable | None = None
+    topic_identity: object | None = None
+    recreatable: frozenset = frozenset()
 
 
 def hooks_of(app) -> ConsumerHooks:
@@ -78,6 +82,29 @@ class Consumer(driver.Consumer):
                     if on_recreated is not None:
                         on_recreated(tp, message.offset)
             yield tp, message
+
+    async def seek_to_committed(self):
+        """Faust's seek of every assigned partition to its committed offset (after each
+        rebalance), except the partitions of a topic recreated since the last one: those start
+        at the new log's start. Their committed offsets are the old log's, or were committed from
+        the old log's positions after the broker came back (see :mod:`streams.topic_identity`)."""
+        committed = dict(await super().seek_to_committed())
+        hooks = hooks_of(self.app)
+        watched = [tp for tp in self.assignment() if tp.topic in hooks.recreatable]
+        if hooks.topic_identity is None or not watched:
+            return committed
+        recreated = await hooks.topic_identity.recreated({tp.topic for tp in watched})
+        restarted = [tp for tp in watched if tp.topic in recreated]
+        if restarted:
+            from aiokafka import TopicPartition
+
+            await self._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition) for tp in restarted))
+            for tp in restarted:
+                committed[tp] = None          # Faust's read offset: none, the log starts again
+                self._committed_offset[tp] = None
+                if hooks.on_log_recreated is not None:
+                    hooks.on_log_recreated(tp, 0)
+        return committed
 
     def _new_offset(self, tp):
         ledger = hooks_of(self.app).ledger

@@ -30,6 +30,34 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:read_text is deprecated", "ignore:open_text is deprecated")]
 
 
+def broker_view(broker_url: str, topics: list[str], groups: list[str]) -> dict:
+    """What the broker holds: each partition's records as (offset, key), and the groups' commits."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from tests.integration.harness import bootstrap
+
+    view: dict = {}
+    for name in topics:
+        consumer = Consumer({"bootstrap.servers": bootstrap(broker_url), "group.id": f"t-{uuid.uuid4().hex}",
+                             "enable.auto.commit": False})
+        partitions = consumer.list_topics(name, timeout=5).topics[name].partitions
+        consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in partitions])
+        records, deadline = [], time.monotonic() + 5
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and not message.error():
+                records.append((message.partition(), message.offset(), (message.key() or b"").decode()))
+        consumer.close()
+        view[name] = sorted(records)
+        for group in groups:
+            committer = Consumer({"bootstrap.servers": bootstrap(broker_url), "group.id": group,
+                                  "enable.auto.commit": False})
+            committed = committer.committed([TopicPartition(name, p) for p in partitions], timeout=5)
+            view[f"{group} committed {name}"] = [(tp.partition, tp.offset) for tp in committed]
+            committer.close()
+    return view
+
+
 @pytest.fixture(scope="module")
 def restart(redis_url, tmp_path_factory):
     from streams.topics import (
@@ -64,8 +92,15 @@ def restart(redis_url, tmp_path_factory):
         ensure_topics(broker.url, [f"{app_id}-__assignor-__leader"], partitions=1)
         produce(broker.url, topic(env, "predictions"), [list(drift_traffic(300, 10_000, model=new))])
         produce(broker.url, topic(env, "predictions"), [known_events[300:]])
-        result = {"new": wait_processed(redis_url, {new: 300}, timeout=90)[new],
-                  "took": time.monotonic() - restarted}
+        try:
+            result = {"new": wait_processed(redis_url, {new: 300}, timeout=90)[new],
+                      "took": time.monotonic() - restarted}
+        except AssertionError as exc:   # what the worker counted says where the events stopped
+            counters = [s.get("worker") for s in model_statuses(redis_url, known)]
+            view = broker_view(broker.url, [topic(env, "predictions"), f"{app_id}-monitor-events"],
+                               [app_id, f"{app_id}-ingest"])
+            raise AssertionError(f"{exc}; broker holds {view}; worker counters {counters}; "
+                                 f"log:\n{worker.log()[-6000:]}") from None
         def worker_predictions():   # every prediction this worker process has folded in
             return max((s["worker"]["predictions"] for m in (known, new) for s in model_statuses(redis_url, m)),
                        default=0)
@@ -94,6 +129,9 @@ def restart(redis_url, tmp_path_factory):
 def test_worker_reconnects_and_monitors_new_traffic(restart):
     assert restart["alive"], restart["log"][-3000:]
     assert restart["new"] == 300
+    # The input topics have new ids: the ingest reads them from their start, whatever positions
+    # it kept from the old logs or committed from them after the broker came back.
+    assert "predictions'] recreated (a new topic id)" in restart["log"], restart["log"][-3000:]
     assert restart["exit"] == 0 and restart["stop_seconds"] < 15
 
 

@@ -154,3 +154,70 @@ def test_commits_wait_for_the_interval_and_a_revoke_commits_what_was_sent():
 
     asyncio.run(scenario())
     assert journal[-1] == ("commit", {("preds", 0): 8, ("labels", 1): 41})
+
+
+class _AssigningConsumer(Consumer):
+    """What ``assigned`` asks of the consumer: seeks to the start, committed offsets."""
+
+    def __init__(self, journal, committed=None):
+        super().__init__(journal)
+        self._committed = committed or {}
+
+    async def seek_to_beginning(self, *partitions):
+        self.journal.append(("seek_to_beginning", sorted((tp.topic, tp.partition) for tp in partitions)))
+
+    async def committed(self, tp):
+        return self._committed.get(tp)
+
+
+def test_a_recreated_topic_is_read_from_its_start_and_others_from_their_commits():
+    from streams.topic_identity import TopicIdentity
+
+    ids = {"preds": "id-1", "labels": "id-2"}
+
+    async def describe(topics):
+        return {t: ids[t] for t in topics}
+
+    journal, dedup = [], Dedup()
+    loop, _, _ = _loop(journal, dedup)
+    loop.topic_identity = TopicIdentity(describe)
+    loop.consumer = _AssigningConsumer(journal, committed={PRED: 7, LABEL: 41})
+    previous_group = []
+
+    async def fallback(tps):
+        previous_group.extend(tps)
+        return {}
+
+    loop.fallback_positions = fallback
+
+    async def scenario():
+        await loop.assigned({PRED, LABEL})           # first sight: ids remembered, commits stand
+        assert [e for e in journal if e[0] == "seek_to_beginning"] == []
+        await loop.assigned({PRED, LABEL})           # same ids: nothing to do
+        assert [e for e in journal if e[0] == "seek_to_beginning"] == []
+        ids["preds"] = "id-3"                        # the broker restarted empty, or the topic was recreated
+        await loop.assigned({PRED, LABEL})
+
+    asyncio.run(scenario())
+    assert [e for e in journal if e[0] == "seek_to_beginning"] == [("seek_to_beginning", [("preds", 0)])]
+    assert loop.ingest_counts["ingest_logs_recreated"] == 1
+    assert previous_group == []                    # committed partitions never ask the previous group
+
+
+def test_topic_identity_knows_nothing_when_the_broker_cannot_say():
+    from streams.topic_identity import NO_ID, TopicIdentity
+
+    answers = [{"t": "a"}, {"t": NO_ID}, ConnectionError("down"), {"t": "b"}, {}, {"t": "b"}]
+
+    async def describe(topics):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    identity = TopicIdentity(describe)
+
+    async def scenario():
+        return [await identity.recreated(["t"]) for _ in range(6)] + [await identity.recreated([])]
+
+    assert asyncio.run(scenario()) == [set(), set(), set(), {"t"}, set(), set(), set()]

@@ -70,3 +70,36 @@ def test_a_re_delivery_below_the_read_offset_is_not_a_new_log(monkeypatch):
     monkeypatch.setattr(driver.Consumer, "getmany", _records([150, 151]))
     assert _read(c) == [150, 151]
     assert c._read_offset[TOPIC] == 200 and recreated == []
+
+
+def test_after_a_rebalance_a_recreated_topic_starts_at_its_log_start(monkeypatch):
+    """A new topic id: the committed offsets (the old log's, or committed from its positions
+    after the broker came back) are not where Faust reads the new log from."""
+    from streams.topic_identity import TopicIdentity
+
+    ids, recreated, seeks = {"t": "id-1", "changelog": "id-9"}, [], []
+
+    async def describe(topics):
+        return {t: ids[t] for t in topics}
+
+    other = TP("changelog", 0)
+    c = consumer(CommitLedger(), recreated=recreated)
+    c.app.driftline_consumer = ConsumerHooks(on_log_recreated=lambda tp, o: recreated.append((tp, o)),
+                                             topic_identity=TopicIdentity(describe), recreatable=frozenset({"t"}))
+    c.assignment = lambda: {TOPIC, other}
+
+    async def seek_to_beginning(*partitions):
+        seeks.extend((tp.topic, tp.partition) for tp in partitions)
+
+    c._thread = SimpleNamespace(seek_to_beginning=seek_to_beginning)
+
+    async def committed(self):
+        return {TOPIC: 3, other: 7}
+
+    monkeypatch.setattr(driver.Consumer, "seek_to_committed", committed)
+    first = asyncio.run(c.seek_to_committed())
+    ids["t"], ids["changelog"] = "id-2", "id-10"       # the broker restarted empty
+    second = asyncio.run(c.seek_to_committed())
+    assert first == {TOPIC: 3, other: 7}
+    assert second == {TOPIC: None, other: 7}           # only the watched topic restarts
+    assert seeks == [("t", 0)] and recreated == [(TOPIC, 0)] and c._committed_offset[TOPIC] is None
