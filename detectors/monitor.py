@@ -363,15 +363,30 @@ class VersionMonitor:
     def _join_early(self, labels: list, start: int, stop: int, batch: PredictionColumns, segment_rows: list,
                     out: list, feed=None) -> int:
         """Join the early labels of rows before ``stop`` (what they emit goes to ``out``); returns
-        the index of the next one. ``feed(row + 1)`` first: the row's latency and KPIs are in before its label."""
-        while start < len(labels) and labels[start][0] < stop:
-            row, label, clock, kpis, invalid = labels[start]
+        the index of the next one. ``feed(row + 1)`` first: the row's latency and KPIs are in before its label.
+
+        Consecutive labels with one join clock and no KPIs go in one :meth:`add_labels` call: it
+        takes them one by one as these calls would, and without KPIs nothing in it reads what
+        ``feed`` fed (a label with KPIs checks them when due: it goes alone, after its row's feed)."""
+        end = start
+        while end < len(labels) and labels[end][0] < stop:
+            end += 1
+        prediction, score_of = batch.prediction, batch.score
+        while start < end:
+            run = start + 1
+            row, _, clock, kpis, invalid = labels[start]
+            if not (kpis or invalid):
+                while run < end and labels[run][2] == clock and not (labels[run][3] or labels[run][4]):
+                    run += 1
+            rows = [item[0] for item in labels[start:run]]
             if feed is not None:
-                feed(row + 1)
-            score = batch.score[row]
-            out += self.add_labels([batch.prediction[row]], [None if score != score else float(score)], [label],
-                                   clock, [segment_rows[row]], [kpis], [invalid])
-            start += 1
+                feed(rows[-1] + 1)
+            scores = score_of[rows].tolist()
+            out += self.add_labels([prediction[r] for r in rows], [None if s != s else s for s in scores],
+                                   [item[1] for item in labels[start:run]], clock,
+                                   [segment_rows[r] for r in rows], [item[3] for item in labels[start:run]],
+                                   [item[4] for item in labels[start:run]])
+            start = run
         return start
 
     def _add_rows(self, batch: PredictionColumns, offset, rows: list, labels: list, keep_missing: bool = False) -> list:
