@@ -181,9 +181,12 @@ class DriftlineApp:
         log.warning("%s[%d] was recreated (offsets start again at %d): positions of the old log forgotten",
                     tp.topic, tp.partition, first_offset)
         self.gaps.restart(tp.topic, tp.partition, first_offset)
+        if tp.topic == self.settings.internal_topic:
+            self.stage.log_recreated(tp.partition)
 
     async def on_revoked(self, app, revoked, **kwargs) -> None:
         self.gaps.forget(revoked)
+        self.stage.forget({tp.partition for tp in revoked if tp.topic == self.settings.internal_topic})
         self.worker.forget_partitions({tp.partition for tp in revoked if tp.topic == self.settings.internal_topic})
 
     async def tick(self) -> None:

@@ -56,7 +56,10 @@ class TopicIdentity:
 
 def admin_describe(options: dict) -> Callable[[list[str]], Awaitable[dict]]:
     """A ``describe`` for :class:`TopicIdentity` asking the cluster with kafka-python's admin client
-    (aiokafka's Metadata requests carry no topic ids), in a thread: it is a blocking client."""
+    (aiokafka's Metadata requests carry no topic ids), in a thread: it is a blocking client.
+    Its connection chatter (a dozen INFO lines per call) is kept out of the worker's log."""
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+
     def describe(topics: list[str]) -> dict:
         from kafka.admin import KafkaAdminClient
 

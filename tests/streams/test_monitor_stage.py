@@ -274,6 +274,32 @@ def test_a_recreated_log_is_counted_from_its_start_not_skipped():
     assert again.worker.counts["replayed_skipped"] == 2 and again.worker.counts["log_restarts"] == 0
 
 
+def test_a_partition_found_recreated_at_its_assignment_counts_every_model_from_its_start():
+    """A new topic id (streams.transport tells the stage at the assignment): the new log already
+    reaches past the offsets a restored state applied, so the highwater cannot tell, and its
+    records would be skipped as replays."""
+    journal, dedup = [], Dedup()
+    table = Table(journal)
+    values = internal_messages(predictions(200, seed=1))
+    side = Side(table, journal, dedup)
+    side.handle(side.event(offset, value) for offset, value in enumerate(values))
+    asyncio.run(side.worker.commit(force=True))
+
+    fresh_values = internal_messages(predictions(300, seed=2, first=200))
+    fresh_values = [orjson.dumps({**orjson.loads(v), "src": None}) for v in fresh_values]
+    successor = Side(table, journal, dedup, highwater=lambda topic, partition: 6)   # past the applied 3
+    successor.stage.log_recreated(PARTITION)
+    successor.handle(successor.event(offset, value) for offset, value in enumerate(fresh_values))
+    assert successor.worker.counts["log_restarts"] == 1 and successor.worker.counts["replayed_skipped"] == 0
+    assert successor.predictions_folded() == 500
+    # the new log's own offsets count from then on: a redelivery of its first message is a replay
+    successor.handle([successor.event(0, fresh_values[0])])
+    assert successor.worker.counts["replayed_skipped"] == 1 and successor.worker.counts["log_restarts"] == 1
+    # after the next revoke the partition's states are the new log's
+    successor.stage.forget({PARTITION})
+    assert successor.stage._recreated == {}
+
+
 @pytest.mark.parametrize("columns", [True, False], ids=["columns", "event-dicts"])
 def test_labels_join_their_predictions_and_are_skipped_on_replay(columns):
     journal, dedup = [], Dedup()
