@@ -53,37 +53,49 @@ class LabelJoin:
         """Join a batch of predictions: version name -> ``[rows, early labels]``, the rows (indices in
         ``batch``) each version takes and the labels that came before them, as
         ``(position in its rows, label, clock, kpis, refused kpis)``. Redelivered predictions are
-        dropped (counted); the same id from another version is shadow traffic and joins too."""
+        dropped (counted); the same id from another version is shadow traffic and joins too.
+        A message of one event is joined by :meth:`_one_prediction`."""
+        if len(batch) == 1:
+            return self._one_prediction(batch)
+        return self._batch_predictions(batch)
+
+    def _one_prediction(self, batch: PredictionColumns) -> dict:
+        """:meth:`predictions` of one event: its values read from the columns directly, without a
+        list per column or the loop over rows."""
+        time = batch.ts.item(0)
+        self._advance_sources(batch.sources or [(None, 1)], [time])
+        pid, name, score = batch.ids[0], batch.model_version[0], batch.score.item(0)
+        entry = (name, batch.prediction[0], None if score != score else score, batch.segment_of(0), time)
+        shadows = self.pending.get(pid)
+        if shadows is not None and self._redelivered(shadows, entry):
+            return {}
+        if time > self.clock:
+            self.clock = time
+        label = self.early.get(pid)
+        if label is not None:
+            return {name: [[0], [(0, *self._early_joined(label, time, self.clock))]]}
+        if shadows is None:
+            self.pending[pid] = [entry]
+        return {name: [[0], []]}
+
+    def _batch_predictions(self, batch: PredictionColumns) -> dict:
+        """:meth:`predictions` of any batch."""
         n = len(batch)
         pending, early = self.pending, self.early
-        ts = batch.ts
-        times = ts.tolist()
-        start, clocks, first = 0, self.source_clocks, not self.source_clocks
-        for source, count in batch.sources or [(None, n)]:
-            if count:
-                newest = max(times[start:start + count])
-                if newest > clocks.get(source, float("-inf")):
-                    clocks[source] = newest
-            start += count
-        if first and clocks:   # labels that came before any prediction start waiting now
-            for label in early.values():
-                label[1] = self.watermark
+        times = batch.ts.tolist()
+        self._advance_sources(batch.sources or [(None, n)], times)
         clock = self.clock        # max prediction time, of the rows kept
         by_version: dict = {}     # name -> [rows, early labels as (position, label, clock)]
         scores = batch.score.tolist()
         segment_rows = batch.segment_rows()
         for index, pid in enumerate(batch.ids):
             name = batch.model_version[index]
-            segment = segment_rows[index]
             score = scores[index]
-            entry = (name, batch.prediction[index], None if score != score else score, segment, times[index])
+            entry = (name, batch.prediction[index], None if score != score else score, segment_rows[index],
+                     times[index])
             shadows = pending.get(pid)
-            if shadows is not None:
-                # Same id from another version = shadow traffic; from the same version = redelivery.
-                if any(e[0] == name for e in shadows):
-                    self.counts["duplicate_predictions"] += 1
-                    continue
-                shadows.append(entry)
+            if shadows is not None and self._redelivered(shadows, entry):
+                continue
             if times[index] > clock:
                 clock = times[index]
             taken = by_version.get(name)
@@ -91,41 +103,86 @@ class LabelJoin:
                 taken = by_version[name] = [[], []]
             label = early.get(pid)
             if label is not None:   # kept until its TTL: a shadow version's prediction may still come
-                if not label[2] and len(label) > 3 and label[3] >= times[index]:   # [3]: label time
-                    self.label_delay.observe(label[3] - times[index])
-                label[2] = True
-                taken[1].append((len(taken[0]), label[0], clock, *_label_kpis(label)))
+                taken[1].append((len(taken[0]), *self._early_joined(label, times[index], clock)))
             elif shadows is None:
                 pending[pid] = [entry]
             taken[0].append(index)
         self.clock = clock
         return by_version
 
+    def _advance_sources(self, sources, times: list) -> None:
+        """Each source partition's clock moved to the newest of its rows (``(source, count)`` runs of
+        ``times``); labels that came before any prediction start waiting when the first comes."""
+        start, clocks, first = 0, self.source_clocks, not self.source_clocks
+        for source, count in sources:
+            if count:
+                newest = max(times[start:start + count])
+                if newest > clocks.get(source, float("-inf")):
+                    clocks[source] = newest
+            start += count
+        if first and clocks:
+            for label in self.early.values():
+                label[1] = self.watermark
+
+    def _redelivered(self, shadows: list, entry: tuple) -> bool:
+        """A prediction whose id waits already: from the same version a redelivery (counted, dropped),
+        from another one shadow traffic, which joins too (appended to ``shadows``)."""
+        if any(e[0] == entry[0] for e in shadows):
+            self.counts["duplicate_predictions"] += 1
+            return True
+        shadows.append(entry)
+        return False
+
+    def _early_joined(self, label: list, time: float, clock: float) -> tuple:
+        """A label that came before its prediction (at ``time``), joined now: marked joined (its delay
+        observed the first time) and given as ``(label, clock, kpis, refused kpis)``."""
+        if not label[2] and len(label) > 3 and label[3] >= time:   # [3]: label time
+            self.label_delay.observe(label[3] - time)
+        label[2] = True
+        return (label[0], clock, *_label_kpis(label))
+
     def labels(self, batch: LabelColumns) -> list:
         """Join a batch of labels with their predictions: runs of consecutive labels of one version,
         ``[version, predictions, scores, labels, segments, kpis, refused kpis]``; a label whose
-        prediction has not come waits for it."""
+        prediction has not come waits for it. A message of one label is joined by :meth:`_one_label`."""
+        if len(batch) == 1:
+            return self._one_label(batch)
+        return self._batch_labels(batch)
+
+    def _one_label(self, batch: LabelColumns) -> list:
+        """:meth:`labels` of one label, without the loop (and the watermark read only if it waits)."""
+        joined: list = []
+        self._join_label(joined, batch.ids[0], batch.label[0], batch.ts.item(0),
+                         kpis_of(batch.kpis, 0) if batch.kpis else None, batch.invalid_kpis[0] or None, None)
+        return joined
+
+    def _batch_labels(self, batch: LabelColumns) -> list:
+        """:meth:`labels` of any batch."""
         watermark = self.watermark
-        pending, early = self.pending, self.early
         joined: list = []
         with_kpis = batch.kpis
         for position, (pid, label, ts) in enumerate(zip(batch.ids, batch.label, batch.ts.tolist())):
-            entries = pending.pop(pid, None)
-            label_kpis = kpis_of(with_kpis, position) if with_kpis else None
-            label_invalid = batch.invalid_kpis[position] or None
-            if entries is None:   # [4:6]: the label's KPIs (newer checkpoints)
-                early[pid] = [label, watermark, False, ts, label_kpis or None, label_invalid]
-                continue
-            delay = ts - entries[0][4]
-            if delay >= 0:   # a label stamped before its prediction is another clock's doing, not a delay
-                self.label_delay.observe(delay)
-            for name, prediction, score, segment, _ in entries:
-                if not joined or joined[-1][0] != name:
-                    joined.append([name, [], [], [], [], [], []])
-                run = joined[-1]
-                run[1].append(prediction), run[2].append(score), run[3].append(label), run[4].append(segment)
-                run[5].append(label_kpis), run[6].append(label_invalid)
+            self._join_label(joined, pid, label, ts, kpis_of(with_kpis, position) if with_kpis else None,
+                             batch.invalid_kpis[position] or None, watermark)
         return joined
+
+    def _join_label(self, joined: list, pid, label, ts: float, label_kpis, label_invalid, watermark) -> None:
+        """One label joined with the predictions waiting for it, into the runs of ``joined``, or kept
+        waiting for them (``watermark``: the batch's, None to read it here)."""
+        entries = self.pending.pop(pid, None)
+        if entries is None:   # [4:6]: the label's KPIs (newer checkpoints)
+            self.early[pid] = [label, self.watermark if watermark is None else watermark, False, ts,
+                               label_kpis or None, label_invalid]
+            return
+        delay = ts - entries[0][4]
+        if delay >= 0:   # a label stamped before its prediction is another clock's doing, not a delay
+            self.label_delay.observe(delay)
+        for name, prediction, score, segment, _ in entries:
+            if not joined or joined[-1][0] != name:
+                joined.append([name, [], [], [], [], [], []])
+            run = joined[-1]
+            run[1].append(prediction), run[2].append(score), run[3].append(label), run[4].append(segment)
+            run[5].append(label_kpis), run[6].append(label_invalid)
 
     def expire(self) -> None:
         """Drop joins older than the label TTL (prediction event time), then enforce the hard cap.

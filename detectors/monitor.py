@@ -226,9 +226,10 @@ class VersionMonitor:
             self.task = infer_task(prediction, score)
         self.performance.start(self.task)
 
-    def add_prediction(self, event: dict, offset) -> list:
+    def add_prediction(self, event: dict, offset, owned: bool = False) -> list:
         """Append one validated prediction (to the reference while it is being built, else to the
-        open window); returns what it emits."""
+        open window); returns what it emits. ``owned``: the event's ``features`` dict is the caller's
+        to give away (:meth:`_add_rows`' events), and becomes the row instead of a copy of it."""
         if self.task is None or self.performance.metrics_suite is None:
             self._start(event["prediction"], event["score"])
         out: list = []
@@ -237,7 +238,10 @@ class VersionMonitor:
             self.retrain.deployed_at = ts
         self.counts["predictions"] += 1
         features = event["features"]
-        row = dict(features) if self._feature_names.issuperset(features) else self._admit(features)
+        if self._feature_names.issuperset(features):
+            row = features if owned else dict(features)
+        else:
+            row = self._admit(features)
         row[PREDICTION] = event["prediction"]
         row[SCORE] = event["score"]
         score = event["score"]
@@ -398,7 +402,7 @@ class VersionMonitor:
         for row, label, clock, kpis, invalid in labels:
             by_row.setdefault(row, []).append((label, clock, kpis, invalid))
         for j, event in enumerate(batch.to_events(keep_missing)):
-            out += self.add_prediction(event, None if offset is None else [offset, rows[j]])
+            out += self.add_prediction(event, None if offset is None else [offset, rows[j]], owned=True)
             for label, clock, kpis, invalid in by_row.get(j, ()):
                 out += self.add_label(event["prediction"], event["score"], label, clock, event["segment"],
                                       kpis, invalid)
@@ -563,8 +567,51 @@ class VersionMonitor:
     # -- labels ------------------------------------------------------------------
     def add_label(self, prediction, score, label, ts: float, segment: dict | None = None,
                   kpis: dict | None = None, invalid_kpis: list | None = None) -> list:
-        """One joined label (see :meth:`add_labels`); returns what it emits."""
-        return self.add_labels([prediction], [score], [label], ts, [segment], [kpis], [invalid_kpis])
+        """One joined label (see :meth:`add_labels`); returns what it emits.
+
+        :meth:`add_labels`' loop for one label: the metrics take it alone, as a run of one, before the
+        concept detector sees it (it reads errors, not the metrics), then the check it may call for."""
+        out: list = []
+        outcome = self._label_outcome(prediction, score, label, ts, segment, kpis, invalid_kpis, out)
+        if outcome is None:
+            return out
+        performance = self.performance
+        performance.update([outcome[0]], [outcome[1]], [score])
+        if performance.observe(*outcome):
+            self._concept_check(ts, out)
+        return out
+
+    def _label_outcome(self, prediction, score, label, ts: float, segment, kpis, invalid_kpis, out: list):
+        """One joined label counted, its KPIs observed (a KPI check due appends to ``out``), its
+        segment counts and the CBPE fit fed: ``(y_true, y_pred, error)``, or None for a regression
+        label or prediction that is not a number (skipped)."""
+        counts = self.counts
+        counts["labelled"] += 1
+        if kpis or invalid_kpis:
+            self.outcomes.observe_event(kpis or {}, invalid_kpis, segment)
+            if self.outcomes.kpis.due():
+                out += self._outcome_alerts(None, {"index": self.open.index, "labelled": counts["labelled"],
+                                                   "start": None, "end": ts, "n": None}, closing=False)[0]
+        if self.task == "classification":
+            y_true, y_pred = as_class(label), as_class(prediction)
+            if segment:
+                self.segments.add_label(segment, y_true, y_pred, ts)
+            if self.performance.cbpe is None:   # until it is fitted
+                self.performance.fit_cbpe(score, y_true, y_pred)
+            return y_true, y_pred, float(y_true != y_pred)
+        try:
+            y_true, y_pred = float(label), float(prediction)
+        except (TypeError, ValueError):
+            return None
+        return y_true, y_pred, abs(y_true - y_pred)
+
+    def _concept_check(self, ts: float, out: list) -> None:
+        """The performance check a label called for (:meth:`PerformanceWatch.observe`), and the
+        retrain request that may follow it, appended to ``out``."""
+        found = self._check_performance(ts, trigger=self.performance.concept.name)
+        out += found
+        alert = next((record for record in found if record.kind == "performance"), None)
+        out += self.retrain.after_performance(alert, ts)
 
     def add_labels(self, predictions: list, scores: list, labels: list, ts: float,
                    segments: list | None = None, kpis: list | None = None, invalid_kpis: list | None = None) -> list:
@@ -575,7 +622,16 @@ class VersionMonitor:
         the baseline, the segment counts and the CBPE fit see them one by one, as before.
         ``kpis``/``invalid_kpis``: per label, its KPIs (name -> number) and the names the
         contract refused (issue 15); KPIs are observed, and checked when due, label by label.
+        One label is :meth:`add_label`'s (the same updates without the lists).
         """
+        if len(labels) == 1:
+            return self.add_label(predictions[0], scores[0], labels[0], ts, segments[0] if segments else None,
+                                  kpis[0] if kpis else None, invalid_kpis[0] if invalid_kpis else None)
+        return self._add_label_runs(predictions, scores, labels, ts, segments, kpis, invalid_kpis)
+
+    def _add_label_runs(self, predictions: list, scores: list, labels: list, ts: float,
+                        segments: list | None, kpis: list | None, invalid_kpis: list | None) -> list:
+        """:meth:`add_labels` of any number of labels: the metrics updated per run between two checks."""
         out: list = []
         if label_batch.quiet(self, len(labels), kpis, invalid_kpis):   # nothing watched: per batch up to a concept drift
             taken = label_batch.fold_quiet_labels(self, as_class, predictions, scores, labels, segments, ts, out)
@@ -584,9 +640,8 @@ class VersionMonitor:
         segments = segments or [None] * len(labels)
         kpis = kpis or [None] * len(labels)
         invalid_kpis = invalid_kpis or [None] * len(labels)
-        classification = self.task == "classification"
         pending_true, pending_pred, pending_score = [], [], []
-        performance, counts = self.performance, self.counts
+        performance = self.performance
 
         def flush():
             if pending_true:
@@ -595,34 +650,15 @@ class VersionMonitor:
 
         for prediction, score, label, segment, kpi, invalid in zip(predictions, scores, labels, segments,
                                                                    kpis, invalid_kpis):
-            counts["labelled"] += 1
-            if kpi or invalid:
-                self.outcomes.observe_event(kpi or {}, invalid, segment)
-                if self.outcomes.kpis.due():
-                    out += self._outcome_alerts(None, {"index": self.open.index, "labelled": counts["labelled"],
-                                                       "start": None, "end": ts, "n": None}, closing=False)[0]
-            if classification:
-                y_true, y_pred = as_class(label), as_class(prediction)
-                error = float(y_true != y_pred)
-                if segment:
-                    self.segments.add_label(segment, y_true, y_pred, ts)
-                if performance.cbpe is None:   # until it is fitted
-                    performance.fit_cbpe(score, y_true, y_pred)
-            else:
-                try:
-                    y_true, y_pred = float(label), float(prediction)
-                except (TypeError, ValueError):
-                    continue
-                error = abs(y_true - y_pred)
-            pending_true.append(y_true)
-            pending_pred.append(y_pred)
+            outcome = self._label_outcome(prediction, score, label, ts, segment, kpi, invalid, out)
+            if outcome is None:
+                continue
+            pending_true.append(outcome[0])
+            pending_pred.append(outcome[1])
             pending_score.append(score)
-            if performance.observe(y_true, y_pred, error):
+            if performance.observe(*outcome):
                 flush()
-                found = self._check_performance(ts, trigger=performance.concept.name)
-                out += found
-                alert = next((record for record in found if record.kind == "performance"), None)
-                out += self.retrain.after_performance(alert, ts)
+                self._concept_check(ts, out)
         flush()
         return out
 
@@ -783,15 +819,17 @@ class ModelMonitor:
         n = len(batch)
         if not n:
             return out
-        windows_before = self._windows_closed()
+        closed = False   # a window closed: only the versions taking rows can close one
         by_version = self.join.predictions(batch)
         for name, (rows, labels) in by_version.items():
             version = self.version(name)
             version.partition = partition
             sub = batch if len(rows) == n else batch.take(rows)
+            index = version.open.index
             out += version.add_columns(sub, offset, rows, labels)
+            closed = closed or version.open.index != index
         self.join.expire()
-        if len(self.versions) > 1 and self._windows_closed() != windows_before:
+        if closed and len(self.versions) > 1:
             out += self._compare()
         return wire(out) if out else out
 
@@ -809,9 +847,6 @@ class ModelMonitor:
             out += self.versions[name].add_labels(predictions, scores, labels, clock, segments, kpis, invalid)
         self.join.expire()
         return wire(out) if out else out
-
-    def _windows_closed(self) -> int:
-        return sum(v.open.index for v in self.versions.values())
 
     def _compare(self) -> list:
         """Champion/challenger: the newest version against the champion, on labelled events;
