@@ -245,6 +245,8 @@ class IngestLoop(Service):
             self.ingest_counts["ingest_logs_recreated"] += len(restarted)
             log.warning("ingest: %s recreated (a new topic id): %d partitions read from their start",
                         sorted(recreated), len(restarted))
+        if self.topic_identity is not None:
+            self.topic_identity.accept()
         if self.fallback_positions is None or not assigned:
             return
         try:

@@ -25,14 +25,19 @@ NO_ID = "00000000-0000-0000-0000-000000000000"   # what a broker without topic i
 
 
 class TopicIdentity:
-    """``describe(topics)`` returns ``{topic: topic id or None}`` (None: the broker gives none)."""
+    """``describe(topics)`` returns ``{topic: topic id or None}`` (None: the broker gives none).
+
+    :meth:`recreated` names the changed topics; the ids it read become the known ones only at
+    :meth:`accept`, once the caller has acted on them (a seek interrupted by another rebalance
+    is then asked again)."""
 
     def __init__(self, describe: Callable[[list[str]], Awaitable[dict]]) -> None:
         self._describe = describe
         self._ids: dict[str, str] = {}
+        self._read: dict[str, str] = {}
 
     async def recreated(self, topics: Iterable[str]) -> set[str]:
-        """The topics among ``topics`` whose id is not the one seen last time (none the first
+        """The topics among ``topics`` whose id is not the one accepted last time (none the first
         time a topic is seen, or when the broker cannot be asked: then nothing is known)."""
         topics = sorted(set(topics))
         if not topics:
@@ -50,8 +55,13 @@ class TopicIdentity:
             old = self._ids.get(topic)
             if old is not None and old != new:
                 changed.add(topic)
-            self._ids[topic] = new
+            self._read[topic] = new
         return changed
+
+    def accept(self) -> None:
+        """The ids :meth:`recreated` read are the known ones from now on."""
+        self._ids.update(self._read)
+        self._read = {}
 
 
 def admin_describe(options: dict) -> Callable[[list[str]], Awaitable[dict]]:

@@ -85,25 +85,40 @@ class Consumer(driver.Consumer):
 
     async def seek_to_committed(self):
         """Faust's seek of every assigned partition to its committed offset (after each
-        rebalance), except the partitions of a topic recreated since the last one: those start
-        at the new log's start. Their committed offsets are the old log's, or were committed from
-        the old log's positions after the broker came back (see :mod:`streams.topic_identity`)."""
+        rebalance and after a table recovery), made whole for the ``recreatable`` topics:
+
+        * a partition with nothing committed starts at the log's start (the group's
+          ``auto_offset_reset``). Faust leaves it where the fetcher is, and records it fetched
+          while the flow was suspended for the recovery were dropped: with no later record to
+          show the gap (``streams.gaps``) they were lost (seen after a broker restart);
+        * a partition of a topic recreated since the last assignment (a new topic id) starts
+          at the new log's start: its committed offsets are the old log's, or were committed from
+          the old log's positions after the broker came back (see :mod:`streams.topic_identity`).
+        """
         committed = dict(await super().seek_to_committed())
         hooks = hooks_of(self.app)
         watched = [tp for tp in self.assignment() if tp.topic in hooks.recreatable]
-        if hooks.topic_identity is None or not watched:
+        if not watched:
             return committed
-        recreated = await hooks.topic_identity.recreated({tp.topic for tp in watched})
+        recreated = set()
+        if hooks.topic_identity is not None:
+            recreated = await hooks.topic_identity.recreated({tp.topic for tp in watched})
         restarted = [tp for tp in watched if tp.topic in recreated]
-        if restarted:
+        uncommitted = [tp for tp in watched if tp.topic not in recreated
+                       and (committed.get(tp) is None or committed[tp] < 0)]
+        if restarted or uncommitted:
             from aiokafka import TopicPartition
 
-            await self._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition) for tp in restarted))
-            for tp in restarted:
-                committed[tp] = None          # Faust's read offset: none, the log starts again
-                self._committed_offset[tp] = None
-                if hooks.on_log_recreated is not None:
-                    hooks.on_log_recreated(tp, 0)
+            await self._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition)
+                                                   for tp in restarted + uncommitted))
+        for tp in restarted + uncommitted:
+            committed[tp] = None          # Faust's read offset: none, the log is read from its start
+            self._committed_offset[tp] = None
+        for tp in restarted:
+            if hooks.on_log_recreated is not None:
+                hooks.on_log_recreated(tp, 0)
+        if hooks.topic_identity is not None:
+            hooks.topic_identity.accept()
         return committed
 
     def _new_offset(self, tp):

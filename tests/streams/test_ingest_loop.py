@@ -218,6 +218,32 @@ def test_topic_identity_knows_nothing_when_the_broker_cannot_say():
     identity = TopicIdentity(describe)
 
     async def scenario():
-        return [await identity.recreated(["t"]) for _ in range(6)] + [await identity.recreated([])]
+        found = []
+        for _ in range(6):
+            found.append(await identity.recreated(["t"]))
+            identity.accept()
+        return found + [await identity.recreated([])]
 
     assert asyncio.run(scenario()) == [set(), set(), set(), {"t"}, set(), set(), set()]
+
+
+def test_a_recreated_topic_not_acted_on_is_named_again():
+    """A seek interrupted (another rebalance) before ``accept``: the next assignment still sees it."""
+    from streams.topic_identity import TopicIdentity
+
+    answers = [{"t": "a"}, {"t": "b"}, {"t": "b"}, {"t": "b"}]
+
+    async def describe(topics):
+        return answers.pop(0)
+
+    identity = TopicIdentity(describe)
+
+    async def scenario():
+        first = await identity.recreated(["t"])
+        identity.accept()
+        interrupted = await identity.recreated(["t"])          # no accept: the seek never happened
+        again = await identity.recreated(["t"])
+        identity.accept()
+        return first, interrupted, again, await identity.recreated(["t"])
+
+    assert asyncio.run(scenario()) == (set(), {"t"}, {"t"}, set())
