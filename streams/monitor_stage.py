@@ -107,8 +107,10 @@ class MonitorStage:
     def log_recreated(self, partition: int) -> None:
         """The internal partition's topic was found recreated at this assignment (a new topic id,
         streams.transport): every state's offsets of it, and its source positions, are the old
-        logs'; each model forgets them at its first message of the partition."""
-        self._recreated[partition] = set()
+        logs'; each model forgets them at its first message of the partition. Told again in the
+        same assignment (Faust's fetch noticed the new log, then its seek did), the models that
+        counted from the new log since keep counting: their offsets are the new log's."""
+        self._recreated.setdefault(partition, set())
 
     def forget(self, partitions) -> None:
         """Internal partitions revoked: what was found at their assignment no longer applies."""

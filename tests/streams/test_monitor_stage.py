@@ -292,6 +292,11 @@ def test_a_partition_found_recreated_at_its_assignment_counts_every_model_from_i
     # the new log's own offsets count from then on: a redelivery of its first message is a replay
     successor.handle([successor.event(0, fresh_values[0])])
     assert successor.worker.counts["replayed_skipped"] == 1 and successor.worker.counts["log_restarts"] == 1
+    # told again in the same assignment (Faust's fetch, then its seek): no second restart, no double count
+    successor.stage.log_recreated(PARTITION)
+    successor.handle([successor.event(1, fresh_values[1])])
+    assert successor.worker.counts["replayed_skipped"] == 2 and successor.worker.counts["log_restarts"] == 1
+    assert successor.predictions_folded() == 500
     # the checkpoint now holds the new log's offsets: a worker restoring it skips the new log's replays
     asyncio.run(successor.worker.commit(force=True))
     later = Side(table, journal, dedup, highwater=lambda topic, partition: 6)
