@@ -155,8 +155,7 @@ class DriftlineApp:
                                   instruments=lambda: self.metrics.instruments, deadletters=deadletters)
         # read by streams.transport.Consumer: the fetch wait, the offsets to commit, recreated logs
         app.driftline_consumer = transport.ConsumerHooks(
-            fetch_max_wait_ms=settings.fetch_max_wait_ms, ledger=worker.ledger, on_log_recreated=self.log_recreated,
-            topic_identity=self.clients.topic_identity(), recreatable=frozenset({settings.internal_topic}))
+            fetch_max_wait_ms=settings.fetch_max_wait_ms, ledger=worker.ledger, on_log_recreated=self.log_recreated)
         self._register()
 
     def _register(self) -> None:
@@ -181,12 +180,9 @@ class DriftlineApp:
         log.warning("%s[%d] was recreated (offsets start again at %d): positions of the old log forgotten",
                     tp.topic, tp.partition, first_offset)
         self.gaps.restart(tp.topic, tp.partition, first_offset)
-        if tp.topic == self.settings.internal_topic:
-            self.stage.log_recreated(tp.partition)
 
     async def on_revoked(self, app, revoked, **kwargs) -> None:
         self.gaps.forget(revoked)
-        self.stage.forget({tp.partition for tp in revoked if tp.topic == self.settings.internal_topic})
         self.worker.forget_partitions({tp.partition for tp in revoked if tp.topic == self.settings.internal_topic})
 
     async def tick(self) -> None:

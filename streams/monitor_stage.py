@@ -48,8 +48,6 @@ class MonitorStage:
         self.highwater = highwater
         self.instruments = instruments
         self.deadletters = deadletters or DeadLetterLog(log)
-        # internal partitions found recreated at this assignment -> models counted from the new log since
-        self._recreated: dict[int, set[str]] = {}
 
     async def handle(self, event) -> None:
         """Fold one internal message into its model's monitor; checkpoint, deliver and ack when due.
@@ -104,36 +102,15 @@ class MonitorStage:
             return False
         return highwater is not None and 0 <= highwater <= applied
 
-    def log_recreated(self, partition: int) -> None:
-        """The internal partition's topic was found recreated at this assignment (a new topic id,
-        streams.transport): every state's offsets of it, and its source positions, are the old
-        logs'; each model forgets them at its first message of the partition. Told again in the
-        same assignment (Faust's fetch noticed the new log, then its seek did), the models that
-        counted from the new log since keep counting: their offsets are the new log's."""
-        self._recreated.setdefault(partition, set())
-
-    def forget(self, partitions) -> None:
-        """Internal partitions revoked: what was found at their assignment no longer applies."""
-        for partition in partitions:
-            self._recreated.pop(partition, None)
-
-    def _restart(self, mon: ModelMonitor, message, why: str) -> None:
-        log.warning("%s[%d] %s: the log was recreated (a memory-only broker restarted, or the topic was "
-                    "deleted); %s counts from its start", message.topic, message.partition, why, mon.model)
-        mon.applied_offsets.clear()     # internal offsets and source positions are from the lost log
-        self.worker.counts["log_restarts"] += 1
-
     def replayed(self, mon: ModelMonitor, message) -> bool:
         """Whether the state has applied this internal message already (a replay after a restore)."""
         applied = mon.applied_offsets.get(message.partition, -1)
-        recreated = self._recreated.get(message.partition)
-        if recreated is not None and mon.model not in recreated:
-            recreated.add(mon.model)
-            if mon.applied_offsets:
-                self._restart(mon, message, "has a new topic id")
-                applied = -1
         if message.offset <= applied and self.log_restarted(message, applied):
-            self._restart(mon, message, f"ends before offset {applied}, which {mon.model}'s state has applied")
+            log.warning("%s[%d] ends before offset %d, which %s's state has applied: the log was recreated "
+                        "(a memory-only broker restarted, or the topic was deleted); counting from its start",
+                        message.topic, message.partition, applied, mon.model)
+            mon.applied_offsets.clear()     # internal offsets and source positions are from the lost log
+            self.worker.counts["log_restarts"] += 1
         if message.offset <= mon.applied_offsets.get(message.partition, -1):
             self.worker.counts["replayed_skipped"] += 1
             return True

@@ -33,14 +33,10 @@ DEFAULT_FETCH_MAX_WAIT_MS = 100     # Settings.fetch_max_wait_ms's default
 @dataclass(frozen=True)
 class ConsumerHooks:
     """What the worker's Faust consumer takes from driftline: its fetch wait, the ledger it
-    commits, and who to tell when a partition's log was recreated (``(tp, first_offset)``);
-    ``topic_identity`` (:class:`streams.topic_identity.TopicIdentity`) tells, at each assignment,
-    which of the ``recreatable`` topics were created anew since the last one."""
+    commits, and who to tell when a partition's log was recreated (``(tp, first_offset)``)."""
     fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS
     ledger: CommitLedger | None = None
     on_log_recreated: Callable | None = None
-    topic_identity: object | None = None
-    recreatable: frozenset = frozenset()
 
 
 def hooks_of(app) -> ConsumerHooks:
@@ -82,44 +78,6 @@ class Consumer(driver.Consumer):
                     if on_recreated is not None:
                         on_recreated(tp, message.offset)
             yield tp, message
-
-    async def seek_to_committed(self):
-        """Faust's seek of every assigned partition to its committed offset (after each
-        rebalance and after a table recovery), made whole for the ``recreatable`` topics:
-
-        * a partition with nothing committed starts at the log's start (the group's
-          ``auto_offset_reset``). Faust leaves it where the fetcher is, and records it fetched
-          while the flow was suspended for the recovery were dropped: with no later record to
-          show the gap (``streams.gaps``) they were lost (seen after a broker restart);
-        * a partition of a topic recreated since the last assignment (a new topic id) starts
-          at the new log's start: its committed offsets are the old log's, or were committed from
-          the old log's positions after the broker came back (see :mod:`streams.topic_identity`).
-        """
-        committed = dict(await super().seek_to_committed())
-        hooks = hooks_of(self.app)
-        watched = [tp for tp in self.assignment() if tp.topic in hooks.recreatable]
-        if not watched:
-            return committed
-        recreated = set()
-        if hooks.topic_identity is not None:
-            recreated = await hooks.topic_identity.recreated({tp.topic for tp in watched})
-        restarted = [tp for tp in watched if tp.topic in recreated]
-        uncommitted = [tp for tp in watched if tp.topic not in recreated
-                       and (committed.get(tp) is None or committed[tp] < 0)]
-        if restarted or uncommitted:
-            from aiokafka import TopicPartition
-
-            await self._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition)
-                                                   for tp in restarted + uncommitted))
-        for tp in restarted + uncommitted:
-            committed[tp] = None          # Faust's read offset: none, the log is read from its start
-            self._committed_offset[tp] = None
-        for tp in restarted:
-            if hooks.on_log_recreated is not None:
-                hooks.on_log_recreated(tp, 0)
-        if hooks.topic_identity is not None:
-            hooks.topic_identity.accept()
-        return committed
 
     def _new_offset(self, tp):
         ledger = hooks_of(self.app).ledger

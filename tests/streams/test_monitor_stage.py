@@ -253,22 +253,17 @@ def test_a_replay_after_restore_and_a_re_delivery_by_ingest_are_skipped_and_stil
     assert _stored(table)["monitor"].applied_offsets[PARTITION] == 6
 
 
-def _checkpointed_then_a_new_log(n_new: int):
-    """A state checkpointed after four messages (offsets 0-3, 200 predictions) and the
-    messages of a new log of the same partition: ``n_new`` new events, no source positions."""
+def test_a_recreated_log_is_counted_from_its_start_not_skipped():
     journal, dedup = [], Dedup()
     table = Table(journal)
     values = internal_messages(predictions(200, seed=1))
     side = Side(table, journal, dedup)
     side.handle(side.event(offset, value) for offset, value in enumerate(values))
     asyncio.run(side.worker.commit(force=True))
-    fresh_values = internal_messages(predictions(n_new, seed=2, first=200))
-    return journal, dedup, table, values, [orjson.dumps({**orjson.loads(v), "src": None}) for v in fresh_values]
 
-
-def test_a_recreated_log_is_counted_from_its_start_not_skipped():
     # the broker lost the topic: the new log holds two messages, offsets 0 and 1, of new events
-    journal, dedup, table, values, fresh_values = _checkpointed_then_a_new_log(100)
+    fresh_values = internal_messages(predictions(100, seed=2, first=200))
+    fresh_values = [orjson.dumps({**orjson.loads(v), "src": None}) for v in fresh_values]
     successor = Side(table, journal, dedup, highwater=lambda topic, partition: 2)
     successor.handle(successor.event(offset, value) for offset, value in enumerate(fresh_values))
     assert successor.worker.counts["log_restarts"] == 1 and successor.worker.counts["replayed_skipped"] == 0
@@ -277,31 +272,6 @@ def test_a_recreated_log_is_counted_from_its_start_not_skipped():
     again = Side(table, journal, dedup, highwater=lambda topic, partition: 4)
     again.handle(again.event(offset, value) for offset, value in enumerate(values[:2]))
     assert again.worker.counts["replayed_skipped"] == 2 and again.worker.counts["log_restarts"] == 0
-
-
-def test_a_partition_found_recreated_at_its_assignment_counts_every_model_from_its_start():
-    """A new topic id (streams.transport tells the stage at the assignment): the new log already
-    reaches past the offsets a restored state applied, so the highwater cannot tell, and its
-    records would be skipped as replays."""
-    journal, dedup, table, _, fresh_values = _checkpointed_then_a_new_log(300)
-    successor = Side(table, journal, dedup, highwater=lambda topic, partition: 6)   # past the applied 3
-    successor.stage.log_recreated(PARTITION)
-    successor.handle(successor.event(offset, value) for offset, value in enumerate(fresh_values))
-    assert successor.worker.counts["log_restarts"] == 1 and successor.worker.counts["replayed_skipped"] == 0
-    assert successor.predictions_folded() == 500
-    # the new log's own offsets count from then on: a redelivery of its first message is a replay
-    successor.handle([successor.event(0, fresh_values[0])])
-    assert successor.worker.counts["replayed_skipped"] == 1 and successor.worker.counts["log_restarts"] == 1
-    # told again in the same assignment (Faust's fetch, then its seek): no second restart, no double count
-    successor.stage.log_recreated(PARTITION)
-    successor.handle([successor.event(1, fresh_values[1])])
-    assert successor.worker.counts["replayed_skipped"] == 2 and successor.worker.counts["log_restarts"] == 1
-    assert successor.predictions_folded() == 500
-    # the checkpoint now holds the new log's offsets: a worker restoring it skips the new log's replays
-    asyncio.run(successor.worker.commit(force=True))
-    later = Side(table, journal, dedup, highwater=lambda topic, partition: 6)
-    later.handle([later.event(1, fresh_values[1])])
-    assert later.worker.counts["replayed_skipped"] == 1 and later.worker.counts["log_restarts"] == 0
 
 
 @pytest.mark.parametrize("columns", [True, False], ids=["columns", "event-dicts"])
