@@ -155,7 +155,8 @@ class DriftlineApp:
                                   instruments=lambda: self.metrics.instruments, deadletters=deadletters)
         # read by streams.transport.Consumer: the fetch wait, the offsets to commit, recreated logs
         app.driftline_consumer = transport.ConsumerHooks(
-            fetch_max_wait_ms=settings.fetch_max_wait_ms, ledger=worker.ledger, on_log_recreated=self.log_recreated)
+            fetch_max_wait_ms=settings.fetch_max_wait_ms, ledger=worker.ledger, on_log_recreated=self.log_recreated,
+            from_start=frozenset({settings.internal_topic}))
         self._register()
 
     def _register(self) -> None:

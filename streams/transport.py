@@ -33,10 +33,12 @@ DEFAULT_FETCH_MAX_WAIT_MS = 100     # Settings.fetch_max_wait_ms's default
 @dataclass(frozen=True)
 class ConsumerHooks:
     """What the worker's Faust consumer takes from driftline: its fetch wait, the ledger it
-    commits, and who to tell when a partition's log was recreated (``(tp, first_offset)``)."""
+    commits, who to tell when a partition's log was recreated (``(tp, first_offset)``), and the
+    topics whose never-committed partitions start at the log's start after every seek."""
     fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS
     ledger: CommitLedger | None = None
     on_log_recreated: Callable | None = None
+    from_start: frozenset = frozenset()
 
 
 def hooks_of(app) -> ConsumerHooks:
@@ -78,6 +80,28 @@ class Consumer(driver.Consumer):
                     if on_recreated is not None:
                         on_recreated(tp, message.offset)
             yield tp, message
+
+    async def seek_to_committed(self):
+        """Faust's seek of every assigned partition to its committed offset (after a rebalance
+        and after a table recovery), with the never-committed partitions of the ``from_start``
+        topics sent to the log's start (the group's ``auto_offset_reset``).
+
+        Faust leaves such a partition where its fetcher is; the records fetched while the flow
+        was suspended for the table recovery were dropped, and only a later record would show
+        the gap to :mod:`streams.gaps`. Seen after a broker restart (tests/reliability/
+        test_broker_restart.py): the new log's records of both models came during the recovery,
+        nothing came after them, and the monitor never saw them."""
+        committed = dict(await super().seek_to_committed())
+        topics = hooks_of(self.app).from_start
+        fresh = [tp for tp in self.assignment() if tp.topic in topics
+                 and (committed.get(tp) is None or committed[tp] < 0)]
+        if fresh:
+            from aiokafka import TopicPartition
+
+            await self._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition) for tp in fresh))
+            for tp in fresh:
+                committed[tp] = None          # Faust's read offset: none, the log is read from its start
+        return committed
 
     def _new_offset(self, tp):
         ledger = hooks_of(self.app).ledger

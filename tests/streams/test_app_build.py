@@ -42,7 +42,8 @@ def test_build_app_wires_what_the_settings_say_and_two_builds_share_nothing():
     assert a.worker is not b.worker and a.worker.ledger is not b.worker.ledger
     hooks = a.app.driftline_consumer
     assert hooks == transport.ConsumerHooks(fetch_max_wait_ms=37, ledger=a.worker.ledger,
-                                            on_log_recreated=a.log_recreated)
+                                            on_log_recreated=a.log_recreated,
+                                            from_start=frozenset({"alpha-monitor-events"}))
     assert a.ingest.topic_identity is not None and a.ingest.topic_identity is not b.ingest.topic_identity
     assert b.app.driftline_consumer.fetch_max_wait_ms == 100
     assert a.ingest in a.app._extra_services          # started with the app (app.service)

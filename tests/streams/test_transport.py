@@ -70,3 +70,25 @@ def test_a_re_delivery_below_the_read_offset_is_not_a_new_log(monkeypatch):
     monkeypatch.setattr(driver.Consumer, "getmany", _records([150, 151]))
     assert _read(c) == [150, 151]
     assert c._read_offset[TOPIC] == 200 and recreated == []
+
+
+def test_after_a_seek_a_partition_never_committed_starts_at_its_log_start(monkeypatch):
+    """Faust would leave it where its fetcher is: past records it dropped while the flow was
+    suspended for a table recovery. Committed partitions, and other topics, are Faust's."""
+    seeks = []
+    other, fresh = TP("changelog", 0), TP("t", 1)
+    c = consumer(CommitLedger())
+    c.app.driftline_consumer = ConsumerHooks(from_start=frozenset({"t"}))
+    c.assignment = lambda: {TOPIC, other, fresh, TP("changelog", 1)}
+
+    async def seek_to_beginning(*partitions):
+        seeks.extend((tp.topic, tp.partition) for tp in partitions)
+
+    c._thread = SimpleNamespace(seek_to_beginning=seek_to_beginning)
+
+    async def committed(self):
+        return {TOPIC: 3, other: 7, fresh: None}
+
+    monkeypatch.setattr(driver.Consumer, "seek_to_committed", committed)
+    assert asyncio.run(c.seek_to_committed()) == {TOPIC: 3, other: 7, fresh: None}
+    assert seeks == [("t", 1)]
