@@ -43,6 +43,7 @@ from streams.deadletter_log import DeadLetterLog
 from streams.gaps import GapFiller
 from streams.ingest import IngestLoop, IngestOptions, Source
 from streams.kafka_clients import KafkaClients
+from streams.log_probe import RecordProbe
 from streams.monitor_stage import MonitorStage
 from streams.state import StateStore
 from streams.worker import Worker
@@ -151,8 +152,10 @@ class DriftlineApp:
             on_deadletter=lambda reason: self.metrics.instruments.deadlettered(reason),
             fallback_positions=self.clients.previous_group_positions,
             topic_identity=self.clients.topic_identity())
+        self.probe = RecordProbe(self.clients.gap_consumer)
         self.stage = MonitorStage(settings, worker, self.deadletter_topic, self.positions.highwater,
-                                  instruments=lambda: self.metrics.instruments, deadletters=deadletters)
+                                  instruments=lambda: self.metrics.instruments, deadletters=deadletters,
+                                  probe=self.probe)
         # read by streams.transport.Consumer: the fetch wait, the offsets to commit, recreated logs
         app.driftline_consumer = transport.ConsumerHooks(
             fetch_max_wait_ms=settings.fetch_max_wait_ms, ledger=worker.ledger, on_log_recreated=self.log_recreated,
@@ -181,9 +184,11 @@ class DriftlineApp:
         log.warning("%s[%d] was recreated (offsets start again at %d): positions of the old log forgotten",
                     tp.topic, tp.partition, first_offset)
         self.gaps.restart(tp.topic, tp.partition, first_offset)
+        self.stage.forget({tp.partition})
 
     async def on_revoked(self, app, revoked, **kwargs) -> None:
         self.gaps.forget(revoked)
+        self.stage.forget({tp.partition for tp in revoked if tp.topic == self.settings.internal_topic})
         self.worker.forget_partitions({tp.partition for tp in revoked if tp.topic == self.settings.internal_topic})
 
     async def tick(self) -> None:
@@ -213,6 +218,7 @@ class DriftlineApp:
             await worker.status.close()
             await worker.dedup.close()
             await self.gaps.close()
+            await self.probe.close()
         except Exception:
             log.exception("error while flushing sinks at shutdown")
 

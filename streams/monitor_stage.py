@@ -9,6 +9,8 @@ runs it on fakes, without a broker:
 * ``worker``: a :class:`~streams.worker.Worker`;
 * ``deadletter_topic``: anything whose ``send(key=, value=)`` returns an awaitable delivery;
 * ``highwater(topic, partition)``: the partition's log end as last fetched (raises while unknown);
+* ``probe``: a :class:`~streams.log_probe.RecordProbe` reading back the record a restored state
+  applied last (None: a replay is told by the highwater alone);
 * ``instruments()``: the metrics instruments, or None;
 * ``deadletters``: a :class:`~streams.deadletter_log.DeadLetterLog` for the worker log.
 """
@@ -24,6 +26,7 @@ import orjson
 from detectors.monitor import ModelMonitor
 from streams import internal_format, positions, records
 from streams.deadletter_log import DeadLetterLog
+from streams.log_probe import ENDS_BEFORE, RecordProbe, mark, mark_key
 from streams.worker import ModelLimitReached, Worker
 
 log = logging.getLogger("driftline")
@@ -41,13 +44,15 @@ class MonitorStage:
 
     def __init__(self, settings, worker: Worker, deadletter_topic: OutputTopic,
                  highwater: Callable[[str, int], int | None], instruments: Callable = lambda: None,
-                 deadletters: DeadLetterLog | None = None) -> None:
+                 deadletters: DeadLetterLog | None = None, probe: RecordProbe | None = None) -> None:
         self.settings = settings
         self.worker = worker
         self.deadletter_topic = deadletter_topic
         self.highwater = highwater
         self.instruments = instruments
         self.deadletters = deadletters or DeadLetterLog(log)
+        self.probe = probe
+        self._same_log: dict[tuple[str, int], tuple] = {}   # (model, partition) -> the (offset, mark) read back
 
     async def handle(self, event) -> None:
         """Fold one internal message into its model's monitor; checkpoint, deliver and ack when due.
@@ -60,14 +65,15 @@ class MonitorStage:
         model = event.key.decode()
         try:
             mon = worker.monitor_for(model, message.partition)
-            if not self.replayed(mon, message):
+            if not await self.replayed(mon, message):
                 body = orjson.loads(event.value)
                 versions = _versions(body)
                 if versions:
                     await worker.ensure_reference(mon, versions)
-                    if worker.monitors.get(model, (None, None))[1] is not mon:
-                        return       # its partition was revoked meanwhile: the next owner replays the message
+                if worker.monitors.get(model, (None, None))[1] is not mon:
+                    return       # its partition was revoked meanwhile: the next owner replays the message
                 self.fold(mon, model, message, body, len(event.value))
+                mon.applied_offsets[mark_key(message.partition)] = mark(event.value)
             worker.held.append(event)
             worker.schedule_status(model, mon)
         except ModelLimitReached as exc:
@@ -102,18 +108,61 @@ class MonitorStage:
             return False
         return highwater is not None and 0 <= highwater <= applied
 
-    def replayed(self, mon: ModelMonitor, message) -> bool:
-        """Whether the state has applied this internal message already (a replay after a restore)."""
-        applied = mon.applied_offsets.get(message.partition, -1)
-        if message.offset <= applied and self.log_restarted(message, applied):
-            log.warning("%s[%d] ends before offset %d, which %s's state has applied: the log was recreated "
-                        "(a memory-only broker restarted, or the topic was deleted); counting from its start",
+    async def log_replaced(self, mon: ModelMonitor, message, applied: int) -> str | None:
+        """Why the partition's log is not the one ``mon`` applied offset ``applied`` of, or None
+        when it is (or cannot be told): its end (:meth:`log_restarted`), or the record at
+        ``applied`` read back (:mod:`streams.log_probe`).
+
+        The record is read back for a model's first message of a partition in an assignment (a
+        new log may have grown past the state's offsets, so that its events look like the next
+        ones, and their source positions from the lost input log skip them), and for a message
+        at or below the offset applied when the state changed since it was last read back."""
+        replay = message.offset <= applied
+        if replay and self.log_restarted(message, applied):
+            return f"ends before offset {applied}"
+        applied_mark = mon.applied_offsets.get(mark_key(message.partition))
+        key = (mon.model, message.partition)
+        if self.probe is None or applied_mark is None:     # a checkpoint from before marks were kept
+            self._same_log.setdefault(key, (applied, applied_mark))
+            return None
+        checked = self._same_log.get(key)
+        if checked is not None and (not replay or checked == (applied, applied_mark)):
+            return None
+        found = await self.probe.at(message.topic, message.partition, applied)
+        if found == ENDS_BEFORE:
+            return f"ends before offset {applied}"
+        if found is not None and tuple(found) != tuple(applied_mark):
+            return f"holds another record at offset {applied}"
+        if found is None:
+            log.warning("%s[%d] could not be read at %d: %s's offsets up to it are taken for the same log",
                         message.topic, message.partition, applied, mon.model)
-            mon.applied_offsets.clear()     # internal offsets and source positions are from the lost log
-            self.worker.counts["log_restarts"] += 1
-        if message.offset <= mon.applied_offsets.get(message.partition, -1):
+        self._same_log[key] = (applied, applied_mark)
+        return None
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions revoked or recreated: what was read back of them no longer holds."""
+        self._same_log = {k: v for k, v in self._same_log.items() if k[1] not in partitions}
+
+    async def replayed(self, mon: ModelMonitor, message) -> bool:
+        """Whether the state has applied this internal message already (a replay after a restore),
+        rather than the message being one of a new log at an offset the old one used."""
+        applied = mon.applied_offsets.get(message.partition, -1)
+        if applied < 0 or (message.offset > applied
+                           and (self.probe is None or (mon.model, message.partition) in self._same_log)):
+            return False        # the next message of a log this state was checked against (the hot path)
+        replaced = await self.log_replaced(mon, message, applied)
+        if replaced is None:
+            if message.offset > applied:
+                return False
             self.worker.counts["replayed_skipped"] += 1
             return True
+        log.warning("%s[%d] %s, which %s's state has applied: the log was recreated "
+                    "(a memory-only broker restarted, or the topic was deleted); counting from its start",
+                    message.topic, message.partition, replaced, mon.model)
+        mon.applied_offsets.clear()     # internal offsets and source positions are from the lost log
+        self._same_log = {k: v for k, v in self._same_log.items() if k[0] != mon.model}
+        self._same_log[(mon.model, message.partition)] = (-1, None)    # what it folds now is of this log
+        self.worker.counts["log_restarts"] += 1
         return False
 
     def fresh(self, mon: ModelMonitor, field: str, body: dict) -> tuple[list, list]:

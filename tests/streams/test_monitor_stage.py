@@ -19,6 +19,7 @@ from detectors.settings import ModelSettings
 from sinks import build_sinks
 from streams.config import Settings
 from streams.ingest import bodies
+from streams.log_probe import ENDS_BEFORE, mark, mark_key
 from streams.monitor_stage import MonitorStage
 from streams.records import validate_label, validate_prediction
 from streams.state import StateStore
@@ -86,7 +87,7 @@ class Side:
     """A Worker and its MonitorStage on ``table``, with their fakes (one worker process)."""
 
     def __init__(self, table, journal, dedup, settings=None, highwater=None, fail_sends: int = 0,
-                 on_alert=None, committed: int = 0):
+                 on_alert=None, committed: int = 0, probe=None):
         self.settings = settings or _settings()
         self.journal = journal
         self.failures = fail_sends
@@ -104,7 +105,7 @@ class Side:
         self.worker = Worker(self.settings, StateStore(table), {"alert": self.alerts, "retrain": self.retrain},
                              build_sinks([]), status=Status(), dedup=dedup)
         self.stage = MonitorStage(self.settings, self.worker, self.deadletters,
-                                  highwater=highwater or (lambda topic, partition: None))
+                                  highwater=highwater or (lambda topic, partition: None), probe=probe)
         self.tp = (self.settings.internal_topic, PARTITION)
         # what GapFiller does on an assignment's first message: the group's committed position
         self.worker.ledger.start(self.tp, committed)
@@ -272,6 +273,81 @@ def test_a_recreated_log_is_counted_from_its_start_not_skipped():
     again = Side(table, journal, dedup, highwater=lambda topic, partition: 4)
     again.handle(again.event(offset, value) for offset, value in enumerate(values[:2]))
     assert again.worker.counts["replayed_skipped"] == 2 and again.worker.counts["log_restarts"] == 0
+
+
+class LogProbe:
+    """streams.log_probe.RecordProbe on a log held in memory: ``values`` by offset (None: unreadable)."""
+
+    def __init__(self, values: list | None):
+        self.values, self.reads = values, []
+
+    async def at(self, topic, partition, offset):
+        self.reads.append((topic, partition, offset))
+        if self.values is None:
+            return None
+        return mark(self.values[offset]) if offset < len(self.values) else ENDS_BEFORE
+
+
+def _applied(side_or_table, partition=PARTITION):
+    return StateStore(side_or_table).load_checkpoint(b"m")["monitor"].applied_offsets
+
+
+def test_a_recreated_log_longer_than_the_state_is_told_by_the_record_read_back():
+    # the new log has grown past the state's offset before the worker fetched it: its end cannot
+    # tell, the record at the state's offset can (tests/reliability/test_broker_restart.py)
+    journal, dedup = [], Dedup()
+    table = Table(journal)
+    values = internal_messages(predictions(200, seed=1))
+    side = Side(table, journal, dedup)
+    side.handle(side.event(offset, value) for offset, value in enumerate(values))
+    asyncio.run(side.worker.commit(force=True))
+    applied = _applied(table)
+    assert applied[PARTITION] == len(values) - 1 and applied[mark_key(PARTITION)] == mark(values[-1])
+
+    fresh_values = internal_messages(predictions(400, seed=2, first=200))
+    fresh_values = [orjson.dumps({**orjson.loads(v), "src": None}) for v in fresh_values]
+    assert len(fresh_values) > len(values)
+    probe = LogProbe(fresh_values)
+    successor = Side(table, journal, dedup, highwater=lambda topic, partition: len(fresh_values), probe=probe)
+    successor.handle(successor.event(offset, value) for offset, value in enumerate(fresh_values))
+    assert successor.worker.counts["log_restarts"] == 1 and successor.worker.counts["replayed_skipped"] == 0
+    assert successor.predictions_folded() == 600
+    assert probe.reads == [(successor.settings.internal_topic, PARTITION, len(values) - 1)]
+
+
+def test_a_replay_is_told_by_the_same_record_read_back_once():
+    journal, dedup = [], Dedup()
+    table = Table(journal)
+    values = internal_messages(predictions(300, seed=1))
+    side = Side(table, journal, dedup)
+    side.handle(side.event(offset, value) for offset, value in enumerate(values))
+    asyncio.run(side.worker.commit(force=True))
+
+    probe = LogProbe(values + [b"later"] * 5)      # the same log, grown since
+    successor = Side(table, journal, dedup, highwater=lambda topic, partition: len(values) + 5, probe=probe)
+    successor.handle(successor.event(offset, value) for offset, value in enumerate(values))
+    assert successor.worker.counts["replayed_skipped"] == len(values)
+    assert successor.worker.counts["log_restarts"] == 0 and successor.predictions_folded() == 300
+    assert len(probe.reads) == 1                      # one read back per model and partition
+    # unreadable (the broker down, the record compacted): taken for a replay, as without a probe
+    unreadable = Side(table, journal, dedup, highwater=lambda topic, partition: len(values) + 5,
+                      probe=LogProbe(None))
+    unreadable.handle([unreadable.event(0, values[0])])
+    assert unreadable.worker.counts["replayed_skipped"] == 1 and unreadable.worker.counts["log_restarts"] == 0
+
+
+def test_a_checkpoint_without_a_mark_is_not_read_back():
+    journal, dedup = [], Dedup()
+    table = Table(journal)
+    values = internal_messages(predictions(200, seed=1))
+    side = Side(table, journal, dedup)
+    side.handle(side.event(offset, value) for offset, value in enumerate(values))
+    del side.worker.monitors["m"][1].applied_offsets[mark_key(PARTITION)]    # as checkpoints before marks
+    asyncio.run(side.worker.commit(force=True))
+    probe = LogProbe([b"another"] * 10)
+    successor = Side(table, journal, dedup, highwater=lambda topic, partition: 10, probe=probe)
+    successor.handle([successor.event(0, values[0])])
+    assert successor.worker.counts["replayed_skipped"] == 1 and probe.reads == []
 
 
 @pytest.mark.parametrize("columns", [True, False], ids=["columns", "event-dicts"])
