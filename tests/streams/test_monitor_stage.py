@@ -288,20 +288,25 @@ class LogProbe:
         return mark(self.values[offset]) if offset < len(self.values) else ENDS_BEFORE
 
 
-def _applied(side_or_table, partition=PARTITION):
-    return StateStore(side_or_table).load_checkpoint(b"m")["monitor"].applied_offsets
+def _checkpointed(n: int, drop_mark: bool = False):
+    """A worker that folded ``n`` predictions into model m and checkpointed it: (table, journal,
+    dedup, the internal messages); ``drop_mark``: a checkpoint as before marks were kept."""
+    journal, dedup = [], Dedup()
+    table = Table(journal)
+    values = internal_messages(predictions(n, seed=1))
+    side = Side(table, journal, dedup)
+    side.handle(side.event(offset, value) for offset, value in enumerate(values))
+    if drop_mark:
+        del side.worker.monitors["m"][1].applied_offsets[mark_key(PARTITION)]
+    asyncio.run(side.worker.commit(force=True))
+    return table, journal, dedup, values
 
 
 def test_a_recreated_log_longer_than_the_state_is_told_by_the_record_read_back():
     # the new log has grown past the state's offset before the worker fetched it: its end cannot
     # tell, the record at the state's offset can (tests/reliability/test_broker_restart.py)
-    journal, dedup = [], Dedup()
-    table = Table(journal)
-    values = internal_messages(predictions(200, seed=1))
-    side = Side(table, journal, dedup)
-    side.handle(side.event(offset, value) for offset, value in enumerate(values))
-    asyncio.run(side.worker.commit(force=True))
-    applied = _applied(table)
+    table, journal, dedup, values = _checkpointed(200)
+    applied = StateStore(table).load_checkpoint(b"m")["monitor"].applied_offsets
     assert applied[PARTITION] == len(values) - 1 and applied[mark_key(PARTITION)] == mark(values[-1])
 
     fresh_values = internal_messages(predictions(400, seed=2, first=200))
@@ -316,13 +321,7 @@ def test_a_recreated_log_longer_than_the_state_is_told_by_the_record_read_back()
 
 
 def test_a_replay_is_told_by_the_same_record_read_back_once():
-    journal, dedup = [], Dedup()
-    table = Table(journal)
-    values = internal_messages(predictions(300, seed=1))
-    side = Side(table, journal, dedup)
-    side.handle(side.event(offset, value) for offset, value in enumerate(values))
-    asyncio.run(side.worker.commit(force=True))
-
+    table, journal, dedup, values = _checkpointed(300)
     probe = LogProbe(values + [b"later"] * 5)      # the same log, grown since
     successor = Side(table, journal, dedup, highwater=lambda topic, partition: len(values) + 5, probe=probe)
     successor.handle(successor.event(offset, value) for offset, value in enumerate(values))
@@ -337,13 +336,7 @@ def test_a_replay_is_told_by_the_same_record_read_back_once():
 
 
 def test_a_checkpoint_without_a_mark_is_not_read_back():
-    journal, dedup = [], Dedup()
-    table = Table(journal)
-    values = internal_messages(predictions(200, seed=1))
-    side = Side(table, journal, dedup)
-    side.handle(side.event(offset, value) for offset, value in enumerate(values))
-    del side.worker.monitors["m"][1].applied_offsets[mark_key(PARTITION)]    # as checkpoints before marks
-    asyncio.run(side.worker.commit(force=True))
+    table, journal, dedup, values = _checkpointed(200, drop_mark=True)
     probe = LogProbe([b"another"] * 10)
     successor = Side(table, journal, dedup, highwater=lambda topic, partition: 10, probe=probe)
     successor.handle([successor.event(0, values[0])])
