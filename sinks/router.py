@@ -234,7 +234,7 @@ class SinkRouter:
     async def _worker(self, route: _Route) -> None:
         sink = route.sink
         failures = 0  # consecutive, across records: it measures the sink's health
-        while True:
+        while not self._stopped:
             if not route.buffer:
                 route.idle.set()
                 route.wake.clear()
@@ -245,10 +245,19 @@ class SinkRouter:
             try:
                 # A safety net: sinks set their own, shorter timeouts. A hung attempt
                 # otherwise stalls only this sink's worker, never publish or other sinks.
-                await asyncio.wait_for(sink(record), self.attempt_timeout)
+                # asyncio.timeout, not wait_for: in 3.11 wait_for raises the attempt's own error
+                # when the worker is cancelled in the loop step the attempt fails in, and the
+                # cancellation is lost.
+                async with asyncio.timeout(self.attempt_timeout):
+                    await sink(record)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._stopped:
+                    # stop() cancelled an attempt whose client turned the cancellation into an
+                    # error: the record stays pending; no retry after stop.
+                    route.in_flight = None
+                    return
                 route.failed_attempts += 1
                 route.last_error = describe_error(exc)
                 if route.in_flight_evicted:

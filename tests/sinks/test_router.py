@@ -223,3 +223,69 @@ def test_backoff_doubles_is_capped_and_jittered():
         delays = [router._backoff(failures) for _ in range(200)]
         assert all(nominal / 2 <= d <= nominal for d in delays), failures
         assert len(set(delays)) > 1
+
+
+class FailOnCueSink(CollectSink):
+    """Each attempt waits until the test makes it fail (``fail_now``), or, when cancelled, turns
+    the cancellation into an error as some client libraries do."""
+
+    def __init__(self, name: str = "cue", swallow_cancel: bool = False):
+        super().__init__(name)
+        self.swallow_cancel = swallow_cancel
+        self.cue: asyncio.Future | None = None
+        self.attempt_started = asyncio.Event()
+
+    async def __call__(self, record: dict) -> None:
+        self.attempts += 1
+        self.cue = asyncio.get_running_loop().create_future()
+        self.attempt_started.set()
+        try:
+            await self.cue
+        except asyncio.CancelledError:
+            if self.swallow_cancel:
+                raise ConnectionError("request aborted") from None
+            raise
+
+    def fail_now(self) -> None:
+        self.cue.set_exception(ConnectionError("refused"))
+
+
+def _worker_task(name: str) -> asyncio.Task:
+    return next(t for t in asyncio.all_tasks() if t.get_name() == f"driftline-sink-{name}")
+
+
+@pytest.mark.asyncio
+async def test_a_worker_stops_when_cancelled_as_its_attempt_fails():
+    # CI, 2026-12-03: stop() hung because the worker's cancellation arrived in the same loop step
+    # as its webhook attempt failed; asyncio.wait_for (3.11) then raised the attempt's error
+    # instead of CancelledError, the worker took it for a failure and retried forever.
+    sink = FailOnCueSink()
+    router = SinkRouter([(sink, None)], **FAST)
+    await asyncio.wait_for(router.start(), 1)
+    router.publish(make_record(0))
+    await asyncio.wait_for(sink.attempt_started.wait(), 5)
+    task = _worker_task("cue")
+    sink.fail_now()
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert task in done and task.cancelled()
+    assert sink.attempts == 1
+    await asyncio.wait_for(router.stop(flush_timeout=0.1), 5)
+    assert sink.closed and router.stats()["cue"]["pending"] == 1
+
+
+@pytest.mark.asyncio
+async def test_stop_ends_a_worker_whose_sink_turns_cancellation_into_an_error():
+    sink = FailOnCueSink(swallow_cancel=True)
+    # A long backoff: a worker that took the error for a failure would sleep through stop().
+    router = SinkRouter([(sink, None)], backoff_base=30, backoff_cap=30)
+    await asyncio.wait_for(router.start(), 1)
+    router.publish(make_record(0))
+    await asyncio.wait_for(sink.attempt_started.wait(), 5)
+    await asyncio.wait_for(router.stop(flush_timeout=0.1), 5)
+    assert sink.attempts == 1 and sink.closed
+    assert _worker_task_gone("cue")
+
+
+def _worker_task_gone(name: str) -> bool:
+    return all(t.get_name() != f"driftline-sink-{name}" or t.done() for t in asyncio.all_tasks())
