@@ -42,12 +42,13 @@ import numpy as np
 from scipy import special
 
 from detectors.base import DriftResult
-from detectors.chi_squared import chi2_homogeneity
+from detectors.chi_squared import chi2_p_values
 from detectors.ks import MAX_EXACT_N, _exact_two_sided, ks_2samp_sorted, pooled_counts
 from detectors.missing_rate import MissingRate
 from detectors.multiple_testing import correct, raw_threshold
 from detectors.profile import ReferenceProfile, WindowColumn, to_column
 from detectors.suite import PRIMARY, WindowSettings, _decide, _feature_results
+from detectors.window_buffer import BufferedColumn
 
 __all__ = ["SegmentGroup", "SegmentTest", "segment_family", "ks_p_value"]
 
@@ -163,30 +164,53 @@ def _missing_p(n_cur: int, x_cur: int, n_ref: int, missing_rate: float) -> float
     return float(2.0 * special.ndtr(-abs(z)))
 
 
-def _categorical_counts(values: np.ndarray, groups: Sequence[SegmentGroup]) -> tuple[list, np.ndarray, np.ndarray]:
+def _categorical_counts(values: np.ndarray, groups: Sequence[SegmentGroup],
+                        coded: tuple | None = None) -> tuple[list, np.ndarray, np.ndarray]:
     """The categories of a converted categorical column and, per group, their counts and missing count.
 
-    One dict lookup per row (in C, ``map``) codes the column (code 0 is missing), then one
-    ``bincount`` per group."""
-    labels = values.tolist()
+    The column is coded (code 0 is missing) from the window buffer's codes when ``coded`` gives
+    them (:attr:`~detectors.window_buffer.BufferedColumn.coded`: one look-up per level, not per
+    row), else by one dict lookup per row (in C, ``map``); then one ``bincount`` for all groups."""
+    labels = (coded[1] if coded is not None else values).tolist()
     code_of = {value: code for code, value in enumerate(dict.fromkeys([None, *labels]))}
     codes = np.fromiter(map(code_of.__getitem__, labels), dtype=np.intp, count=len(labels))
+    if coded is not None:
+        codes = codes[coded[0]]    # level -> category code; the buffer's -1 (missing) is the table's last, None
     k = len(code_of)
-    counts = np.stack([np.bincount(codes[group.rows], minlength=k) for group in groups]) if groups else \
-        np.zeros((0, k), dtype=np.int64)
+    if not groups:
+        return list(code_of)[1:], np.zeros((0, k - 1), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    rows = np.concatenate([group.rows for group in groups])
+    offsets = np.repeat(np.arange(len(groups)) * k, [group.rows.size for group in groups])
+    counts = np.bincount(codes[rows] + offsets, minlength=len(groups) * k).reshape(len(groups), k)
     return list(code_of)[1:], counts[:, 1:], counts[:, 0]
 
 
-def _chi2_p(reference_counts: dict, categories: list, window_counts: np.ndarray) -> float | None:
-    """The chi-squared test's p-value (None when it has a reason not to run), as ChiSquared.test."""
-    current = {c: int(n) for c, n in zip(categories, window_counts.tolist()) if n}
+def _chi2_table(reference_counts: dict, categories: list, window_counts: np.ndarray) -> np.ndarray | None:
+    """ChiSquared.test's 2 x k table (reference categories in order, then the window's unseen ones
+    sorted), or None when the test has a reason not to run."""
+    present = np.flatnonzero(window_counts)
+    current = [categories[i] for i in present.tolist()]
     unseen = sorted(c for c in current if c not in reference_counts)
-    order = list(reference_counts) + unseen
-    table = np.array([[reference_counts.get(c, 0) for c in order], [current.get(c, 0) for c in order]], dtype=np.int64)
-    n_ref, n_cur = int(table[0].sum()), int(table[1].sum())
-    if n_cur == 0 or n_ref == 0 or len(order) < 2:
+    position = {c: i for i, c in enumerate([*reference_counts, *unseen])}
+    table = np.zeros((2, len(position)), dtype=np.int64)
+    table[0, :len(reference_counts)] = list(reference_counts.values())
+    table[1, [position[c] for c in current]] = window_counts[present]
+    if not present.size or not table[0].sum() or len(position) < 2:
         return None
-    return float(chi2_homogeneity(table)[1])
+    return table
+
+
+def _chi2_ps(tables: list) -> list:
+    """``chi2_homogeneity(table)[1]`` of each table (None stays None), tables of one shape at once."""
+    out: list = [None] * len(tables)
+    by_shape: dict[tuple, list[int]] = {}
+    for i, table in enumerate(tables):
+        if table is not None:
+            by_shape.setdefault(table.shape, []).append(i)
+    for members in by_shape.values():
+        for i, p in zip(members, chi2_p_values(np.stack([tables[i] for i in members])).tolist()):
+            out[i] = p
+    return out
 
 
 def segment_family(groups: Sequence[SegmentGroup], columns: Mapping[str, Sequence | np.ndarray],
@@ -221,6 +245,21 @@ def segment_family(groups: Sequence[SegmentGroup], columns: Mapping[str, Sequenc
                 converted[key] = to_column(raw, value_type)
         return converted[key]
 
+    def categorical(name: str, value_type: str, n: int) -> tuple:
+        """Every group's counts of a categorical column, missing counts and chi-squared p-values
+        (None where a group does not test it), the p-values of all groups in one pass."""
+        raw = columns.get(name)
+        coded = raw.coded if isinstance(raw, BufferedColumn) and raw.type == value_type else None
+        categories, counts, missing = _categorical_counts(None if coded is not None else column(name, value_type, n),
+                                                          groups, coded)
+        tables = []
+        for g, group in enumerate(groups):
+            fp = group.reference.features.get(name)
+            tested = (fp is not None and fp.kind == "categorical" and fp.value_type == value_type
+                      and PRIMARY["categorical"] in settings.categorical_tests)
+            tables.append(_chi2_table(fp.category_counts, categories, counts[g]) if tested else None)
+        return categories, counts, missing, _chi2_ps(tables)
+
     n_window = max((len(v) for v in columns.values()), default=0)
     for g, group in enumerate(groups):
         sub, rows = group.reference, group.rows
@@ -241,11 +280,11 @@ def segment_family(groups: Sequence[SegmentGroup], columns: Mapping[str, Sequenc
             else:
                 key = (name, fp.value_type)
                 if key not in cat_counts:
-                    cat_counts[key] = _categorical_counts(values, groups)
-                categories, counts, missing = cat_counts[key]
+                    cat_counts[key] = categorical(name, fp.value_type, n_window)
+                categories, counts, missing, chi2_of = cat_counts[key]
                 n_missing = int(missing[g])
                 if PRIMARY["categorical"] in tests_of_kind:
-                    primary_p = _chi2_p(fp.category_counts, categories, counts[g])
+                    primary_p = chi2_of[g]
             if primary_p is not None:
                 tests.append(SegmentTest(group.key, name, PRIMARY[fp.kind], n_rows, sub.n, primary_p, exact))
             if settings.missing_rate:

@@ -51,14 +51,17 @@ def _capacity(have: int, need: int, limit: int) -> int:
 
 class BufferedColumn(WindowColumn):
     """A :class:`~detectors.profile.WindowColumn` built from a buffer's arrays: ``values`` are
-    given already converted, ``raw`` (what the data-quality checks read) is rebuilt on first use."""
+    given already converted, ``raw`` (what the data-quality checks read) is rebuilt on first use.
+    A coded column keeps its codes: ``coded`` is ``(codes, table)``, ``values`` being
+    ``table[codes]`` (code -1, missing, is the table's last entry, None); None for a numeric one."""
 
-    __slots__ = ("_raw", "_raw_of")
+    __slots__ = ("_raw", "_raw_of", "coded")
 
-    def __init__(self, values: np.ndarray, kind: str, raw_of):
+    def __init__(self, values: np.ndarray, kind: str, raw_of, coded: tuple | None = None):
         self.type = kind
         self.kind = "categorical" if kind == "boolean" else kind
         self.values = values
+        self.coded = coded
         self._raw, self._raw_of = None, raw_of
         self._present = self._sorted_present = self._counts = self._category_counts = self._summary = None
         self._safe_summary = None
@@ -229,7 +232,7 @@ class _Coded:
             table[:] = [*map(convert, self.levels), None]
             converted = self._converted = (kind, table)
         codes, levels = self.codes[:n], tuple(self.code_of.levels)   # this window's, as for _Numeric
-        return BufferedColumn(converted[1][codes], kind, lambda: _raw_levels(codes, levels))
+        return BufferedColumn(converted[1][codes], kind, lambda: _raw_levels(codes, levels), (codes, converted[1]))
 
     def clear(self) -> None:
         self.codes = np.empty(0, dtype=np.int16)

@@ -144,3 +144,49 @@ def test_segment_family_p_values_are_scipys():
             assert WindowSettings().alpha < t.p_value <= expected * (1 + 1e-12)
         checked.add((t.feature, t.detector))
     assert {("amount", "ks"), ("tenure", "ks"), ("plan", "chi_squared"), ("country", "chi_squared")} <= checked
+
+
+@pytest.mark.parametrize("shift", [False, True])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_segment_family_from_window_buffer_codes_equals_evaluate_window(shift, seed):
+    """The monitor's columns come from the window buffer: categorical counts are taken from its
+    codes (a level -> category table, levels such as True and "true" sharing a category), not
+    from the converted values; the family must still be the oracle's."""
+    from detectors.window_buffer import BufferedColumn, WindowBuffer
+
+    rng = np.random.default_rng(seed)
+    ref_columns, ref_segments = traffic(4000, rng)
+    reference = ReferenceProfile.from_columns(ref_columns, segments=ref_segments, segment_min_size=30)
+    window, window_segments = traffic(1500, rng, shift=shift)
+    window["member"] = [("true" if v else "False") if i % 5 == 0 else v for i, v in enumerate(window["member"])]
+    window["plan"] = [("unseen" if i % 41 == 0 else float("nan") if i % 43 == 0 else v)
+                      for i, v in enumerate(window["plan"])]
+    buffer = WindowBuffer(reference, limit=1500)
+    for start in range(0, 1500, 500):
+        buffer.extend({name: values[start:start + 500] for name, values in window.items()}, 500)
+    given = buffer.window_columns()
+    assert isinstance(given["plan"], BufferedColumn) and given["plan"].coded is not None
+    groups = groups_of(window_segments, reference, min_size=10)
+    for settings in (WindowSettings(), WindowSettings(correction="none", min_effect_size=0.0, alpha=0.2)):
+        expected = oracle(groups, window, settings)
+        family, drifted = segment_family(groups, given, settings, skip=frozenset(PREDICTION_COLUMNS))
+        assert [(t.key, t.feature, t.detector) for t in family] == [(k, r.feature, r.detector) for k, r in expected]
+        assert [t.p_value for t in family if t.exact] == [r.p_value for t, (_, r) in zip(family, expected) if t.exact]
+        assert sorted(drifted) == [i for i, (_, r) in enumerate(expected) if r.drifted]
+        for i, result in drifted.items():
+            assert result == expected[i][1]
+
+
+def test_chi2_p_values_equal_chi2_homogeneity_table_by_table():
+    """The stacked p-values are each table's own, bit for bit: small and large k (numpy's
+    pairwise sums start at 8 terms), counts of any size, zero window counts."""
+    from detectors.chi_squared import chi2_homogeneity, chi2_p_values
+
+    rng = np.random.default_rng(11)
+    for k in (2, 3, 4, 7, 8, 9, 15, 16, 17, 40, 130, 300):
+        reference = rng.integers(1, 5000, size=(25, 1, k))
+        window = rng.binomial(rng.integers(1, 400, size=(25, 1, 1)), rng.dirichlet(np.ones(k), size=(25, 1)))
+        window[:, :, 0] += 1   # a window row of zeros is scipy's error, in both
+        tables = np.concatenate([reference, window], axis=1)
+        got = chi2_p_values(tables)
+        assert got.tolist() == [chi2_homogeneity(t)[1] for t in tables], k
