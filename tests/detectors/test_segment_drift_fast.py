@@ -190,3 +190,16 @@ def test_chi2_p_values_equal_chi2_homogeneity_table_by_table():
         tables = np.concatenate([reference, window], axis=1)
         got = chi2_p_values(tables)
         assert got.tolist() == [chi2_homogeneity(t)[1] for t in tables], k
+
+
+@pytest.mark.parametrize("n1, n2, alpha", [(40, 120, 0.01), (310, 678, 0.02), (987, 2000, 0.001), (330, 663, 0.2)])
+def test_ks_bound_is_scipys_p_value_just_above_alpha(n1, n2, alpha):
+    """The certified bound is scipy's own exact p-value at h0, above alpha and close to it, so
+    only members with a p-value near alpha or below it need their exact computation."""
+    from detectors.segment_drift import _ks_bound
+
+    h0, p0 = _ks_bound(n1, n2, alpha)
+    lcm = math.lcm(n1, n2)
+    assert p0 == stats._stats_py._attempt_exact_2kssamp(n1, n2, math.gcd(n1, n2), h0 / lcm, "two-sided")[2]
+    assert alpha < p0 < 1.5 * alpha
+    assert stats._stats_py._attempt_exact_2kssamp(n1, n2, math.gcd(n1, n2), (h0 + 1) / lcm, "two-sided")[2] <= p0
