@@ -147,14 +147,19 @@ class SegmentStats:
                 counts[0] += 1
                 counts[1] += positive
 
-    def add_labels(self, segments: list, y_true: list, y_pred: list, ts: float | None = None) -> None:
+    def add_labels(self, segments: list, y_true: list, y_pred: list, ts: float | list | None = None) -> None:
         """:meth:`add_label` for each label whose segment is not empty (counts: order does not matter),
-        all at the monitor clock ``ts``."""
+        at the monitor clock ``ts``: one for all, or one per label."""
         if ts is not None and any(segments):
+            if type(ts) is list:   # the clocks of the first and the last label with a segment
+                stamped = [t for t, segment in zip(ts, segments) if segment]
+                first, last = stamped[0], stamped[-1]
+            else:
+                first = last = ts
             clock = self._clock()
             if clock[0] is None:
-                clock[0] = ts
-            clock[1] = ts
+                clock[0] = first
+            clock[1] = last
         labels = self._labels
         for segment, actual, predicted in zip(segments, y_true, y_pred):
             if not segment:

@@ -30,11 +30,11 @@ def quiet(version, n: int, kpis: list | None, invalid_kpis: list | None) -> bool
 
 
 def fold_quiet_labels(version, as_class, predictions: list, scores: list, labels: list, segments: list | None,
-                      ts: float, out: list) -> int:
+                      ts: float | list, out: list) -> int:
     """Fold the labels of a :func:`quiet` classification version in; returns how many were taken:
     all of them, or those up to and including the one at which the concept detector fired (its
     performance check done, what it emitted appended to ``out``). ``as_class`` is the monitor's
-    class reading of labels and predictions."""
+    class reading of labels and predictions; ``ts`` their join clock, one for all or one per label."""
     y_true = [label if type(label) is bool else as_class(label) for label in labels]   # bools are classes
     y_pred = [prediction if type(prediction) is bool else as_class(prediction) for prediction in predictions]
     errors = [float(t != p) for t, p in zip(y_true, y_pred)]
@@ -43,6 +43,8 @@ def fold_quiet_labels(version, as_class, predictions: list, scores: list, labels
     if taken < len(errors):
         y_true, y_pred, errors, scores = y_true[:taken], y_pred[:taken], errors[:taken], scores[:taken]
         segments = segments[:taken] if segments else segments
+    if type(ts) is list:
+        ts = ts[:taken]
     version.counts["labelled"] += taken
     if segments:
         version.segments.add_labels(segments, y_true, y_pred, ts)
@@ -55,8 +57,9 @@ def fold_quiet_labels(version, as_class, predictions: list, scores: list, labels
         if not version._suspect_left:
             return taken
         version._suspect_left -= 1
-        found = version._check_performance(ts, trigger=version.concept.name)
+        clock = ts[-1] if type(ts) is list else ts   # the firing label's
+        found = version._check_performance(clock, trigger=version.concept.name)
         out += found
         alert = next((record for record in found if record.kind == "performance"), None)
-        out += version.retrain.after_performance(alert, ts)
+        out += version.retrain.after_performance(alert, clock)
     return taken

@@ -27,6 +27,7 @@ statistical tests run once per window on numpy arrays.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 
 import numpy as np
@@ -369,27 +370,28 @@ class VersionMonitor:
         """Join the early labels of rows before ``stop`` (what they emit goes to ``out``); returns
         the index of the next one. ``feed(row + 1)`` first: the row's latency and KPIs are in before its label.
 
-        Consecutive labels with one join clock and no KPIs go in one :meth:`add_labels` call: it
-        takes them one by one as these calls would, and without KPIs nothing in it reads what
-        ``feed`` fed (a label with KPIs checks them when due: it goes alone, after its row's feed)."""
+        Consecutive labels without KPIs go in one :meth:`add_labels` call, each at its own join
+        clock: it takes them one by one as these calls would, and without KPIs nothing in it reads
+        what ``feed`` fed (a label with KPIs checks them when due: it goes alone, after its row's feed)."""
         end = start
         while end < len(labels) and labels[end][0] < stop:
             end += 1
         prediction, score_of = batch.prediction, batch.score
         while start < end:
             run = start + 1
-            row, _, clock, kpis, invalid = labels[start]
-            if not (kpis or invalid):
-                while run < end and labels[run][2] == clock and not (labels[run][3] or labels[run][4]):
+            if not (labels[start][3] or labels[start][4]):
+                while run < end and not (labels[run][3] or labels[run][4]):
                     run += 1
-            rows = [item[0] for item in labels[start:run]]
+            taken = labels[start:run]
+            rows = [item[0] for item in taken]
             if feed is not None:
                 feed(rows[-1] + 1)
             scores = score_of[rows].tolist()
+            clocks = [item[2] for item in taken]
             out += self.add_labels([prediction[r] for r in rows], [None if s != s else s for s in scores],
-                                   [item[1] for item in labels[start:run]], clock,
-                                   [segment_rows[r] for r in rows], [item[3] for item in labels[start:run]],
-                                   [item[4] for item in labels[start:run]])
+                                   [item[1] for item in taken], clocks if len(set(clocks)) > 1 else clocks[0],
+                                   [segment_rows[r] for r in rows], [item[3] for item in taken],
+                                   [item[4] for item in taken])
             start = run
         return start
 
@@ -613,9 +615,12 @@ class VersionMonitor:
         alert = next((record for record in found if record.kind == "performance"), None)
         out += self.retrain.after_performance(alert, ts)
 
-    def add_labels(self, predictions: list, scores: list, labels: list, ts: float,
+    def add_labels(self, predictions: list, scores: list, labels: list, ts: float | list,
                    segments: list | None = None, kpis: list | None = None, invalid_kpis: list | None = None) -> list:
         """Joined labels with their predictions' outputs, in join order; returns what they emit.
+
+        ``ts``: the monitor clock they joined at, one for all or one per label (early labels
+        joined along a batch of predictions, each at the clock of its row).
 
         The metrics take the labels in one numpy update per run between two performance
         checks (a check reads the rolling metric as of its label); the concept detector,
@@ -625,7 +630,8 @@ class VersionMonitor:
         One label is :meth:`add_label`'s (the same updates without the lists).
         """
         if len(labels) == 1:
-            return self.add_label(predictions[0], scores[0], labels[0], ts, segments[0] if segments else None,
+            return self.add_label(predictions[0], scores[0], labels[0], ts[0] if type(ts) is list else ts,
+                                  segments[0] if segments else None,
                                   kpis[0] if kpis else None, invalid_kpis[0] if invalid_kpis else None)
         return self._add_label_runs(predictions, scores, labels, ts, segments, kpis, invalid_kpis)
 
@@ -637,6 +643,9 @@ class VersionMonitor:
             taken = label_batch.fold_quiet_labels(self, as_class, predictions, scores, labels, segments, ts, out)
             predictions, scores, labels = predictions[taken:], scores[taken:], labels[taken:]
             segments, kpis, invalid_kpis = (x[taken:] if x else x for x in (segments, kpis, invalid_kpis))
+            if type(ts) is list:
+                ts = ts[taken:]
+        clocks = ts if type(ts) is list else itertools.repeat(ts)
         segments = segments or [None] * len(labels)
         kpis = kpis or [None] * len(labels)
         invalid_kpis = invalid_kpis or [None] * len(labels)
@@ -648,9 +657,9 @@ class VersionMonitor:
                 performance.update(pending_true, pending_pred, pending_score)
                 pending_true.clear(), pending_pred.clear(), pending_score.clear()
 
-        for prediction, score, label, segment, kpi, invalid in zip(predictions, scores, labels, segments,
-                                                                   kpis, invalid_kpis):
-            outcome = self._label_outcome(prediction, score, label, ts, segment, kpi, invalid, out)
+        for prediction, score, label, clock, segment, kpi, invalid in zip(predictions, scores, labels, clocks,
+                                                                          segments, kpis, invalid_kpis):
+            outcome = self._label_outcome(prediction, score, label, clock, segment, kpi, invalid, out)
             if outcome is None:
                 continue
             pending_true.append(outcome[0])
@@ -658,7 +667,7 @@ class VersionMonitor:
             pending_score.append(score)
             if performance.observe(*outcome):
                 flush()
-                self._concept_check(ts, out)
+                self._concept_check(clock, out)
         flush()
         return out
 
