@@ -80,6 +80,9 @@ def main() -> None:
                 last_write = now
             await asyncio.sleep(0.005)
 
+    from streams import gc_policy
+
+    gc_policy.apply(settings.gc_thresholds)   # as `driftline worker` does
     sys.argv = [sys.argv[0], "worker", "-l", "info"]
     Worker(app, loglevel="info", quiet=True).execute_from_commandline()
 

@@ -1,6 +1,6 @@
 """Decode + validate cost per prediction and per label: the reference (orjson + validators) vs typed (msgspec).
 
-    python -m bench.decode_cost [--n 20000] [--repeat 5]
+    python -m bench.decode_cost [--n 20000] [--repeat 5] [--gc-thresholds 50000,50,100]
 
 The bench data set (20 features, a score, a label each) framed as single-event messages and as
 micro-batches of 1,000; each decoder runs over the same bytes ``--repeat`` times, the median
@@ -8,10 +8,13 @@ micro-batches of 1,000; each decoder runs over the same bytes ``--repeat`` times
 encoding the valid events of a batch for the internal topic and decoding them in the monitor,
 as a list of dicts (orjson; before 2026-12-03) and as the columns ingest
 writes now (``streams.internal_format``), each decoded into the ``PredictionColumns`` the monitor folds in.
+``--gc-thresholds`` runs it under the worker's collector policy (``streams.gc_policy.apply``, after
+the data set is built); without it, under CPython's defaults.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
 
@@ -37,9 +40,16 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--gc-thresholds", default="", help="the worker's gc policy, e.g. 50000,50,100")
     args = ap.parse_args(argv)
     preds, labels = common.predictions(args.n, seed=11)
-    results: dict = {"n": args.n, "decode_us_per_event": {}, "internal_us_per_event": {}}
+    thresholds = [int(v) for v in args.gc_thresholds.split(",") if v]
+    if thresholds:
+        from streams import gc_policy
+
+        gc_policy.apply(thresholds)
+    results: dict = {"n": args.n, "gc_thresholds": list(gc.get_threshold()), "decode_us_per_event": {},
+                     "internal_us_per_event": {}}
     for kind, events, validate in (("prediction", preds, records.validate_prediction),
                                    ("label", labels, records.validate_label)):
         for framing in (1, 1000):

@@ -189,9 +189,12 @@ def worker(ctx: click.Context, loglevel: str, web_port: int | None) -> None:
                   settings.partitions, settings.replication_factor)
     from faust import Worker
 
+    from streams import gc_policy
     from streams.app import build_app
 
-    Worker(build_app(settings).app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    app = build_app(settings).app
+    gc_policy.apply(settings.gc_thresholds)
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 # -- traffic -------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ class Topics:
     deadletter: str = "driftline.deadletter"
 
 
-_PER_WORKER = ("web_host", "web_port", "web_enabled", "data_dir")
+_PER_WORKER = ("web_host", "web_port", "web_enabled", "data_dir", "gc_thresholds")
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,7 @@ class Settings:
     internal_columns: bool = True
     fetch_max_wait_ms: int = 100         # longest a consumer fetch waits on idle partitions (latency)
     shutdown_timeout: float = 20.0       # a stop that takes longer (broker unreachable) exits hard
+    gc_thresholds: list = field(default_factory=lambda: [50_000, 50, 100])  # the worker's cyclic-GC thresholds ([]: CPython's); streams/gc_policy.py
     broker_credentials: dict = field(default_factory=dict)  # SASL/TLS, passed to the Kafka client
     # driftline.alerts / driftline.retrain are always written; these are the extra deliveries
     sinks: list = field(default_factory=lambda: [{"type": "redis"}])

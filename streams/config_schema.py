@@ -145,11 +145,21 @@ def _settings_table() -> Table:
         "defaults": MODEL,
         "models": MapOf(MODEL),
         "shards": MapOf(int),
+        "gc_thresholds": Custom(_gc_thresholds, "[young, middle, old] thresholds, or []"),
         "sinks": Custom(_sinks, "[[sinks]]"),
         "broker_credentials": BROKER_CREDENTIALS,
         "broker": Custom(_broker_url, "kafka://host:port"),
         "redis_url": Custom(_redis_url, "redis://host:port/db"),
     }, exclude=("source",))
+
+
+def _gc_thresholds(value) -> str | None:
+    if not isinstance(value, list) or len(value) not in (0, 3) or not all(
+            type(v) is int and v >= 0 for v in value):
+        return f"must be [] or three integers >= 0 (gc.set_threshold), got {value!r}"
+    if value and value[0] == 0:
+        return "a young threshold of 0 turns the collector off, which lets cyclic garbage grow without bound"
+    return None
 
 
 def _broker_url(value) -> str | None:

@@ -65,6 +65,8 @@ def _problems(tmp_path, text: str, env: dict | None = None) -> list[str]:
     ("broker = \"127.0.0.1:9092\"\n", "broker: '127.0.0.1:9092' is not a broker URL; write kafka://host:port"),
     ("redis_url = \"localhost:6379\"\n", "redis_url: 'localhost:6379' is not a Redis URL"),
     ("models = 3\n", "models: must be a table, got integer 3"),
+    ("gc_thresholds = [50000, 50]\n", "gc_thresholds: must be [] or three integers >= 0"),
+    ("gc_thresholds = [0, 10, 10]\n", "gc_thresholds: a young threshold of 0 turns the collector off"),
 ])
 def test_a_problem_names_the_file_the_key_path_and_the_key_meant(tmp_path, text, expected):
     lines = _problems(tmp_path, text)
