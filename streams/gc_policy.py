@@ -6,7 +6,7 @@ default thresholds (700, 10, 10) run a young collection every 700 allocations, w
 again and again as they age into the older generations. ``python -m bench.decode_cost`` against
 ``python -m bench.decode_cost --gc-thresholds 50000,50,100`` shows what that costs in a process
 holding one data set (1,000-event messages, 2026-12-04): a typed prediction decode 7.3 -> 3.5 µs,
-a label 4.5 -> 0.6 µs per event. In the worker, ``python -m bench.throughput`` side by side: 1.4-1.7x
+a label 4.5 -> 0.6 µs per event. In the worker, ``python -m bench.throughput`` side by side: 1.4-2.0x
 the events per second (BENCHMARKS.md, section 9, session 12). Almost everything a worker frees goes at once by
 reference counting; the collector only finds cycles (asyncio's futures and tracebacks, mostly), so
 collecting them less often holds a little more garbage, not more live data
