@@ -99,7 +99,7 @@ class KstwoCache:
     of the next ones is the bootstrap's counting. Bounded: cleared when it holds ``max_size`` values.
     """
 
-    def __init__(self, max_size: int = 200_000):
+    def __init__(self, max_size: int = 50_000):   # ~1,000 values per (reference, window) sizes; ~10 MB full
         self.max_size = max_size
         self.values: dict[tuple[float, float], float] = {}
         self.computed = 0   # values scipy was asked for (misses)
