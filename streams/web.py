@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 from faust.web import View
@@ -50,7 +51,9 @@ def install(app, worker, settings, extra_counts=dict) -> Metrics:
     @app.page("/healthz")
     class HealthView(View):
         async def get(self, request):
-            return self.json({"status": "ok", "uptime_seconds": round(time.time() - started, 3)})
+            # the collector's thresholds in force (streams/gc_policy.py): what the worker applied
+            return self.json({"status": "ok", "uptime_seconds": round(time.time() - started, 3),
+                              "gc_thresholds": list(gc.get_threshold())})
 
     @app.page("/readyz")
     class ReadyView(View):

@@ -100,6 +100,7 @@ def test_metrics_and_alertmanager_during_a_run_follow_the_drift_and_its_resoluti
         assert seen[0] == 503 and body["status"] == "ready" and body["checks"]["assigned_partitions"] > 0
         code, health = get(port, "/healthz")
         assert code == 200 and orjson.loads(health)["status"] == "ok"
+        assert orjson.loads(health)["gc_thresholds"] == [50_000, 50, 100]   # driftline worker applied gc_policy
 
         drifting = list(drift_traffic(3000, shift_at=1000, model=model, shift=1.5))
         mv = {"model": model, "model_version": "1"}
