@@ -18,8 +18,8 @@ the same total rate, one after the other on the same broker:
   measured in process as the CPU of folding those predictions minus the CPU of folding
   as many predictions once the reference exists;
 - the worker's RSS once idle after start-up and at the end, and the growth per model;
-- bytes written to the worker's changelog topic (its checkpoints) against the bytes of
-  input (prediction and label messages);
+- bytes written to the worker's changelog topic (its checkpoints and, once per version, its
+  reference) against the bytes of input (prediction and label messages), and the checkpoints alone;
 - worker CPU (user + system, /proc) per prediction while the traffic ran, and from when
   every version's reference is built (1.1 x models x ``--reference`` predictions) to the end:
   the steady state, without the warm-up of N references;
@@ -234,8 +234,11 @@ class CpuSampler(threading.Thread):
         return round(1e6 * (cpu1 - cpu0) / (n1 - n0), 1)
 
 
-def changelog_bytes(broker_url: str, app_id: str) -> tuple[int, int, str]:
-    """(records, bytes) on the worker's state changelog topic, read from the start until idle."""
+def changelog_bytes(broker_url: str, app_id: str) -> tuple[int, int, int, str]:
+    """(records, bytes, bytes of references) on the worker's state changelog topic, read from the
+    start until idle. A version's reference is written once (streams.state.REFERENCE_PREFIX): the
+    rest is checkpoints."""
+    from streams.state import REFERENCE_PREFIX
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
     from confluent_kafka.admin import AdminClient
 
@@ -247,7 +250,7 @@ def changelog_bytes(broker_url: str, app_id: str) -> tuple[int, int, str]:
                          "enable.auto.commit": False})
     # assigned, not subscribed: no group join (the embedded broker holds joins back)
     consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in metadata[t].partitions])
-    records = size = 0
+    records = size = references = 0
     idle_since = time.monotonic()
     try:
         while time.monotonic() - idle_since < 5.0:
@@ -256,12 +259,15 @@ def changelog_bytes(broker_url: str, app_id: str) -> tuple[int, int, str]:
                 if message.error():
                     raise KafkaException(message.error())
                 records += 1
-                size += len(message.value() or b"") + len(message.key() or b"")
+                nbytes = len(message.value() or b"") + len(message.key() or b"")
+                size += nbytes
+                if (message.key() or b"").startswith(REFERENCE_PREFIX):
+                    references += nbytes
             if batch:
                 idle_since = time.monotonic()
     finally:
         consumer.close()
-    return records, size, ",".join(topics)
+    return records, size, references, ",".join(topics)
 
 
 def run_case(broker, redis, models: int, rate: int, framing: int, seconds: float,
@@ -302,7 +308,7 @@ def run_case(broker, redis, models: int, rate: int, framing: int, seconds: float
         watch.join()
     finally:
         worker.stop()
-    records, size, topics = changelog_bytes(broker.url, env["DRIFTLINE_APP_ID"])
+    records, size, references, topics = changelog_bytes(broker.url, env["DRIFTLINE_APP_ID"])
     delays = sorted(watch.delays)
     return {
         "models": models, "rate_per_model": rate, "framing": framing, "seconds": seconds,
@@ -314,6 +320,7 @@ def run_case(broker, redis, models: int, rate: int, framing: int, seconds: float
         "rss_per_model_mib": round((rss_end - rss_idle) / 1024 / models, 3),
         "input_bytes": traffic.input_bytes, "changelog_records": records, "changelog_bytes": size,
         "changelog_topics": topics, "changelog_over_input": round(size / traffic.input_bytes, 3),
+        "reference_bytes": references, "checkpoints_over_input": round((size - references) / traffic.input_bytes, 3),
         "windows_tested": watch.windows,
         "load_average": {"before": load_before, "after": _load_average()},
         "window_delay_s": {"p50": _pct(delays, 50), "p99": _pct(delays, 99), "max": delays[-1] if delays else None},

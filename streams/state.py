@@ -1,10 +1,10 @@
 """The monitor stage's state records in the ``monitor-state`` table: checkpoints as blocks, references once.
 
 A checkpoint is a record of an explicit format (``"format": 2``, :data:`detectors.monitor_state.CHECKPOINT_FORMAT`):
-the monitor's plain state. It is stored as content-defined blocks (:mod:`streams.state_blocks`), each
-under ``<model>\\0blk\\0<digest>``, and a small head under the model's key naming the blocks of the
-record: a checkpoint writes the blocks that changed since the model's last one, the head, and
-deletes for the blocks no longer named. Records stored whole (the pickle itself, as workers before
+the monitor's plain state. It is stored as content-defined blocks (:mod:`streams.state_blocks`) in
+packs, each under ``<model>\\0pack\\0<n>``, and a small head under the model's key naming the packs
+and the record's blocks: a checkpoint writes one pack of the blocks that changed since the model's
+last one, the head, and deletes for the packs no longer named. Records stored whole (the pickle itself, as workers before
 the blocks wrote them) and records of format 1 (the live objects pickled) still restore.
 
 :class:`StateStore` wraps the table (any mapping with a ``write_partition`` attribute: the
@@ -21,7 +21,7 @@ import orjson
 from detectors.monitor import ModelMonitor
 from detectors.monitor_state import CHECKPOINT_FORMAT
 from detectors.profile import ReferenceProfile
-from streams.state_blocks import Blocks, assemble, split
+from streams.state_blocks import Blocks, Leaf, assemble, pack, split, unpack
 
 # A record over the producer's request size (8 MiB here, 1 MB on a default Kafka broker) makes
 # Faust's producer crash the worker, and again after every restart. A wide model's reference or
@@ -40,32 +40,76 @@ def _parts_of(value: bytes | None) -> list | None:
 
 
 class SavedCheckpoint(NamedTuple):
-    """What one checkpoint wrote: ``written`` bytes (the new blocks and the head), ``skeleton`` the
-    bytes of the record without its large leaves, which any checkpoint may rewrite (the worker
-    checkpoints a model once its input since the last one is worth a few of these), and ``size``
-    the bytes of the whole record."""
+    """What one checkpoint wrote: ``written`` bytes (its pack and its head), and ``size``, the bytes
+    of the whole record (every block of it)."""
     written: int
-    skeleton: int
     size: int
 
 
-def _block_key(key: bytes, name: bytes) -> bytes:
-    return key + b"\x00blk\x00" + name
+# A pack stays while half its bytes are blocks of the model's last checkpoint; below that, its
+# blocks still in use go into the next pack and it is deleted: the table holds at most about twice
+# a model's state, and no pack lives on for one block.
+PACK_KEEP = 0.5
+
+
+def _pack_key(key: bytes, pack_id: int) -> bytes:
+    return b"%s\x00pack\x00%d" % (key, pack_id)
+
+
+class _Packs:
+    """What a store knows of one model's last checkpoint: the pack of each block, the bytes of each
+    pack, how each leaf was cut (:class:`streams.state_blocks.Leaf`), the next pack's id, and the
+    packs the last head released (deletes a crash may have cut short)."""
+
+    def __init__(self, head: dict | None = None) -> None:
+        self.where: dict[bytes, int] = {}
+        self.sizes: dict[int, int] = {}
+        self.leaves: dict[tuple, Leaf] = {}
+        self.next = 0 if head is None else head["next"]
+        self.released: set[int] = set() if head is None else set(head["released"])
+
+    def add(self, pack_id: int, blocks) -> None:
+        self.sizes[pack_id] = self.sizes.get(pack_id, 0)
+        for name, block in blocks:
+            self.where[name] = pack_id
+            self.sizes[pack_id] += len(block)
+
+    def after(self, blocks: Blocks) -> tuple["_Packs", list, list, set]:
+        """(where the blocks will be once a checkpoint of ``blocks`` is written, the names of the
+        blocks to write that stay, those that change, the ids of the packs to delete after its head).
+
+        Kept: the packs still PACK_KEEP in use. Written: the blocks in no kept pack, those likely
+        to stay apart from those likely to change (the skeleton's that are new, a leaf's short last
+        block: :class:`streams.state_blocks.Blocks`), so that most packs go out of use whole; a
+        block that outlived a checkpoint already is likely to stay."""
+        live: dict[int, int] = {}
+        for name, size in blocks.sizes.items():
+            pack_id = self.where.get(name)
+            if pack_id is not None:
+                live[pack_id] = live.get(pack_id, 0) + size
+        kept = {pack_id for pack_id, size in self.sizes.items() if live.get(pack_id, 0) >= PACK_KEEP * size}
+        now = _Packs()
+        now.sizes = {pack_id: self.sizes[pack_id] for pack_id in kept}
+        now.where = {name: pack_id for name, pack_id in self.where.items() if pack_id in kept}
+        now.leaves, now.next = blocks.leaves, self.next
+        stay, change = [], []
+        for name in blocks.sizes:
+            if self.where.get(name) not in kept:
+                (change if name in blocks.volatile and name not in self.where else stay).append(name)
+        return now, stay, change, (set(self.sizes) - kept) | self.released
 
 
 class StateStore:
     """Checkpoints and references in the state table (see the functions' notes).
 
-    For each model it knows (saved or loaded here) it keeps the names of the blocks its last head
-    names (``blocks``), so that the next checkpoint writes only new blocks, and the names that head
-    released: deletes that a crash may have cut short, issued again with the next checkpoint.
+    For each model it saved or loaded it knows which pack holds each block of the model's last
+    checkpoint (:class:`_Packs`), so that the next checkpoint writes only the blocks that are new.
     """
 
     def __init__(self, table) -> None:
         self.table = table
         self.stored_references: set[str] = set()
-        self.blocks: dict[bytes, set[bytes]] = {}
-        self.released: dict[bytes, set[bytes]] = {}
+        self.packs: dict[bytes, _Packs] = {}
 
     def put(self, key: bytes, value: bytes) -> None:
         put_state(self.table, key, value)
@@ -75,39 +119,52 @@ class StateStore:
 
     def save_checkpoint(self, key: bytes, checkpoint: dict, partition: int) -> SavedCheckpoint:
         """Write one model's checkpoint to ``partition`` (the model's, see _ModelStateTable in
-        streams.app): its new blocks, then the head naming them, then deletes for the blocks the
-        previous head named and this one does not.
+        streams.app): one or two packs of the blocks the table does not hold yet (:meth:`_Packs.after`),
+        then the head naming the packs in use, then deletes for the packs it no longer names.
 
         All go to one partition in this order, so a crash at any point leaves a changelog whose last
-        head has all its blocks: the new blocks are written before the head that names them, and a
-        block is deleted only after a head that no longer names it.
+        head has all its packs: a pack is written before the head that names it, and deleted only
+        after a head that no longer names it.
         """
         table = self.table
         table.write_partition = partition
         try:
-            record, blocks = dump_checkpoint(table, checkpoint, self.stored_references)
+            known = self.packs.get(key) or _Packs()
+            record, blocks = dump_checkpoint(table, checkpoint, self.stored_references, known.leaves)
             root = blocks.cut(record)
-            stored, names = self.blocks.get(key, set()), set(blocks.names)
+            now, stay, change, released = known.after(blocks)
+            moved = self._blocks_of(key, known, [name for name in stay if name not in blocks.new])
             written = 0
-            for name, block in blocks.new.items():
-                if name not in stored:
-                    table[_block_key(key, name)] = block
-                    written += len(block)
-            released = (stored | self.released.pop(key, set())) - names
-            head = _BLOCKS + pickle.dumps({"root": root, "released": sorted(released)}, protocol=pickle.HIGHEST_PROTOCOL)
+            for names in (stay, change):
+                if names:
+                    group = [(name, blocks.new[name] if name in blocks.new else moved[name]) for name in names]
+                    data = pack(group)
+                    put_state(table, _pack_key(key, now.next), data)
+                    now.add(now.next, group)
+                    now.next, written = now.next + 1, written + len(data)
+            head = _BLOCKS + pickle.dumps({"root": root, "packs": sorted(now.sizes), "next": now.next,
+                                           "released": sorted(released)}, protocol=pickle.HIGHEST_PROTOCOL)
             self.put(key, head)
-            for name in released:
-                table.pop(_block_key(key, name), None)
-            self.blocks[key] = names
+            for pack_id in released:
+                delete_state(table, _pack_key(key, pack_id))
+            self.packs[key] = now
         finally:
             table.write_partition = None
-        return SavedCheckpoint(written + len(head), len(record), sum(map(len, blocks.new.values())))
+        return SavedCheckpoint(written + len(head), sum(blocks.sizes.values()))
+
+    def _blocks_of(self, key: bytes, known: _Packs, names: list) -> dict[bytes, bytes]:
+        """The bytes of blocks kept from the last checkpoint that move to a new pack (their pack
+        fell below PACK_KEEP), read from their packs in the table."""
+        found: dict[bytes, bytes] = {}
+        for pack_id in {known.where[name] for name in names}:
+            found.update(unpack(get_state(self.table, _pack_key(key, pack_id))))
+        return found
 
     def load_checkpoint(self, key: bytes) -> dict | None:
         """The model's last checkpoint (None: it has none); from here this store writes the
         model's next checkpoints as changes to this one."""
         stored = self.get(key)
-        self.blocks[key], self.released[key] = set(), set()
+        self.packs[key] = _Packs()
         if stored is None:
             return None
         if not stored.startswith(_BLOCKS):
@@ -115,29 +172,35 @@ class StateStore:
         return restore_checkpoint(self.table, self._record(key, stored))
 
     def record(self, key: bytes) -> dict | None:
-        """The record of the model's last checkpoint as stored in blocks (format 2: plain data, the
+        """The record of the model's last checkpoint as stored in packs (format 2: plain data, the
         references by id), None if it has none."""
         stored = self.get(key)
         return None if stored is None else self._record(key, stored)
 
     def _record(self, key: bytes, stored: bytes) -> dict:
         head = pickle.loads(stored[len(_BLOCKS):])
-        names = set(head["root"])
-        record = pickle.loads(b"".join(self._block(key, name) for name in head["root"]))
-        record = assemble(record, lambda name: self._block(key, name), names)
-        self.blocks[key], self.released[key] = names, set(head["released"])
+        known, blocks = _Packs(head), {}
+        for pack_id in head["packs"]:
+            data = get_state(self.table, _pack_key(key, pack_id))
+            if data is None:
+                raise LookupError(f"checkpoint {key!r} is missing pack {pack_id}")
+            unpacked = unpack(data)
+            known.add(pack_id, unpacked.items())
+            blocks.update(unpacked)
+
+        def block(name: bytes) -> bytes:
+            found = blocks.get(name)
+            if found is None:
+                raise LookupError(f"checkpoint {key!r} is missing block {name.hex()}")
+            return found
+
+        record = assemble(pickle.loads(b"".join(map(block, head["root"]))), block, known.leaves)
+        self.packs[key] = known
         return record
 
-    def _block(self, key: bytes, name: bytes) -> bytes:
-        block = self.table.get(_block_key(key, name))
-        if block is None:
-            raise LookupError(f"checkpoint {key!r} is missing block {name.hex()}")
-        return block
-
     def forget(self, key: bytes) -> None:
-        """The model moved to another worker: what this store knew of its blocks may be stale."""
-        self.blocks.pop(key, None)
-        self.released.pop(key, None)
+        """The model moved to another worker: what this store knew of its packs may be stale."""
+        self.packs.pop(key, None)
 
 
 def put_state(table, key: bytes, value: bytes) -> None:
@@ -158,6 +221,14 @@ def put_state(table, key: bytes, value: bytes) -> None:
     if old:
         for i in range(old[1]):
             table.pop(_part_key(key, old[0], i), None)
+
+
+def delete_state(table, key: bytes) -> None:
+    """Delete a state record and its parts, if it has any."""
+    parts = _parts_of(table.get(key))
+    table.pop(key, None)
+    for i in range(parts[1] if parts else 0):
+        table.pop(_part_key(key, parts[0], i), None)
 
 
 def get_state(table, key: bytes) -> bytes | None:
@@ -193,10 +264,11 @@ def load_reference(table, reference_id: str) -> ReferenceProfile:
     return pickle.loads(stored)
 
 
-def dump_checkpoint(table, checkpoint: dict, stored_references: set) -> tuple[bytes, Blocks]:
+def dump_checkpoint(table, checkpoint: dict, stored_references: set, leaves: dict | None = None) -> tuple[bytes, Blocks]:
     """``{"monitor": ModelMonitor, "outbox": [...]}`` as a record of format CHECKPOINT_FORMAT: the
     monitor as its plain state (:meth:`detectors.monitor.ModelMonitor.to_state`), pickled, its large
-    leaves taken out as blocks (:func:`streams.state_blocks.split`): (the record, its leaves' blocks).
+    leaves taken out as blocks (:func:`streams.state_blocks.split`; ``leaves``: how the last checkpoint
+    cut them): (the record, its leaves' blocks).
 
     A version's reference profile (immutable, most of a version's bytes) is written to the
     table once per worker under its own key; the checkpoint holds its ``reference_id``, so a
@@ -211,7 +283,7 @@ def dump_checkpoint(table, checkpoint: dict, stored_references: set) -> tuple[by
                           pickle.dumps(profile, protocol=pickle.HIGHEST_PROTOCOL))
                 stored_references.add(profile.reference_id)
             version["reference"] = profile.reference_id
-    blocks = Blocks()
+    blocks = Blocks(leaves)
     record = {**checkpoint, "format": CHECKPOINT_FORMAT, "monitor": split(state, blocks)}
     return pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL), blocks
 

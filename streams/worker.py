@@ -40,9 +40,9 @@ def outgoing(envelope, record: dict) -> tuple[bytes, list | None]:
     return orjson.dumps(envelope.structured(record)), None
 
 
-# A model is checkpointed once it has folded in this many times the bytes any checkpoint of it may
-# rewrite (its skeleton: streams.state_blocks), or after checkpoint_max_seconds: bench.models
-# measures the changelog against the input.
+# A model is checkpointed once it has folded in this many times the bytes of its state (its last
+# checkpoint whole), or after checkpoint_max_seconds: bench.models measures the changelog against
+# the input.
 CHECKPOINT_GROWTH = 4.0
 
 
@@ -75,9 +75,9 @@ class Worker:
         self.extra_counts = extra_counts
         self.monitors: dict[str, tuple[int, ModelMonitor]] = {}
         self.dirty: set[str] = set()
-        # what each model folded in since its checkpoint (bytes of internal messages), the bytes of
-        # that checkpoint's skeleton, and since when it has been dirty: a model is checkpointed when
-        # its changes are worth it (see checkpoint), not every few seconds
+        # what each model folded in since its checkpoint (bytes of internal messages), the size of
+        # that checkpoint, and since when it has been dirty: a model is checkpointed when its changes
+        # are worth it (see checkpoint), not every few seconds
         self.unsaved_bytes: dict[str, int] = {}
         self.saved_bytes: dict[str, int] = {}
         self.dirty_since: dict[str, float] = {}
@@ -145,12 +145,12 @@ class Worker:
     def _due(self, model: str, now: float, force: bool, with_outputs: set) -> bool:
         """Whether ``model`` is checkpointed now: always when forced (shutdown), when it has
         outputs to send (they are persisted before delivery) or when it went idle; otherwise once it has folded in
-        CHECKPOINT_GROWTH x the skeleton of its last checkpoint, or has been dirty for
-        ``checkpoint_max_seconds``. A checkpoint writes the blocks that changed (about the bytes
-        folded in, in binary) and at most the skeleton again, so the changelog grows with the traffic
-        (the skeleton adds at most 1 / CHECKPOINT_GROWTH of the internal bytes, plus the forced
-        checkpoints), not with the number of models x their state; a crash replays at most
-        ``checkpoint_max_seconds`` of a partition."""
+        CHECKPOINT_GROWTH x the size of its last checkpoint, or has been dirty for
+        ``checkpoint_max_seconds``. A checkpoint writes only the blocks of state that changed
+        (:mod:`streams.state_blocks`), and each block that changes costs its whole size: fewer,
+        larger checkpoints write fewer bytes. The changelog grows with the traffic, not with the
+        number of models x their state, and a crash replays at most ``checkpoint_max_seconds`` of
+        a partition."""
         if force or model in with_outputs or model in self.idle:
             return True
         if self.unsaved_bytes.get(model, 0) >= CHECKPOINT_GROWTH * self.saved_bytes.get(model, 0):
@@ -170,18 +170,18 @@ class Worker:
                 continue
             outbox = [o for o in self.outbox if o[1]["model"] == model]
             saved = self.state.save_checkpoint(model.encode(), {"monitor": entry[1], "outbox": outbox}, entry[0])
-            self._saved(model, saved.skeleton)
+            self._saved(model, saved.size)
             self.counts["checkpoints"] += 1
             self.counts["checkpoint_bytes"] += saved.written
         self.last_checkpoint = now
         return set(self.dirty)
 
-    def _saved(self, model: str, skeleton: int) -> None:
+    def _saved(self, model: str, size: int) -> None:
         self.dirty.discard(model)
         self.idle.discard(model)
         self.dirty_since.pop(model, None)
         self.unsaved_bytes.pop(model, None)
-        self.saved_bytes[model] = skeleton
+        self.saved_bytes[model] = size
 
     def _ackable(self, held: list, unsaved: set) -> tuple[list, list]:
         """(messages that may be acknowledged, messages that wait): per partition, the messages

@@ -1,6 +1,7 @@
 """Checkpoints as content-defined blocks (streams.state_blocks, streams.state.StateStore): a
-checkpoint writes what changed; the changelog left by a crash at any write restores a whole
-checkpoint (the last or the one before); deletes a crash cut short are issued again."""
+checkpoint writes what changed, as one pack; the changelog left by a crash at any write restores a
+whole checkpoint (the last or the one before); deletes a crash cut short are issued again; the
+table holds about the state, not every pack ever written."""
 from __future__ import annotations
 
 import pickle
@@ -45,9 +46,9 @@ def _replayed(snapshot: dict, ops: list) -> Table:
     return table
 
 
-def _blocks_in(table, key: bytes) -> set:
-    prefix = key + b"\x00blk\x00"
-    return {k[len(prefix):] for k in table if k.startswith(prefix)}
+def _packs_in(table, key: bytes) -> set:
+    prefix = key + b"\x00pack\x00"
+    return {int(k[len(prefix):]) for k in table if k.startswith(prefix)}
 
 
 def _fed(n: int, start: int = 0, monitor: ModelMonitor | None = None, **settings) -> ModelMonitor:
@@ -67,9 +68,7 @@ def test_a_leaf_split_into_blocks_comes_back_equal():
     blocks = Blocks()
     skeleton = split(state, blocks)
     assert len(pickle.dumps(skeleton)) < 2000 and len(blocks.new) > 20
-    names: set = set()
-    back = assemble(skeleton, blocks.new.__getitem__, names)
-    assert names == set(blocks.names)
+    back = assemble(skeleton, blocks.new.__getitem__, {})
     for key in ("floats", "codes", "small"):
         assert back[key].dtype == state[key].dtype and np.array_equal(back[key], state[key])
     back["floats"][0, 0] = 1.0      # writable, as the live state it restores
@@ -85,8 +84,18 @@ def test_a_column_that_grows_or_slides_changes_only_its_end_blocks():
     for later in (column[:3100], column[100:3100]):     # 100 appended; and the first 100 dropped too
         after = Blocks()
         split({"errors": later}, after)
-        new = [name for name in after.names if name not in set(before.names)]
-        assert sum(len(after.new[name]) for name in new) < 0.25 * later.nbytes, len(new)
+        new = [name for name in after.sizes if name not in before.sizes]
+        assert sum(after.sizes[name] for name in new) < 0.25 * later.nbytes, len(new)
+    # told how the last checkpoint cut it, a column that grew keeps its blocks but the last, and
+    # cuts only the bytes from there
+    grown, leaf = Blocks(before.leaves), before.leaves[("errors",)]
+    split({"errors": column[:3100]}, grown)
+    assert grown.leaves[("errors",)].names[:len(leaf.names) - 1] == leaf.names[:-1]
+    assert sum(size for name, size in grown.sizes.items() if name not in before.sizes) <= 800 + leaf.sizes[-1]
+    assert sum(map(len, grown.new.values())) == 3100 * 8 - sum(leaf.sizes[:-1])
+    slid = Blocks(before.leaves)     # not a prefix: cut again, content-defined
+    assert assemble(split({"errors": column[100:3100]}, slid), slid.new.__getitem__, {})["errors"].tolist() == \
+        column[100:3100].tolist()
 
 
 def test_a_checkpoint_after_more_traffic_writes_what_changed_and_restores_the_same_monitor():
@@ -95,12 +104,14 @@ def test_a_checkpoint_after_more_traffic_writes_what_changed_and_restores_the_sa
     monitor = _fed(1100, window_size=1000, performance_window=1000)
     first = store.save_checkpoint(b"m", {"monitor": monitor, "outbox": []}, 0)
     _fed(50, 1100, monitor)
-    second = store.save_checkpoint(b"m", {"monitor": monitor, "outbox": []}, 0)
-    assert first.written > first.size and second.size > first.size
-    assert second.written < 0.35 * second.size, second     # ~0.28: the skeleton, and the columns' ends
+    store.save_checkpoint(b"m", {"monitor": monitor, "outbox": []}, 0)  # moves the unchanged skeleton blocks
+    _fed(50, 1150, monitor)
+    third = store.save_checkpoint(b"m", {"monitor": monitor, "outbox": []}, 0)
+    assert first.written > first.size and third.size > first.size
+    assert third.written < 0.35 * third.size, third     # the skeleton's changes, and the columns' ends
     restored = StateStore(table).load_checkpoint(b"m")["monitor"]
     assert _plain(restored.status()) == _plain(monitor.status())
-    later = stream(1150, 1200, seed=6, shift_from=1400)
+    later = stream(1200, 1200, seed=6, shift_from=1400)
     want = comparable(feed(monitor, *later))
     assert comparable(feed(restored, *later)) == want and any(kind == "alert" for kind, _ in want)
 
@@ -122,7 +133,7 @@ def test_the_changelog_a_crash_leaves_at_any_write_restores_the_last_checkpoint_
         restored = StateStore(_replayed(snapshot, ops[:cut])).load_checkpoint(b"m")
         assert _plain(restored["monitor"].status()) == (after if cut > head else before), cut
         assert restored["outbox"] == ([("alert", {"model": "m"}, 0)] if cut > head else [])
-    assert _blocks_in(table, b"m") == store.blocks[b"m"]       # nothing left behind
+    assert _packs_in(table, b"m") == set(store.packs[b"m"].sizes) and len(ops) < 6    # nothing left behind
 
 
 def test_deletes_a_crash_cut_short_are_issued_with_the_next_checkpoint():
@@ -138,10 +149,10 @@ def test_deletes_a_crash_cut_short_are_issued_with_the_next_checkpoint():
     crashed = _replayed(snapshot, table.log[:head + 1])       # the head, none of its deletes
     owner = StateStore(crashed)
     restored = owner.load_checkpoint(b"m")["monitor"]
-    assert _blocks_in(crashed, b"m") > owner.blocks[b"m"]      # blocks the crash left behind...
+    assert _packs_in(crashed, b"m") > set(owner.packs[b"m"].sizes)      # a pack the crash left behind...
     _fed(20, 1000, restored)
     owner.save_checkpoint(b"m", {"monitor": restored, "outbox": []}, 0)
-    assert _blocks_in(crashed, b"m") == owner.blocks[b"m"]     # ...deleted by the next checkpoint
+    assert _packs_in(crashed, b"m") == set(owner.packs[b"m"].sizes)     # ...deleted by the next checkpoint
 
 
 def test_a_store_writes_on_top_of_what_another_worker_wrote_since():
@@ -159,7 +170,7 @@ def test_a_store_writes_on_top_of_what_another_worker_wrote_since():
     _fed(100, 1000, back)
     ours.save_checkpoint(b"m", {"monitor": back, "outbox": []}, 0)
     assert _plain(StateStore(table).load_checkpoint(b"m")["monitor"].status()) == _plain(back.status())
-    assert _blocks_in(table, b"m") == ours.blocks[b"m"]
+    assert _packs_in(table, b"m") == set(ours.packs[b"m"].sizes)
 
 
 def test_a_checkpoint_written_whole_by_a_worker_before_blocks_still_restores():
@@ -182,6 +193,22 @@ def test_a_missing_block_is_an_error_not_a_wrong_state():
     table = Table()
     store = StateStore(table)
     store.save_checkpoint(b"m", {"monitor": _fed(800), "outbox": []}, 0)
-    dict.pop(table, b"m\x00blk\x00" + sorted(store.blocks[b"m"])[0])
-    with pytest.raises(LookupError, match="missing block"):
+    dict.pop(table, b"m\x00pack\x000")
+    with pytest.raises(LookupError, match="missing pack 0"):
         StateStore(table).load_checkpoint(b"m")
+
+
+def test_packs_whose_blocks_went_out_of_use_are_deleted_and_the_table_stays_near_the_state():
+    """Windows close, rows slide out of the rolling metrics: a pack below PACK_KEEP in use is
+    folded into the next one, so the table holds at most about twice the state."""
+    table = Table()
+    store = StateStore(table)
+    monitor = _fed(700)
+    for start in range(700, 3700, 60):
+        _fed(60, start, monitor)
+        saved = store.save_checkpoint(b"m", {"monitor": monitor, "outbox": []}, 0)
+        held = sum(len(v) for k, v in table.items() if b"\x00pack\x00" in k)
+        assert held <= 2 * saved.size, (start, held, saved)
+    packs = _packs_in(table, b"m")
+    assert max(packs) >= 50 and len(packs) < 0.25 * max(packs)       # one or two packs a checkpoint
+    assert _plain(StateStore(table).load_checkpoint(b"m")["monitor"].status()) == _plain(monitor.status())
