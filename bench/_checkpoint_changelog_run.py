@@ -8,7 +8,9 @@ messages) folds EVENTS predictions; every EVERY predictions its checkpoint is wr
 state table as the worker writes it (``StateStore.save_checkpoint``). Reported: the bytes the
 checkpoints wrote (the table's writes, deletes as their key) against the input bytes (the JSON
 messages of the predictions and labels), the bytes the table holds at the end, the CPU per
-checkpoint (``time.process_time``), and whether the last checkpoint restores to the same status.
+checkpoint (``time.process_time``), whether the last checkpoint restores to the same status, and (a
+checkout with block checkpoints) the bytes of new blocks per leaf: the rest of ``written_bytes``
+is the skeleton, the pack headers and the packs folded into new ones.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ def main() -> None:
     table = Table()
     store = StateStore(table)
     cpu, checkpoints = 0.0, 0
+    by_leaf, seen = {}, set()        # this checkout: the new bytes of each leaf's blocks (streams.state_blocks)
     for start in range(0, EVENTS, 10):
         monitor.add_predictions(preds[start:start + 10], offset=start, partition=0)
         monitor.add_labels(labels[start:start + 10])
@@ -64,10 +67,19 @@ def main() -> None:
             store.save_checkpoint(b"m", {"monitor": monitor, "outbox": []}, 0)
             cpu += time.process_time() - t0
             checkpoints += 1
+            packs = getattr(store, "packs", {}).get(b"m")
+            if packs is not None:
+                for path, leaf in packs.leaves.items():
+                    where = "/".join(map(str, path[-2:]))
+                    by_leaf[where] = by_leaf.get(where, 0) + sum(
+                        size for name, size in zip(leaf.names, leaf.sizes) if name not in seen)
+                seen = {name for leaf in packs.leaves.values() for name in leaf.names}
     restored = StateStore(table).load_checkpoint(b"m")["monitor"]
     held = sum(len(k) + len(v) for k, v in table.items() if not k.startswith(REFERENCE_PREFIX))
     print(orjson.dumps({"input_bytes": input_bytes, "written_bytes": table.written, "held_bytes": held,
                         "checkpoints": checkpoints, "cpu_ms_per_checkpoint": 1e3 * cpu / checkpoints,
+                        "leaf_bytes_written": sum(by_leaf.values()) if by_leaf else None,
+                        "top_leaves": sorted(by_leaf.items(), key=lambda kv: -kv[1])[:6],
                         "restores_same": restored.status()["versions"]["1"]["counts"]
                         == monitor.status()["versions"]["1"]["counts"]}).decode())
 

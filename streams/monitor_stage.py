@@ -160,6 +160,7 @@ class MonitorStage:
                     "(a memory-only broker restarted, or the topic was deleted); counting from its start",
                     message.topic, message.partition, replaced, mon.model)
         mon.applied_offsets.clear()     # internal offsets and source positions are from the lost log
+        self.worker.state.rewrite(mon.model.encode())   # and its changelog may have gone with it
         self._same_log = {k: v for k, v in self._same_log.items() if k[0] != mon.model}
         self._same_log[(mon.model, message.partition)] = (-1, None)    # what it folds now is of this log
         self.worker.counts["log_restarts"] += 1

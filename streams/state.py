@@ -3,9 +3,10 @@
 A checkpoint is a record of an explicit format (``"format": 2``, :data:`detectors.monitor_state.CHECKPOINT_FORMAT`):
 the monitor's plain state. It is stored as content-defined blocks (:mod:`streams.state_blocks`) in
 packs, each under ``<model>\\0pack\\0<n>``, and a small head under the model's key naming the packs
-and the record's blocks: a checkpoint writes one pack of the blocks that changed since the model's
-last one, the head, and deletes for the packs no longer named. Records stored whole (the pickle itself, as workers before
-the blocks wrote them) and records of format 1 (the live objects pickled) still restore.
+and the record's blocks: a checkpoint writes one or two packs of the blocks that changed since the
+model's last one, the head, and deletes for the packs no longer named. Records stored whole (the
+pickle itself, as workers wrote them before blocks) and records of format 1 (the live objects
+pickled) still restore.
 
 :class:`StateStore` wraps the table (any mapping with a ``write_partition`` attribute: the
 Faust table in the worker, a dict in a unit test).
@@ -79,7 +80,7 @@ class _Packs:
         blocks to write that stay, those that change, the ids of the packs to delete after its head).
 
         Kept: the packs still PACK_KEEP in use. Written: the blocks in no kept pack, those likely
-        to stay apart from those likely to change (the skeleton's that are new, a leaf's short last
+        to stay apart from those likely to change (the skeleton's that are new, a leaf's last
         block: :class:`streams.state_blocks.Blocks`), so that most packs go out of use whole; a
         block that outlived a checkpoint already is likely to stay."""
         live: dict[int, int] = {}
@@ -201,6 +202,15 @@ class StateStore:
     def forget(self, key: bytes) -> None:
         """The model moved to another worker: what this store knew of its packs may be stale."""
         self.packs.pop(key, None)
+
+    def rewrite(self, key: bytes) -> None:
+        """The changelog may have lost what the table holds (a memory-only broker restarted: the
+        model's internal log was recreated): the model's next checkpoint writes every block of it
+        again, and every reference, in new packs; its old packs are deleted after that head."""
+        known = self.packs.get(key)
+        if known is not None:
+            known.where, known.leaves = {}, {}
+        self.stored_references.clear()
 
 
 def put_state(table, key: bytes, value: bytes) -> None:

@@ -4,13 +4,14 @@ A model's state is mostly sequences that grow at the end or slide (the open wind
 reference being filled, the rolling metrics, the pending joins), between small fields that change
 in place (counts, clocks). :func:`split` takes the state apart: every large leaf (a numpy array,
 ``bytes``, a long list) is cut into blocks at points chosen by the content (a gear hash over the
-last 64 bytes, as rsync and restic cut files), and the rest (the *skeleton*, leaves replaced by
+last 128 bytes, as rsync and restic cut files), and the rest (the *skeleton*, leaves replaced by
 :class:`Chunked`) is pickled and cut the same way. A block's name is its BLAKE2b digest.
 
 Rows appended to a column change the last block of that column; rows dropped from its front
 change the first; a count that moves changes the one skeleton block it sits in. Every other block
 has the name it had, is already in the table, and is not written again: a checkpoint costs about
-the bytes that changed, plus one block per place they changed.
+the bytes that changed, plus one block per place they changed. (The skeleton's changes are spread
+out: most of its ~10 KB change between two checkpoints; BENCHMARKS.md 11e.)
 
 A checkpoint's new blocks go to the table as one *pack* (:func:`pack`): a record per block would
 cost the worker more than the bytes it saves (Faust spends ~0.2 ms of CPU on each changelog record).
@@ -136,7 +137,7 @@ class Blocks:
         if before is not None and len(before.names) > 1:
             kept = sum(before.sizes[:-1])
             hashed.update(view[:kept])
-            if kept <= len(data) and hashed.digest() == before.digest:
+            if kept < len(data) and hashed.digest() == before.digest:
                 names, sizes, start = list(before.names[:-1]), list(before.sizes[:-1]), kept
             else:
                 hashed = hashlib.blake2b(digest_size=DIGEST_BYTES)

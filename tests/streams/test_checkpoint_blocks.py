@@ -212,3 +212,25 @@ def test_packs_whose_blocks_went_out_of_use_are_deleted_and_the_table_stays_near
     packs = _packs_in(table, b"m")
     assert max(packs) >= 50 and len(packs) < 0.25 * max(packs)       # one or two packs a checkpoint
     assert _plain(StateStore(table).load_checkpoint(b"m")["monitor"].status()) == _plain(monitor.status())
+
+
+def test_after_the_changelog_was_lost_the_next_checkpoint_is_whole_in_the_new_one():
+    """A memory-only broker restarted: the table still holds the packs and references, the new
+    changelog none of them. Told so (streams.monitor_stage, a recreated log), the store writes the
+    next checkpoint whole, so that a worker restoring from the new changelog alone has all of it."""
+    table = Table()
+    store = StateStore(table)
+    monitor = _fed(700)
+    store.save_checkpoint(b"m", {"monitor": monitor, "outbox": []}, 0)
+    _fed(50, 700, monitor)
+    table.log.clear()                                   # the changelog from here on
+    store.save_checkpoint(b"m", {"monitor": monitor, "outbox": []}, 0)
+    with pytest.raises(LookupError):                    # a checkpoint of changes only: not enough
+        StateStore(_replayed({}, table.log)).load_checkpoint(b"m")
+    table.log.clear()
+    store.rewrite(b"m")
+    _fed(50, 750, monitor)
+    store.save_checkpoint(b"m", {"monitor": monitor, "outbox": []}, 0)
+    restored = StateStore(_replayed({}, table.log)).load_checkpoint(b"m")["monitor"]
+    assert _plain(restored.status()) == _plain(monitor.status())
+    assert _packs_in(table, b"m") == set(store.packs[b"m"].sizes)      # the old packs deleted
