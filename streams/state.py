@@ -218,19 +218,27 @@ def put_state(table, key: bytes, value: bytes) -> None:
 
     All of a model's records go to its partition in write order (streams.app._ModelStateTable), so a
     crash at any point leaves the last head written with its parts intact; the previous
-    generation's parts are deleted only after the new head.
+    generation's parts are deleted only after the new head. A key written for the first time may
+    have parts of a write a crash cut short before its head (a pack's id is used again after a
+    restore): they are deleted too.
     """
     old = _parts_of(table.get(key))
+    written = 0
     if len(value) <= STATE_PART_BYTES:
         table[key] = value
     else:
-        generation, count = (old[0] + 1 if old else 0), -(-len(value) // STATE_PART_BYTES)
-        for i in range(count):
+        generation, written = (old[0] + 1 if old else 0), -(-len(value) // STATE_PART_BYTES)
+        for i in range(written):
             table[_part_key(key, generation, i)] = value[i * STATE_PART_BYTES:(i + 1) * STATE_PART_BYTES]
-        table[key] = _PARTS + orjson.dumps([generation, count])
+        table[key] = _PARTS + orjson.dumps([generation, written])
     if old:
         for i in range(old[1]):
             table.pop(_part_key(key, old[0], i), None)
+    else:
+        stale = written
+        while table.get(_part_key(key, 0, stale)) is not None:
+            table.pop(_part_key(key, 0, stale), None)
+            stale += 1
 
 
 def delete_state(table, key: bytes) -> None:
@@ -294,7 +302,9 @@ def dump_checkpoint(table, checkpoint: dict, stored_references: set, leaves: dic
                 stored_references.add(profile.reference_id)
             version["reference"] = profile.reference_id
     blocks = Blocks(leaves)
-    record = {**checkpoint, "format": CHECKPOINT_FORMAT, "monitor": split(state, blocks)}
+    # split as a whole: a leaf's path is the one assemble gives it on restore (the next checkpoint
+    # after a restore keeps the blocks of the leaves that grew)
+    record = split({**checkpoint, "format": CHECKPOINT_FORMAT, "monitor": state}, blocks)
     return pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL), blocks
 
 
