@@ -67,7 +67,9 @@ class _Packs:
         self.sizes: dict[int, int] = {}
         self.leaves: dict[tuple, Leaf] = {}
         self.next = 0 if head is None else head["next"]
-        self.released: set[int] = set() if head is None else set(head["released"])
+        # with the packs a save that a crash cut short before its head may have written (its ids are
+        # used again; any not used by the next save are deleted after its head)
+        self.released: set[int] = set() if head is None else {*head["released"], self.next, self.next + 1}
 
     def add(self, pack_id: int, blocks) -> None:
         self.sizes[pack_id] = self.sizes.get(pack_id, 0)
@@ -97,7 +99,8 @@ class _Packs:
         for name in blocks.sizes:
             if self.where.get(name) not in kept:
                 (change if name in blocks.volatile and name not in self.where else stay).append(name)
-        return now, stay, change, (set(self.sizes) - kept) | self.released
+        written = set(range(now.next, now.next + bool(stay) + bool(change)))
+        return now, stay, change, ((set(self.sizes) - kept) | self.released) - written
 
 
 class StateStore:
@@ -146,9 +149,9 @@ class StateStore:
             head = _BLOCKS + pickle.dumps({"root": root, "packs": sorted(now.sizes), "next": now.next,
                                            "released": sorted(released)}, protocol=pickle.HIGHEST_PROTOCOL)
             self.put(key, head)
+            self.packs[key] = now       # before the deletes: a save after an error here reuses no id in use
             for pack_id in released:
                 delete_state(table, _pack_key(key, pack_id))
-            self.packs[key] = now
         finally:
             table.write_partition = None
         return SavedCheckpoint(written + len(head), sum(blocks.sizes.values()))

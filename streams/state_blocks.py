@@ -173,7 +173,7 @@ def split(value, blocks: Blocks, path: tuple = ()):
         return kind(split(item, blocks, (*path, i)) for i, item in enumerate(value))
     if kind is list:
         return Chunked("pickle", (), blocks.leaf(path, pickle.dumps(value, protocol=LIST_PROTOCOL)))
-    if kind is np.ndarray and value.dtype != object and value.nbytes >= LEAF_BYTES:
+    if kind is np.ndarray and value.dtype.kind != "O" and value.dtype.fields is None and value.nbytes >= LEAF_BYTES:
         return Chunked("ndarray", (value.dtype.str, value.shape), blocks.leaf(path, np.ascontiguousarray(value).tobytes()))
     if (kind is bytes or kind is bytearray) and len(value) >= LEAF_BYTES:
         return Chunked(kind.__name__, (), blocks.leaf(path, bytes(value)))

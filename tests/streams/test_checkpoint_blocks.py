@@ -268,3 +268,24 @@ def test_parts_a_crash_left_behind_a_key_written_again_are_deleted(monkeypatch):
     small = Table(crashed)
     put_state(small, b"pack", b"z")                # or small enough for one record
     assert dict(small) == {b"pack": b"z"}
+
+
+def test_packs_of_a_save_a_crash_cut_before_its_head_are_deleted_by_the_next_save():
+    """The cut save wrote its packs, not its head: the new owner uses their ids again, and deletes
+    those it does not use (here: a save with nothing new to write)."""
+    table = Table()
+    store = StateStore(table)
+    monitor = _fed(700)
+    store.save_checkpoint(b"m", {"monitor": monitor, "outbox": []}, 0)
+    snapshot = dict(table)
+    table.log.clear()
+    _fed(300, 700, monitor)
+    store.save_checkpoint(b"m", {"monitor": monitor, "outbox": []}, 0)
+    head = next(i for i, (_, key, _) in enumerate(table.log) if key == b"m")
+    crashed = _replayed(snapshot, table.log[:head])       # both packs, no head
+    owner = StateStore(crashed)
+    restored = owner.load_checkpoint(b"m")["monitor"]
+    assert len(_packs_in(crashed, b"m") - set(owner.packs[b"m"].sizes)) == 2
+    owner.save_checkpoint(b"m", {"monitor": restored, "outbox": []}, 0)
+    assert _packs_in(crashed, b"m") == set(owner.packs[b"m"].sizes)
+    assert _plain(StateStore(crashed).load_checkpoint(b"m")["monitor"].status()) == _plain(restored.status())
