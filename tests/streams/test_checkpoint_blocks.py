@@ -136,7 +136,9 @@ def test_the_changelog_a_crash_leaves_at_any_write_restores_the_last_checkpoint_
     assert _packs_in(table, b"m") == set(store.packs[b"m"].sizes) and len(ops) < 6    # nothing left behind
 
 
-def test_deletes_a_crash_cut_short_are_issued_with_the_next_checkpoint():
+def _second_save() -> tuple[dict, list, int]:
+    """A model saved at 700 predictions and again at 1,000 (a window closed between): the table
+    after the first save, the writes of the second, and where in them its head is."""
     table = Table()
     store = StateStore(table)
     monitor = _fed(700)
@@ -145,8 +147,12 @@ def test_deletes_a_crash_cut_short_are_issued_with_the_next_checkpoint():
     table.log.clear()
     _fed(300, 700, monitor)
     store.save_checkpoint(b"m", {"monitor": monitor, "outbox": []}, 0)
-    head = next(i for i, (_, key, _) in enumerate(table.log) if key == b"m")
-    crashed = _replayed(snapshot, table.log[:head + 1])       # the head, none of its deletes
+    return snapshot, list(table.log), next(i for i, (_, key, _) in enumerate(table.log) if key == b"m")
+
+
+def test_deletes_a_crash_cut_short_are_issued_with_the_next_checkpoint():
+    snapshot, ops, head = _second_save()
+    crashed = _replayed(snapshot, ops[:head + 1])       # the head, none of its deletes
     owner = StateStore(crashed)
     restored = owner.load_checkpoint(b"m")["monitor"]
     assert _packs_in(crashed, b"m") > set(owner.packs[b"m"].sizes)      # a pack the crash left behind...
@@ -273,16 +279,8 @@ def test_parts_a_crash_left_behind_a_key_written_again_are_deleted(monkeypatch):
 def test_packs_of_a_save_a_crash_cut_before_its_head_are_deleted_by_the_next_save():
     """The cut save wrote its packs, not its head: the new owner uses their ids again, and deletes
     those it does not use (here: a save with nothing new to write)."""
-    table = Table()
-    store = StateStore(table)
-    monitor = _fed(700)
-    store.save_checkpoint(b"m", {"monitor": monitor, "outbox": []}, 0)
-    snapshot = dict(table)
-    table.log.clear()
-    _fed(300, 700, monitor)
-    store.save_checkpoint(b"m", {"monitor": monitor, "outbox": []}, 0)
-    head = next(i for i, (_, key, _) in enumerate(table.log) if key == b"m")
-    crashed = _replayed(snapshot, table.log[:head])       # both packs, no head
+    snapshot, ops, head = _second_save()
+    crashed = _replayed(snapshot, ops[:head])       # both packs, no head
     owner = StateStore(crashed)
     restored = owner.load_checkpoint(b"m")["monitor"]
     assert len(_packs_in(crashed, b"m") - set(owner.packs[b"m"].sizes)) == 2
