@@ -77,9 +77,9 @@ class _Packs:
             self.where[name] = pack_id
             self.sizes[pack_id] += len(block)
 
-    def after(self, blocks: Blocks) -> tuple["_Packs", list, list, set]:
-        """(where the blocks will be once a checkpoint of ``blocks`` is written, the names of the
-        blocks to write that stay, those that change, the ids of the packs to delete after its head).
+    def after(self, blocks: Blocks) -> tuple["_Packs", list, set]:
+        """(where the blocks will be once a checkpoint of ``blocks`` is written, the packs to write as
+        ``(id, names of their blocks)``, the ids of the packs to delete after its head).
 
         Kept: the packs still PACK_KEEP in use. Written: the blocks in no kept pack, those likely
         to stay apart from those likely to change (the skeleton's that are new, a leaf's last
@@ -99,8 +99,9 @@ class _Packs:
         for name in blocks.sizes:
             if self.where.get(name) not in kept:
                 (change if name in blocks.volatile and name not in self.where else stay).append(name)
-        written = set(range(now.next, now.next + bool(stay) + bool(change)))
-        return now, stay, change, ((set(self.sizes) - kept) | self.released) - written
+        packs = [(now.next + i, names) for i, names in enumerate(names for names in (stay, change) if names)]
+        now.next += len(packs)
+        return now, packs, ((set(self.sizes) - kept) | self.released) - {pack_id for pack_id, _ in packs}
 
 
 class StateStore:
@@ -136,16 +137,16 @@ class StateStore:
             known = self.packs.get(key) or _Packs()
             record, blocks = dump_checkpoint(table, checkpoint, self.stored_references, known.leaves)
             root = blocks.cut(record)
-            now, stay, change, released = known.after(blocks)
-            moved = self._blocks_of(key, known, [name for name in stay if name not in blocks.new])
+            now, packs, released = known.after(blocks)
+            moved = self._blocks_of(key, known, [name for _, names in packs for name in names
+                                                 if name not in blocks.new])
             written = 0
-            for names in (stay, change):
-                if names:
-                    group = [(name, blocks.new[name] if name in blocks.new else moved[name]) for name in names]
-                    data = pack(group)
-                    put_state(table, _pack_key(key, now.next), data)
-                    now.add(now.next, group)
-                    now.next, written = now.next + 1, written + len(data)
+            for pack_id, names in packs:
+                group = [(name, blocks.new[name] if name in blocks.new else moved[name]) for name in names]
+                data = pack(group)
+                put_state(table, _pack_key(key, pack_id), data)
+                now.add(pack_id, group)
+                written += len(data)
             head = _BLOCKS + pickle.dumps({"root": root, "packs": sorted(now.sizes), "next": now.next,
                                            "released": sorted(released)}, protocol=pickle.HIGHEST_PROTOCOL)
             self.put(key, head)
